@@ -1,0 +1,203 @@
+//! Image sources: format detection and the common model every reader exposes.
+//!
+//! Readers map their file with `memmap2` and never read it whole. They know
+//! nothing about protocols: they answer "what is this image" ([`ImageInfo`]),
+//! "give me the stored bytes of tile t at level k" ([`Image::encoded_tile`]) and
+//! "decode tile t at level k" ([`Image::decode_tile`]).
+//!
+//! Levels are numbered natively here: `k = 0` is the full image. Protocols
+//! convert from IIP resolution numbers (`r = N-1-k`).
+
+pub mod tiff;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why an image or a tile could not be read. Messages never contain a server path:
+/// the protocol layer prefixes them with the path the client asked for.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("Unable to open file")]
+    Open(#[source] std::io::Error),
+    #[error("Unable to read initial byte sequence from file")]
+    TooShort,
+    #[error("Unsupported image type")]
+    UnknownFormat,
+    #[error("Image is not tiled")]
+    NotTiled,
+    #[error("Unsupported {0}")]
+    Unsupported(String),
+    #[error("Malformed TIFF: {0}")]
+    Malformed(String),
+    #[error("Asked for non-existent tile: {0}")]
+    NoSuchTile(u32),
+    #[error("Asked for non-existent resolution: {0}")]
+    NoSuchLevel(u32),
+    #[error("Tile decoding failed: {0}")]
+    Decode(String),
+}
+
+/// The colour space the samples are in (iipsrv's `ColorSpace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColourSpace {
+    Greyscale,
+    Srgb,
+    CieLab,
+    Bilevel,
+    None,
+}
+
+/// How the stored samples are interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleFormat {
+    Unsigned,
+    Float,
+}
+
+/// Codec of the stored tiles of one level, as far as pass-through cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredCodec {
+    None,
+    Jpeg,
+    Deflate,
+    Lzw,
+    Zstd,
+    Webp,
+    PackBits,
+    Other(u16),
+}
+
+/// One stored resolution. `k = 0` is the full image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Level {
+    pub width: u32,
+    pub height: u32,
+    pub tile_width: u32,
+    pub tile_height: u32,
+    pub codec: StoredCodec,
+}
+
+impl Level {
+    pub fn columns(&self) -> u32 {
+        self.width.div_ceil(self.tile_width)
+    }
+    pub fn rows(&self) -> u32 {
+        self.height.div_ceil(self.tile_height)
+    }
+    pub fn tile_count(&self) -> u32 {
+        self.columns() * self.rows()
+    }
+    /// Real (edge-cropped) size of tile `t`, or `None` if `t` is out of range.
+    pub fn tile_size(&self, t: u32) -> Option<(u32, u32)> {
+        if t >= self.tile_count() {
+            return None;
+        }
+        let (col, row) = (t % self.columns(), t / self.columns());
+        let w = (self.width - col * self.tile_width).min(self.tile_width);
+        let h = (self.height - row * self.tile_height).min(self.tile_height);
+        Some((w, h))
+    }
+}
+
+/// Resolution unit of `dpi_x`/`dpi_y`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResolutionUnit {
+    #[default]
+    Unknown,
+    Inch,
+    Centimetre,
+}
+
+/// Everything read from the file header: what `OBJ`, `info.json` and the
+/// pipelines need. Cached per path + mtime.
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    /// Levels, largest first (`levels[0]` is the full image).
+    pub levels: Vec<Level>,
+    pub channels: u16,
+    /// Stored bits per sample (1..32), what `OBJ=Bits-per-channel` reports.
+    pub bits_per_sample: u16,
+    pub sample_format: SampleFormat,
+    pub colour: ColourSpace,
+    /// Per-channel sample range (after the expansion of 9–15-bit data to 16 bits).
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+    pub dpi_x: f64,
+    pub dpi_y: f64,
+    pub resolution_unit: ResolutionUnit,
+    /// Text metadata by iipsrv key (`creator`, `rights`, `date`, `description`, `title`, ...).
+    pub metadata: BTreeMap<String, String>,
+    pub icc: Option<Vec<u8>>,
+    pub xmp: Option<String>,
+    pub horizontal_views: Vec<i32>,
+    pub vertical_views: Vec<i32>,
+    /// Quality layers (JPEG2000); 0 for formats without layers.
+    pub quality_layers: u32,
+}
+
+impl ImageInfo {
+    pub fn width(&self) -> u32 {
+        self.levels[0].width
+    }
+    pub fn height(&self) -> u32 {
+        self.levels[0].height
+    }
+    pub fn num_levels(&self) -> u32 {
+        self.levels.len() as u32
+    }
+}
+
+/// Decoded samples of one tile, interleaved, cropped to the real edge size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tile {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u16,
+    pub data: Samples,
+}
+
+/// Sample storage by depth. Lower depths are expanded on decode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Samples {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    F32(Vec<f32>),
+}
+
+/// A stored tile's bitstream, ready to be sent without decoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedTile {
+    pub codec: StoredCodec,
+    /// A complete, standalone bitstream (for JPEG: tables merged).
+    pub bytes: Vec<u8>,
+}
+
+/// An opened image file.
+pub trait Image: Send + Sync {
+    fn info(&self) -> &ImageInfo;
+    /// The stored bitstream of tile `t` at level `k` as a standalone file, when the
+    /// level's codec can be passed through (JPEG, WebP) and the tile is complete.
+    /// `Ok(None)` when it cannot be passed through.
+    fn encoded_tile(&self, k: u32, t: u32) -> Result<Option<EncodedTile>, ImageError>;
+    /// Decode tile `t` of level `k`.
+    fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError>;
+}
+
+/// Open `path` and detect its format from its first bytes.
+pub fn open(path: &Path) -> Result<Arc<dyn Image>, ImageError> {
+    let file = std::fs::File::open(path).map_err(ImageError::Open)?;
+    // SAFETY: the map is read-only; a file truncated underneath us would raise SIGBUS,
+    // which is the accepted risk of serving from memory maps (iipsrv's files are immutable
+    // while served, and a changed mtime reopens the file).
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(ImageError::Open)?;
+    if map.len() < 10 {
+        return Err(ImageError::TooShort);
+    }
+    match &map[..4] {
+        b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+" => Ok(Arc::new(tiff::TiffImage::parse(map)?)),
+        _ if map[..3] == *b"I I" => Ok(Arc::new(tiff::TiffImage::parse(map)?)),
+        _ => Err(ImageError::UnknownFormat),
+    }
+}

@@ -1,0 +1,532 @@
+//! Typed server configuration, read once from iipsrv's environment variables.
+//!
+//! Numbers are parsed like C `atoi`/`atof` (leading blanks, optional sign, digits,
+//! trailing junk ignored, no digits → 0) and booleans are `atoi(v) != 0`, because
+//! existing deployments rely on exactly that (`ALLOW_UPSCALING=true` is *false*).
+//! An optional environment file (`--config`, `KEY=VALUE` lines as systemd's
+//! `EnvironmentFile=` reads them) overrides the process environment and is read
+//! again on every reload.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    File(PathBuf),
+    Syslog,
+    Stderr,
+}
+
+/// A protocol that `URI_MAP` can route a path prefix to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MappedProtocol {
+    Iip,
+    Iiif,
+    DeepZoom,
+    Zoomify,
+}
+
+/// One `prefix=>protocol` entry of `URI_MAP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriMap {
+    pub prefix: String,
+    pub protocol: MappedProtocol,
+}
+
+/// Every setting of the server. Field docs name the environment variable.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `LOGFILE` (a path, or `syslog`; `-` or `stderr` for standard error).
+    pub log_target: LogTarget,
+    /// `VERBOSITY`, 0..=6.
+    pub verbosity: u32,
+    /// `MAX_IMAGE_CACHE_SIZE` in bytes (iipsrv MB of 1 024 000 bytes).
+    pub tile_cache_bytes: u64,
+    /// `MAX_IMAGE_METADATA_CACHE_SIZE` / `MAX_METADATA_CACHE_SIZE`: entries; `None` = unlimited.
+    pub metadata_cache_entries: Option<usize>,
+    /// `FILESYSTEM_PREFIX`.
+    pub filesystem_prefix: String,
+    /// `FILESYSTEM_SUFFIX`.
+    pub filesystem_suffix: String,
+    /// `FILENAME_PATTERN`.
+    pub filename_pattern: String,
+    /// `JPEG_QUALITY`, 1..=100.
+    pub jpeg_quality: i32,
+    /// `PNG_QUALITY`, 0..=9.
+    pub png_quality: i32,
+    /// `WEBP_QUALITY`, -1..=100.
+    pub webp_quality: i32,
+    /// `AVIF_QUALITY`, -1..=100.
+    pub avif_quality: i32,
+    /// `AVIF_CODEC`, 0..=3.
+    pub avif_codec: i32,
+    /// `TIFF_COMPRESSION`, 0..=5.
+    pub tiff_compression: i32,
+    /// `TIFF_QUALITY`, clamped per codec.
+    pub tiff_quality: i32,
+    /// `MAX_CVT`: `None` = unlimited.
+    pub max_cvt: Option<u32>,
+    /// `ALLOW_UPSCALING`.
+    pub allow_upscaling: bool,
+    /// `MAX_LAYERS`.
+    pub max_layers: i32,
+    /// `INTERPOLATION`: 0 nearest, otherwise bilinear.
+    pub interpolation: i32,
+    /// `WATERMARK`.
+    pub watermark: Option<PathBuf>,
+    /// `WATERMARK_PROBABILITY`, 0..=1.
+    pub watermark_probability: f64,
+    /// `WATERMARK_OPACITY`, 0..=1.
+    pub watermark_opacity: f64,
+    /// `MEMCACHED_SERVERS`: empty = no memcached.
+    pub memcached_servers: Vec<String>,
+    /// `MEMCACHED_TIMEOUT`, seconds.
+    pub memcached_timeout: u32,
+    /// `CORS`: origin for the CORS header block.
+    pub cors: Option<String>,
+    /// `BASE_URL`.
+    pub base_url: Option<String>,
+    /// `CACHE_CONTROL`.
+    pub cache_control: String,
+    /// `URI_MAP`: several `prefix=>protocol` entries, separated by whitespace or `,`.
+    pub uri_map: Vec<UriMap>,
+    /// `MAX_ICC` (bytes; -1 always; 0 never), with `EMBED_ICC` as legacy alias.
+    pub max_icc: i64,
+    /// `CODEC_PASSTHROUGH`.
+    pub codec_passthrough: bool,
+    /// `KAKADU_READMODE`, accepted for compatibility.
+    pub kakadu_readmode: u32,
+    /// `IIIF_VERSION`: 2 or 3.
+    pub iiif_version: u32,
+    /// `IIIF_DELIMITER`.
+    pub iiif_delimiter: Option<String>,
+    /// `IIIF_EXTRA_INFO`.
+    pub iiif_extra_info: Option<String>,
+    /// `IIIF_EXTENSIONS`.
+    pub iiif_extensions: bool,
+    /// `COPYRIGHT`.
+    pub copyright: Option<String>,
+    /// `OMP_NUM_THREADS`: threads one region export may use (1 = none).
+    pub threads: usize,
+}
+
+/// A configuration problem the operator must fix before the server can start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}, line {line}: expected KEY=VALUE")]
+    Syntax { path: PathBuf, line: usize },
+}
+
+/// C `atoi`: leading blanks, optional sign, decimal digits; anything else ends the number.
+pub fn atoi(s: &str) -> i64 {
+    let s = s.trim_start();
+    let (neg, digits) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let mut v: i64 = 0;
+    for b in digits.bytes().take_while(u8::is_ascii_digit) {
+        v = v.saturating_mul(10).saturating_add((b - b'0') as i64);
+    }
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+/// C `atof`: the longest leading prefix that parses as a decimal float; none → 0.
+pub fn atof(s: &str) -> f64 {
+    let s = s.trim_start();
+    let b = s.as_bytes();
+    let mut end = 0;
+    let mut seen_digit = false;
+    let mut seen_dot = false;
+    let mut seen_exp = false;
+    let mut best = 0;
+    while end < b.len() {
+        let c = b[end];
+        match c {
+            b'+' | b'-' if end == 0 || matches!(b[end - 1], b'e' | b'E') => {}
+            b'0'..=b'9' => {
+                seen_digit = true;
+                best = end + 1;
+            }
+            b'.' if !seen_dot && !seen_exp => seen_dot = true,
+            b'e' | b'E' if seen_digit && !seen_exp => seen_exp = true,
+            _ => break,
+        }
+        end += 1;
+    }
+    s[..best].parse().unwrap_or(0.0)
+}
+
+fn atob(s: &str) -> bool {
+    atoi(s) != 0
+}
+
+/// Reads `KEY=VALUE` lines: blank lines and `#` comments skipped, optional `export `,
+/// values optionally in single or double quotes.
+pub fn parse_env_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            return Err(ConfigError::Syntax {
+                path: path.to_owned(),
+                line: i + 1,
+            });
+        };
+        let v = v.trim();
+        let v = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
+            &v[1..v.len() - 1]
+        } else {
+            v
+        };
+        out.insert(k.trim().to_owned(), v.to_owned());
+    }
+    Ok(out)
+}
+
+impl Config {
+    /// Reads the process environment, overlaid with `env_file` when given.
+    pub fn load(env_file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut vars: HashMap<String, String> = std::env::vars().collect();
+        if let Some(p) = env_file {
+            vars.extend(parse_env_file(p)?);
+        }
+        Ok(Config::from_vars(|k| vars.get(k).cloned()))
+    }
+
+    /// Builds the configuration from a variable lookup (tests pass a map).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Config {
+        let int = |k: &str, d: i64| get(k).map(|v| atoi(&v)).unwrap_or(d);
+        let float = |k: &str, d: f64| get(k).map(|v| atof(&v)).unwrap_or(d);
+        let string = |k: &str| get(k).filter(|v| !v.is_empty());
+
+        let log_target = match get("LOGFILE").as_deref() {
+            None | Some("") => LogTarget::File(PathBuf::from("/tmp/iipsrv.log")),
+            Some("syslog") => LogTarget::Syslog,
+            Some("-") | Some("stderr") => LogTarget::Stderr,
+            Some(p) => LogTarget::File(PathBuf::from(p)),
+        };
+        let metadata_raw = get("MAX_IMAGE_METADATA_CACHE_SIZE")
+            .or_else(|| get("MAX_METADATA_CACHE_SIZE"))
+            .map(|v| atoi(&v))
+            .unwrap_or(1000);
+        let max_cvt = match int("MAX_CVT", 5000) {
+            0 => Some(5000),
+            -1 => None,
+            v if v < -1 => Some(1),
+            v => Some(v.min(u32::MAX as i64) as u32),
+        };
+        let tiff_compression = match int("TIFF_COMPRESSION", 2) {
+            v @ 0..=5 => v as i32,
+            _ => 0,
+        };
+        let mut tiff_quality = int("TIFF_QUALITY", 1).clamp(0, 100) as i32;
+        match tiff_compression {
+            2 => tiff_quality = tiff_quality.min(9),
+            5 => tiff_quality = tiff_quality.min(19),
+            _ => {}
+        }
+        let max_icc = match (get("MAX_ICC"), get("EMBED_ICC")) {
+            (Some(v), _) => atoi(&v),
+            (None, Some(e)) if atoi(&e) == 0 => 0,
+            _ => 65536,
+        };
+        let iiif_version = match int("IIIF_VERSION", 3) {
+            v if v < 1 => 3,
+            2 => 2,
+            _ => 3,
+        };
+        let avif_codec = match int("AVIF_CODEC", 0) {
+            v @ 0..=3 => v as i32,
+            _ => 0,
+        };
+        let memcached_servers = get("MEMCACHED_SERVERS")
+            .unwrap_or_else(|| "localhost".into())
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let threads = get("OMP_NUM_THREADS")
+            .map(|v| atoi(&v).max(1) as usize)
+            .unwrap_or(1);
+
+        Config {
+            log_target,
+            verbosity: int("VERBOSITY", 1).clamp(0, 6) as u32,
+            tile_cache_bytes: shm::budget_bytes(float("MAX_IMAGE_CACHE_SIZE", 10.0)),
+            metadata_cache_entries: if metadata_raw < 0 {
+                None
+            } else {
+                Some(metadata_raw as usize)
+            },
+            filesystem_prefix: get("FILESYSTEM_PREFIX").unwrap_or_default(),
+            filesystem_suffix: get("FILESYSTEM_SUFFIX").unwrap_or_default(),
+            filename_pattern: get("FILENAME_PATTERN").unwrap_or_else(|| "_pyr_".into()),
+            jpeg_quality: int("JPEG_QUALITY", 75).clamp(1, 100) as i32,
+            png_quality: int("PNG_QUALITY", 1).clamp(0, 9) as i32,
+            webp_quality: int("WEBP_QUALITY", 50).clamp(-1, 100) as i32,
+            avif_quality: int("AVIF_QUALITY", 50).clamp(-1, 100) as i32,
+            avif_codec,
+            tiff_compression,
+            tiff_quality,
+            max_cvt,
+            allow_upscaling: get("ALLOW_UPSCALING").map(|v| atob(&v)).unwrap_or(true),
+            max_layers: int("MAX_LAYERS", 0).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+            interpolation: int("INTERPOLATION", 1).clamp(0, 1) as i32,
+            watermark: string("WATERMARK").map(PathBuf::from),
+            watermark_probability: float("WATERMARK_PROBABILITY", 1.0).clamp(0.0, 1.0),
+            watermark_opacity: float("WATERMARK_OPACITY", 1.0).clamp(0.0, 1.0),
+            memcached_servers,
+            memcached_timeout: int("MEMCACHED_TIMEOUT", 86400).clamp(0, u32::MAX as i64) as u32,
+            cors: string("CORS"),
+            base_url: string("BASE_URL"),
+            cache_control: get("CACHE_CONTROL")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "max-age=86400".into()),
+            uri_map: get("URI_MAP").map(|v| parse_uri_map(&v)).unwrap_or_default(),
+            max_icc,
+            codec_passthrough: get("CODEC_PASSTHROUGH").map(|v| atob(&v)).unwrap_or(true),
+            kakadu_readmode: int("KAKADU_READMODE", 0).clamp(0, 2) as u32,
+            iiif_version,
+            iiif_delimiter: string("IIIF_DELIMITER"),
+            iiif_extra_info: string("IIIF_EXTRA_INFO"),
+            iiif_extensions: get("IIIF_EXTENSIONS").map(|v| atob(&v)).unwrap_or(false),
+            copyright: string("COPYRIGHT"),
+            threads,
+        }
+    }
+
+    /// One line per setting, for the start-up log.
+    pub fn summary(&self) -> Vec<String> {
+        let mut v = vec![
+            format!("Verbosity level set to {}", self.verbosity),
+            format!(
+                "Setting maximum image tile data cache size to {}MB",
+                self.tile_cache_bytes as f64 / shm::IIPSRV_MB as f64
+            ),
+            format!(
+                "Setting maximum image metadata cache size to {}",
+                self.metadata_cache_entries
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unlimited".into())
+            ),
+            format!("Setting filesystem prefix to '{}'", self.filesystem_prefix),
+            format!("Setting filesystem suffix to '{}'", self.filesystem_suffix),
+            format!("Setting default JPEG quality to {}", self.jpeg_quality),
+            format!("Setting default PNG compression level to {}", self.png_quality),
+            format!(
+                "Setting maximum CVT size to {}",
+                self.max_cvt
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "unlimited".into())
+            ),
+            format!("Setting HTTP Cache-Control header to '{}'", self.cache_control),
+            format!("Setting codec pass-through to {}", self.codec_passthrough),
+            format!("Setting default IIIF Image API version to {}", self.iiif_version),
+        ];
+        if let Some(c) = &self.cors {
+            v.push(format!("Setting Cross Origin Resource Sharing to '{c}'"));
+        }
+        for m in &self.uri_map {
+            v.push(format!("Setting URI mapping '{}' => {:?}", m.prefix, m.protocol));
+        }
+        if !self.memcached_servers.is_empty() {
+            v.push(format!(
+                "Memcached servers configured: {} (memcached support is not enabled in this build)",
+                self.memcached_servers.join(",")
+            ));
+        }
+        v
+    }
+}
+
+/// Parses `URI_MAP`: entries `prefix=>protocol`, separated by whitespace or commas.
+/// Unknown protocols are skipped (and logged by the caller through `summary`).
+pub fn parse_uri_map(v: &str) -> Vec<UriMap> {
+    v.split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|entry| {
+            let (prefix, proto) = entry.split_once("=>")?;
+            let protocol = match proto.trim().to_ascii_lowercase().as_str() {
+                "iip" => MappedProtocol::Iip,
+                "iiif" => MappedProtocol::Iiif,
+                "deepzoom" => MappedProtocol::DeepZoom,
+                "zoomify" => MappedProtocol::Zoomify,
+                _ => {
+                    log::warn!("URI_MAP: unknown protocol '{proto}' ignored");
+                    return None;
+                }
+            };
+            Some(UriMap {
+                prefix: prefix.trim().trim_matches('/').to_owned(),
+                protocol,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn atoi_matches_c() {
+        assert_eq!(atoi("  42abc"), 42);
+        assert_eq!(atoi("-7"), -7);
+        assert_eq!(atoi("+3"), 3);
+        assert_eq!(atoi("abc"), 0);
+        assert_eq!(atoi(""), 0);
+        assert_eq!(atoi("true"), 0);
+    }
+
+    #[test]
+    fn atof_matches_c() {
+        assert_eq!(atof("0.5MB"), 0.5);
+        assert_eq!(atof(" 1e2x"), 100.0);
+        assert_eq!(atof("-2.5"), -2.5);
+        assert_eq!(atof("x"), 0.0);
+        assert_eq!(atof("3."), 3.0);
+    }
+
+    #[test]
+    fn max_cvt_parsing_f27() {
+        assert_eq!(cfg(&[]).max_cvt, Some(5000));
+        assert_eq!(cfg(&[("MAX_CVT", "0")]).max_cvt, Some(5000));
+        assert_eq!(cfg(&[("MAX_CVT", "-1")]).max_cvt, None);
+        assert_eq!(cfg(&[("MAX_CVT", "-5")]).max_cvt, Some(1));
+        assert_eq!(cfg(&[("MAX_CVT", "abc")]).max_cvt, Some(5000));
+        assert_eq!(cfg(&[("MAX_CVT", "800")]).max_cvt, Some(800));
+    }
+
+    #[test]
+    fn booleans_are_atoi_f28() {
+        assert!(!cfg(&[("ALLOW_UPSCALING", "true")]).allow_upscaling);
+        assert!(cfg(&[("ALLOW_UPSCALING", "1")]).allow_upscaling);
+        assert!(cfg(&[]).allow_upscaling);
+    }
+
+    #[test]
+    fn cache_budget_f29() {
+        assert_eq!(cfg(&[]).tile_cache_bytes, 10_240_000);
+        assert_eq!(cfg(&[("MAX_IMAGE_CACHE_SIZE", "0")]).tile_cache_bytes, 0);
+    }
+
+    #[test]
+    fn defaults_and_clamps() {
+        let c = cfg(&[]);
+        assert_eq!(c.jpeg_quality, 75);
+        assert_eq!(c.png_quality, 1);
+        assert_eq!(c.cache_control, "max-age=86400");
+        assert_eq!(c.iiif_version, 3);
+        assert_eq!(c.max_icc, 65536);
+        assert_eq!(c.memcached_servers, vec!["localhost".to_string()]);
+        assert_eq!(c.log_target, LogTarget::File("/tmp/iipsrv.log".into()));
+        let c = cfg(&[
+            ("JPEG_QUALITY", "500"),
+            ("PNG_QUALITY", "-3"),
+            ("TIFF_COMPRESSION", "5"),
+            ("TIFF_QUALITY", "50"),
+            ("IIIF_VERSION", "0"),
+            ("VERBOSITY", "-2"),
+            ("MEMCACHED_SERVERS", ""),
+        ]);
+        assert_eq!(c.jpeg_quality, 100);
+        assert_eq!(c.png_quality, 0);
+        assert_eq!(c.tiff_compression, 5);
+        assert_eq!(c.tiff_quality, 19);
+        assert_eq!(c.iiif_version, 3);
+        assert_eq!(c.verbosity, 0);
+        assert!(c.memcached_servers.is_empty());
+        assert_eq!(cfg(&[("TIFF_COMPRESSION", "9")]).tiff_compression, 0);
+    }
+
+    #[test]
+    fn metadata_cache_names() {
+        assert_eq!(cfg(&[]).metadata_cache_entries, Some(1000));
+        assert_eq!(
+            cfg(&[("MAX_METADATA_CACHE_SIZE", "5")]).metadata_cache_entries,
+            Some(5)
+        );
+        assert_eq!(
+            cfg(&[
+                ("MAX_METADATA_CACHE_SIZE", "5"),
+                ("MAX_IMAGE_METADATA_CACHE_SIZE", "7")
+            ])
+            .metadata_cache_entries,
+            Some(7)
+        );
+        assert_eq!(
+            cfg(&[("MAX_METADATA_CACHE_SIZE", "-1")]).metadata_cache_entries,
+            None
+        );
+    }
+
+    #[test]
+    fn embed_icc_alias() {
+        assert_eq!(cfg(&[("EMBED_ICC", "0")]).max_icc, 0);
+        assert_eq!(cfg(&[("EMBED_ICC", "1")]).max_icc, 65536);
+        assert_eq!(cfg(&[("EMBED_ICC", "0"), ("MAX_ICC", "-1")]).max_icc, -1);
+    }
+
+    #[test]
+    fn uri_map_entries() {
+        let m = parse_uri_map("iiif=>IIIF dz=>DeepZoom,zoomify=>zoomify bad=>nope");
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0].prefix, "iiif");
+        assert_eq!(m[0].protocol, MappedProtocol::Iiif);
+        assert_eq!(m[1].protocol, MappedProtocol::DeepZoom);
+        assert_eq!(m[2].protocol, MappedProtocol::Zoomify);
+        assert_eq!(parse_uri_map("=>IIP")[0].prefix, "");
+    }
+
+    #[test]
+    fn env_file_overrides() {
+        let dir = std::env::temp_dir().join(format!("tessera-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("env");
+        std::fs::write(
+            &f,
+            "# comment\n\nexport JPEG_QUALITY=90\nCORS=\"*\"\nLOGFILE='/tmp/x.log'\n",
+        )
+        .unwrap();
+        let vars = parse_env_file(&f).unwrap();
+        assert_eq!(vars["JPEG_QUALITY"], "90");
+        assert_eq!(vars["CORS"], "*");
+        assert_eq!(vars["LOGFILE"], "/tmp/x.log");
+        std::fs::write(&f, "NOEQUALS\n").unwrap();
+        assert!(matches!(
+            parse_env_file(&f),
+            Err(ConfigError::Syntax { line: 1, .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,77 @@
+//! Encoders from 8-bit rasters to output bitstreams.
+
+pub mod jpeg;
+pub mod png;
+
+use crate::pipeline::Raster;
+
+/// An output format a client can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Webp,
+    Avif,
+    Tiff,
+}
+
+impl Format {
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Webp => "image/webp",
+            Format::Avif => "image/avif",
+            Format::Tiff => "image/tiff",
+        }
+    }
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+            Format::Webp => "webp",
+            Format::Avif => "avif",
+            Format::Tiff => "tif",
+        }
+    }
+}
+
+/// Why an encoder refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("{0} output is not available in this build")]
+    Unavailable(&'static str),
+    #[error("JPEG encoding failed: {0}")]
+    Jpeg(String),
+    #[error("PNG encoding failed: {0}")]
+    Png(String),
+}
+
+/// Encodes `raster` as `format` at `quality` (already clamped to the format's range).
+pub fn encode(raster: &Raster, format: Format, quality: i32) -> Result<Vec<u8>, EncodeError> {
+    match format {
+        Format::Jpeg => jpeg::encode(raster, quality),
+        Format::Png => png::encode(raster, quality),
+        Format::Webp => Err(EncodeError::Unavailable("WebP")),
+        Format::Avif => Err(EncodeError::Unavailable("AVIF")),
+        Format::Tiff => Err(EncodeError::Unavailable("TIFF")),
+    }
+}
+
+/// The channels an encoder can carry (processing.md §4.13).
+pub fn channels_for(format: Format, channels: u16) -> u16 {
+    match format {
+        Format::Jpeg => match channels {
+            1 | 2 => 1,
+            _ => 3,
+        },
+        Format::Png | Format::Webp | Format::Avif => {
+            if channels > 4 {
+                3
+            } else {
+                channels
+            }
+        }
+        Format::Tiff => channels,
+    }
+}

@@ -1,0 +1,103 @@
+//! Per-worker cache of opened images, keyed by path and validated by mtime.
+//!
+//! An entry holds the parsed header and the file's memory map, so a hit costs one
+//! `stat`. A changed mtime reopens the file (and the response is then never a 304,
+//! as in iipsrv). Capacity is `MAX_IMAGE_METADATA_CACHE_SIZE` entries, least
+//! recently used evicted first.
+
+use super::{open, Image, ImageError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// An image ready to serve, with the timestamp it was read at.
+#[derive(Clone)]
+pub struct Opened {
+    pub image: Arc<dyn Image>,
+    pub mtime: SystemTime,
+    /// True when the header was (re)read for this request rather than found cached.
+    pub reloaded: bool,
+}
+
+struct Entry {
+    image: Arc<dyn Image>,
+    mtime: SystemTime,
+    last_used: u64,
+}
+
+/// The cache; `capacity` `None` is unlimited, `Some(0)` disables caching.
+pub struct ImageCache {
+    entries: HashMap<PathBuf, Entry>,
+    capacity: Option<usize>,
+    clock: u64,
+}
+
+impl ImageCache {
+    pub fn new(capacity: Option<usize>) -> Self {
+        ImageCache {
+            entries: HashMap::new(),
+            capacity,
+            clock: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Opens `path` (a resolved, canonical file path), from cache when its mtime is unchanged.
+    pub fn get(&mut self, path: &Path) -> Result<Opened, ImageError> {
+        let mtime = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(ImageError::Open)?;
+        self.clock += 1;
+        if let Some(e) = self.entries.get_mut(path) {
+            if e.mtime == mtime {
+                e.last_used = self.clock;
+                return Ok(Opened {
+                    image: e.image.clone(),
+                    mtime,
+                    reloaded: false,
+                });
+            }
+        }
+        let image = open(path)?;
+        if self.capacity != Some(0) {
+            if let Some(cap) = self.capacity {
+                while self.entries.len() >= cap && !self.entries.contains_key(path) {
+                    let oldest = self
+                        .entries
+                        .iter()
+                        .min_by_key(|(_, e)| e.last_used)
+                        .map(|(k, _)| k.clone());
+                    match oldest {
+                        Some(k) => self.entries.remove(&k),
+                        None => break,
+                    };
+                }
+            }
+            self.entries.insert(
+                path.to_owned(),
+                Entry {
+                    image: image.clone(),
+                    mtime,
+                    last_used: self.clock,
+                },
+            );
+        }
+        Ok(Opened {
+            image,
+            mtime,
+            reloaded: true,
+        })
+    }
+}

@@ -1,0 +1,180 @@
+//! Pixel operations between a decoded tile and an encoder. Pure functions over
+//! typed buffers: no I/O, no protocol knowledge.
+
+use crate::image::{Samples, Tile};
+
+/// 8-bit interleaved pixels, what every encoder takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Raster {
+    pub width: u32,
+    pub height: u32,
+    pub channels: u16,
+    pub data: Vec<u8>,
+}
+
+/// Reduces any sample depth to 8 bits without float processing (processing.md §4.11):
+/// 16-bit keeps the high byte, 32-bit integer the top byte, float `0..1` scales by 255.
+pub fn to_8bit(tile: Tile) -> Raster {
+    let data = match tile.data {
+        Samples::U8(v) => v,
+        Samples::U16(v) => v.iter().map(|&s| (s >> 8) as u8).collect(),
+        Samples::U32(v) => v.iter().map(|&s| (s >> 24) as u8).collect(),
+        Samples::F32(v) => v
+            .iter()
+            .map(|&s| (s.clamp(0.0, 1.0) * 255.0) as u8)
+            .collect(),
+    };
+    Raster {
+        width: tile.width,
+        height: tile.height,
+        channels: tile.channels,
+        data,
+    }
+}
+
+/// Keeps the first `n` channels of every pixel.
+pub fn keep_channels(r: Raster, n: u16) -> Raster {
+    if n >= r.channels {
+        return r;
+    }
+    let c = r.channels as usize;
+    let data = r
+        .data
+        .chunks_exact(c)
+        .flat_map(|px| px[..n as usize].iter().copied())
+        .collect();
+    Raster {
+        channels: n,
+        data,
+        ..r
+    }
+}
+
+/// Horizontal mirror (left ↔ right).
+pub fn mirror_horizontal(mut r: Raster) -> Raster {
+    let c = r.channels as usize;
+    let w = r.width as usize;
+    for row in r.data.chunks_exact_mut(w * c) {
+        for x in 0..w / 2 {
+            for k in 0..c {
+                row.swap(x * c + k, (w - 1 - x) * c + k);
+            }
+        }
+    }
+    r
+}
+
+/// Clockwise rotation by 90, 180 or 270 degrees; other values return the input.
+pub fn rotate(r: Raster, degrees: u32) -> Raster {
+    let (w, h, c) = (r.width as usize, r.height as usize, r.channels as usize);
+    match degrees % 360 {
+        90 | 270 => {
+            let cw = degrees % 360 == 90;
+            let mut out = vec![0u8; r.data.len()];
+            // Output is h wide and w high.
+            for y in 0..h {
+                for x in 0..w {
+                    let (nx, ny) = if cw { (h - 1 - y, x) } else { (y, w - 1 - x) };
+                    let src = (y * w + x) * c;
+                    let dst = (ny * h + nx) * c;
+                    out[dst..dst + c].copy_from_slice(&r.data[src..src + c]);
+                }
+            }
+            Raster {
+                width: r.height,
+                height: r.width,
+                channels: r.channels,
+                data: out,
+            }
+        }
+        180 => {
+            let mut data = r.data;
+            let n = w * h;
+            for i in 0..n / 2 {
+                for k in 0..c {
+                    data.swap(i * c + k, (n - 1 - i) * c + k);
+                }
+            }
+            Raster { data, ..r }
+        }
+        _ => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raster(w: u32, h: u32, c: u16) -> Raster {
+        let data = (0..w * h * c as u32).map(|v| v as u8).collect();
+        Raster {
+            width: w,
+            height: h,
+            channels: c,
+            data,
+        }
+    }
+
+    fn px(r: &Raster, x: u32, y: u32) -> &[u8] {
+        let c = r.channels as usize;
+        let i = (y * r.width + x) as usize * c;
+        &r.data[i..i + c]
+    }
+
+    #[test]
+    fn depth_reduction_f23() {
+        let t = Tile {
+            width: 1,
+            height: 1,
+            channels: 1,
+            data: Samples::U16(vec![0xABCD]),
+        };
+        assert_eq!(to_8bit(t).data, vec![0xAB]);
+        let t = Tile {
+            width: 2,
+            height: 1,
+            channels: 1,
+            data: Samples::U32(vec![0xAB00_0000, 0x00FF_FFFF]),
+        };
+        assert_eq!(to_8bit(t).data, vec![0xAB, 0]);
+        let t = Tile {
+            width: 3,
+            height: 1,
+            channels: 1,
+            data: Samples::F32(vec![1.0, 0.5, -2.0]),
+        };
+        assert_eq!(to_8bit(t).data, vec![255, 127, 0]);
+    }
+
+    #[test]
+    fn channel_flattening() {
+        let r = keep_channels(raster(2, 1, 4), 3);
+        assert_eq!(r.data, vec![0, 1, 2, 4, 5, 6]);
+        assert_eq!(r.channels, 3);
+    }
+
+    #[test]
+    fn rotations_move_pixels() {
+        let r = raster(3, 2, 2);
+        let r90 = rotate(r.clone(), 90);
+        assert_eq!((r90.width, r90.height), (2, 3));
+        // Top-left goes to the top-right corner when turning clockwise.
+        assert_eq!(px(&r90, 1, 0), px(&r, 0, 0));
+        assert_eq!(px(&r90, 0, 2), px(&r, 2, 1));
+        let r270 = rotate(r.clone(), 270);
+        assert_eq!(px(&r270, 0, 2), px(&r, 0, 0));
+        let r180 = rotate(r.clone(), 180);
+        assert_eq!(px(&r180, 0, 0), px(&r, 2, 1));
+        assert_eq!(rotate(rotate(r.clone(), 90), 270), r);
+        assert_eq!(rotate(r.clone(), 45), r);
+    }
+
+    #[test]
+    fn mirror_swaps_columns() {
+        let r = raster(3, 2, 1);
+        let m = mirror_horizontal(r.clone());
+        assert_eq!(px(&m, 0, 1), px(&r, 2, 1));
+        assert_eq!(px(&m, 1, 0), px(&r, 1, 0));
+        assert_eq!(mirror_horizontal(m), r);
+    }
+}

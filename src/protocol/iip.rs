@@ -1,0 +1,440 @@
+//! The IIP protocol (iip.md): commands run left to right over one view; the first
+//! output command answers, OBJ lines accumulate into one text response.
+
+use super::{path, Ctx, HttpInfo};
+use crate::config::atoi;
+use crate::encode::Format;
+use crate::image::cache::Opened;
+use crate::image::ColourSpace;
+use crate::model::{TileRequest, View};
+use crate::render;
+use crate::response::Response;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The image a request opened with `FIF` (or a protocol's identifier).
+pub struct Current {
+    /// The decoded, filtered path the client asked for (quoted in messages).
+    pub client: String,
+    pub opened: Opened,
+}
+
+/// Opens a client's image path. Errors are complete responses (404/403, or 304).
+pub fn open_image(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Result<Current, Response> {
+    let cfg = ctx.cfg;
+    let client = path::client_path(raw);
+    let full = path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix)
+        .map_err(|e| Response::text_error(cfg, e.status(), &e.to_string()))?;
+    let opened = ctx.images.get(&full).map_err(|e| {
+        log::info!("{client}: {e}");
+        Response::text_error(cfg, 404, &format!("{e}: {client}"))
+    })?;
+    if !opened.reloaded {
+        if let Some(ims) = http.if_modified_since.as_deref() {
+            if not_modified(opened.mtime, ims) {
+                return Err(Response::status_only(cfg, 304));
+            }
+        }
+    }
+    Ok(Current { client, opened })
+}
+
+/// `If-Modified-Since` semantics: not modified when mtime (whole seconds) ≤ the date.
+pub fn not_modified(mtime: SystemTime, header: &str) -> bool {
+    let Ok(since) = httpdate::parse_http_date(header.trim()) else {
+        return false;
+    };
+    let secs = mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    UNIX_EPOCH + Duration::from_secs(secs) <= since
+}
+
+/// C `%.9g` for the values OBJ prints.
+pub fn fmt_g9(v: f64) -> String {
+    if v == v.trunc() && v.abs() < 1e15 {
+        return format!("{}", v as i64);
+    }
+    let s = format!("{:.*e}", 8, v);
+    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-5..9).contains(&exp) {
+        let mant = mant.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+    let decimals = (8 - exp).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+fn error_line(code: &str, arg: &str) -> String {
+    format!("Error/{}:{} {}\r\n", code.len() + 1 + arg.len(), code, arg)
+}
+
+/// Parses `r,t` (iip.md §5): without a comma both come from the whole string.
+fn parse_tile_arg(arg: &str) -> (i64, i64) {
+    match arg.split_once(',') {
+        Some((r, t)) => (atoi(r), atoi(t)),
+        None => (atoi(arg), atoi(arg)),
+    }
+}
+
+struct Session<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    http: &'c HttpInfo,
+    image: Option<Current>,
+    view: View,
+    lines: String,
+    mime: &'static str,
+    errors: String,
+}
+
+impl Session<'_, '_> {
+    fn error(&mut self, code: &str, arg: &str) {
+        self.errors.push_str(&error_line(code, arg));
+    }
+
+    fn line(&mut self, s: &str) {
+        self.lines.push_str(s);
+        self.lines.push_str("\r\n");
+    }
+
+    fn obj(&mut self, raw: &str) {
+        let arg = raw.to_ascii_lowercase();
+        let no_image = ["iip-server", "iip-opt-comm", "iip-opt-obj"];
+        if arg.starts_with("iip,") {
+            self.line("IIP:1.0");
+            return;
+        }
+        match arg.as_str() {
+            "iip-server" => return self.line("IIP-server:3.65"),
+            "iip-opt-comm" => {
+                return self.line("IIP-opt-comm:CVT CNT QLT JTL JTLS WID HEI RGN MINMAX SHD CMP INV CTW")
+            }
+            "iip-opt-obj" => {
+                return self.line(
+                    "IIP-opt-obj:Horizontal-views Vertical-views Tile-size Bits-per-channel Min-Max-sample-values Resolutions",
+                )
+            }
+            _ => {}
+        }
+        debug_assert!(!no_image.contains(&arg.as_str()));
+        let Some(cur) = &self.image else {
+            return self.error("1 3", &arg);
+        };
+        let info = cur.opened.image.info().clone();
+        let meta = |k: &str| -> Option<String> {
+            info.metadata
+                .get(k)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .or_else(|| (k == "rights").then(|| self.ctx.cfg.copyright.clone()).flatten())
+        };
+        let n = info.num_levels();
+        match arg.as_str() {
+            "basic-info" => {
+                self.obj("iip-server");
+                self.obj("max-size");
+                self.obj("resolution-number");
+                self.obj("colorspace");
+            }
+            "max-size" => {
+                let (mut w, mut h) = (info.width(), info.height());
+                if (self.view.rotation as i64) % 180 == 90 {
+                    std::mem::swap(&mut w, &mut h);
+                }
+                self.line(&format!("Max-size:{w} {h}"));
+            }
+            "resolution-number" => self.line(&format!("Resolution-number:{n}")),
+            "tile-size" => {
+                let l = &info.levels[0];
+                self.line(&format!("Tile-size:{} {}", l.tile_width, l.tile_height));
+            }
+            "bits-per-channel" => self.line(&format!("Bits-per-channel:{}", info.bits_per_sample)),
+            "min-max-sample-values" => {
+                let mut s = String::from("Min-Max-sample-values:");
+                for c in 0..info.channels as usize {
+                    let min = info.min.get(c).copied().unwrap_or(0.0);
+                    let max = info.max.get(c).copied().unwrap_or(0.0);
+                    let _ = write!(s, " {} ", fmt_g9(min));
+                    let _ = write!(s, " {} ", fmt_g9(max));
+                }
+                let s = s.strip_suffix(' ').unwrap_or(&s).to_owned();
+                self.line(&s);
+            }
+            "resolutions" => {
+                let list: Vec<String> = info
+                    .levels
+                    .iter()
+                    .rev()
+                    .map(|l| format!("{} {}", l.width, l.height))
+                    .collect();
+                self.line(&format!("Resolutions:{}", list.join(",")));
+            }
+            "horizontal-views" => {
+                let v: Vec<String> = info.horizontal_views.iter().map(i32::to_string).collect();
+                self.line(&format!("Horizontal-views:{}", v.join(" ")));
+            }
+            "vertical-views" => {
+                let v: Vec<String> = info.vertical_views.iter().map(i32::to_string).collect();
+                self.line(&format!("Vertical-views:{}", v.join(" ")));
+            }
+            a if a.contains("colorspace") => {
+                let (cal, cs) = match info.colour {
+                    ColourSpace::CieLab => (1, 4),
+                    ColourSpace::Greyscale | ColourSpace::Bilevel => (0, 1),
+                    _ => (0, 3),
+                };
+                let planes = info.channels;
+                let list: Vec<String> = (0..planes).map(|p| p.to_string()).collect();
+                self.line(&format!(
+                    "Colorspace,0-{},0:{cal} 0 {cs} {planes} {}",
+                    n - 1,
+                    list.join(" ")
+                ));
+            }
+            "dpi" => {
+                let f = match info.resolution_unit {
+                    crate::image::ResolutionUnit::Centimetre => 100.0,
+                    crate::image::ResolutionUnit::Inch => 1.0 / 0.0254,
+                    crate::image::ResolutionUnit::Unknown => 0.0,
+                };
+                if info.dpi_x > 0.0 && info.dpi_y > 0.0 && f > 0.0 {
+                    self.line(&format!("DPI:{:.6} {:.6}", info.dpi_x * f, info.dpi_y * f));
+                }
+            }
+            "stack" => {}
+            "metadata" => {
+                let mut keys: Vec<(String, String)> = info
+                    .metadata
+                    .iter()
+                    .filter(|(k, v)| !v.is_empty() && !matches!(k.as_str(), "icc" | "xmp" | "exif"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if !keys.iter().any(|(k, _)| k == "rights") {
+                    if let Some(c) = &self.ctx.cfg.copyright {
+                        keys.push(("rights".into(), c.clone()));
+                        keys.sort();
+                    }
+                }
+                let body = if keys.is_empty() {
+                    "{\n}".to_owned()
+                } else {
+                    let items: Vec<String> = keys
+                        .iter()
+                        .map(|(k, v)| {
+                            format!(
+                                "\n\t{}: {}",
+                                serde_json::Value::from(k.as_str()),
+                                serde_json::Value::from(v.as_str())
+                            )
+                        })
+                        .collect();
+                    format!("{{ {}\n}}", items.join(","))
+                };
+                self.mime = "application/json";
+                self.line(&body);
+            }
+            "summary-info" => {
+                self.mime = "text/plain";
+                for k in ["rights", "description", "creator", "date", "software"] {
+                    if let Some(v) = meta(k) {
+                        self.line(&v);
+                    }
+                }
+            }
+            "xmp" => {
+                if let Some(x) = info.xmp.clone().filter(|x| !x.is_empty()) {
+                    self.mime = "application/xml";
+                    self.line(&x);
+                }
+            }
+            "rights" | "title" | "description" | "creator" | "keywords" | "comment"
+            | "last-author" | "rev-number" | "edit-time" | "last-printed" | "date"
+            | "last-save-dtm" | "software" | "make" | "model" | "scale" => {
+                if let Some(v) = meta(&arg) {
+                    self.mime = "text/plain";
+                    self.line(&v);
+                }
+            }
+            _ => self.error("3 2", &arg),
+        }
+    }
+
+    fn tile(&mut self, arg: &str, format: Format) -> Option<Response> {
+        let Some(cur) = &self.image else {
+            self.error("1 3", "");
+            return None;
+        };
+        let (res, tile) = parse_tile_arg(arg);
+        Some(render::tile(
+            self.ctx.cfg,
+            &cur.opened,
+            &cur.client,
+            TileRequest { res, tile, format },
+            &self.view,
+        ))
+    }
+}
+
+/// Runs the commands of `http.request_string` and returns the response.
+pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
+    let cfg = ctx.cfg;
+    let mut s = Session {
+        ctx,
+        http,
+        image: None,
+        view: View::default(),
+        lines: String::new(),
+        mime: "application/vnd.netfpx",
+        errors: String::new(),
+    };
+    for piece in http.request_string.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = match piece.split_once('=') {
+            Some((n, v)) => (n, v),
+            None => (piece, piece),
+        };
+        if name.is_empty() || value.is_empty() {
+            continue;
+        }
+        log::debug!("Command / Argument is {name} : {value}");
+        let out: Option<Response> = match name.to_ascii_uppercase().as_str() {
+            "FIF" => match open_image(s.ctx, s.http, value) {
+                Ok(cur) => {
+                    s.image = Some(cur);
+                    None
+                }
+                Err(r) => Some(r),
+            },
+            "OBJ" => {
+                s.obj(value);
+                None
+            }
+            "JTL" => s.tile(value, Format::Jpeg),
+            "PTL" => s.tile(value, Format::Png),
+            "WTL" => s.tile(value, Format::Webp),
+            "ATL" => s.tile(value, Format::Avif),
+            "TTL" => s.tile(value, Format::Tiff),
+            "JTLS" => {
+                let v: Vec<&str> = value.split(',').collect();
+                if v.len() == 4 {
+                    s.view.xangle = atoi(v[0]) as i32;
+                    s.view.yangle = atoi(v[3]) as i32;
+                    s.tile(&format!("{},{}", v[1], v[2]), Format::Jpeg)
+                } else {
+                    None
+                }
+            }
+            "ROT" => {
+                let (mirror, a) = match value.strip_prefix('!') {
+                    Some(rest) => (true, rest),
+                    None => (false, value),
+                };
+                s.view.mirror = mirror;
+                s.view.rotation = crate::config::atof(a);
+                None
+            }
+            "QLT" => {
+                let n = value.rsplit(':').next().unwrap_or(value);
+                s.view.quality = Some(atoi(n).clamp(-100, 1000) as i32);
+                None
+            }
+            "SDS" => {
+                let mut it = value.split(',');
+                s.view.xangle = atoi(it.next().unwrap_or("0")) as i32;
+                s.view.yangle = it.next().map(|y| atoi(y) as i32).unwrap_or(0);
+                None
+            }
+            "LYR" => {
+                s.view.layers = atoi(value).clamp(0, 65535) as i32;
+                None
+            }
+            "WID" => {
+                s.view.width = atoi(value).clamp(0, u32::MAX as i64) as u32;
+                None
+            }
+            "HEI" => {
+                s.view.height = atoi(value).clamp(0, u32::MAX as i64) as u32;
+                None
+            }
+            "RGN" => {
+                let v: Vec<f64> = value.split(',').map(crate::config::atof).collect();
+                if v.len() >= 4 && v[2] > 0.0 && v[3] > 0.0 {
+                    s.view.region = Some([
+                        v[0].clamp(0.0, 1.0),
+                        v[1].clamp(0.0, 1.0),
+                        v[2].clamp(0.0, 1.0),
+                        v[3].clamp(0.0, 1.0),
+                    ]);
+                }
+                None
+            }
+            "ICC" => None,
+            "IIIF" => Some(super::iiif::handle(s.ctx, s.http, value)),
+            "DEEPZOOM" => Some(super::deepzoom::handle(s.ctx, s.http, value)),
+            "ZOOMIFY" => Some(super::zoomify::handle(s.ctx, s.http, value)),
+            _ => {
+                s.error("2 2", name);
+                None
+            }
+        };
+        if let Some(r) = out {
+            return r;
+        }
+    }
+    let mtime = s.image.as_ref().map(|c| c.opened.mtime);
+    if !s.errors.is_empty() {
+        Response::iip_error(cfg, &s.errors)
+    } else if !s.lines.is_empty() {
+        Response::iip_text(cfg, s.mime, mtime, s.lines.into_bytes())
+    } else {
+        Response::iip_error(cfg, &error_line("2 1", &http.request_string))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_lines() {
+        assert_eq!(error_line("3 2", "foo"), "Error/7:3 2 foo\r\n");
+        assert_eq!(error_line("1 3", ""), "Error/4:1 3 \r\n");
+        assert_eq!(error_line("2 1", "WID=100"), "Error/11:2 1 WID=100\r\n");
+        assert_eq!(
+            error_line("2 1", "FIF=small.tif&WID=100"),
+            "Error/25:2 1 FIF=small.tif&WID=100\r\n"
+        );
+    }
+
+    #[test]
+    fn g9() {
+        assert_eq!(fmt_g9(0.0), "0");
+        assert_eq!(fmt_g9(255.0), "255");
+        assert_eq!(fmt_g9(65535.0), "65535");
+        assert_eq!(fmt_g9(1.0), "1");
+        assert_eq!(fmt_g9(0.015), "0.015");
+        assert_eq!(fmt_g9(0.1234567891), "0.123456789");
+        assert_eq!(fmt_g9(4294967295.0), "4294967295");
+        assert_eq!(fmt_g9(1e-7), "1e-07");
+    }
+
+    #[test]
+    fn tile_args() {
+        assert_eq!(parse_tile_arg("3,17"), (3, 17));
+        assert_eq!(parse_tile_arg("1"), (1, 1));
+        assert_eq!(parse_tile_arg("-1,-1"), (-1, -1));
+        assert_eq!(parse_tile_arg("x,y"), (0, 0));
+    }
+
+    #[test]
+    fn conditional_dates() {
+        let m = UNIX_EPOCH + Duration::from_millis(1_795_530_093_500);
+        assert!(not_modified(m, "Tue, 24 Nov 2026 14:21:33 GMT"));
+        assert!(not_modified(m, "Wed, 25 Nov 2026 14:21:33 GMT"));
+        assert!(!not_modified(m, "Mon, 23 Nov 2026 14:21:33 GMT"));
+        assert!(!not_modified(m, "garbage"));
+    }
+}

@@ -1,0 +1,168 @@
+//! Request intake: from CGI parameters to a protocol handler (server.md §3).
+//!
+//! `URI_MAP` prefixes, the method rules (OPTIONS → 204, HEAD = GET without body,
+//! others 405), the request string (query, or a POSTed form body), then IIP's
+//! left-to-right command processing, which also carries the IIIF, DeepZoom and
+//! Zoomify entry commands.
+
+pub mod deepzoom;
+pub mod iiif;
+pub mod iip;
+pub mod path;
+pub mod zoomify;
+
+use crate::config::{Config, MappedProtocol};
+use crate::fcgi::Params;
+use crate::image::cache::ImageCache;
+use crate::response::Response;
+
+/// Per-worker state the handlers share across requests.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub images: &'a mut ImageCache,
+}
+
+/// The HTTP facts of one request that handlers consult.
+#[derive(Debug, Default, Clone)]
+pub struct HttpInfo {
+    pub method: String,
+    pub request_uri: Option<String>,
+    pub host: Option<String>,
+    pub https: bool,
+    pub accept: Option<String>,
+    pub if_modified_since: Option<String>,
+    pub x_iiif_id: Option<String>,
+    /// The request string (query, mapped path, or form body).
+    pub request_string: String,
+}
+
+impl HttpInfo {
+    pub fn is_post(&self) -> bool {
+        self.method == "POST"
+    }
+}
+
+/// The outcome of one request: the response and whether to omit its body (HEAD).
+pub struct Outcome {
+    pub response: Response,
+    pub head_only: bool,
+}
+
+/// Applies `URI_MAP` (iipsrv's rule, but the prefix must be followed by `/` or the end).
+fn map_uri(cfg: &Config, uri: &str) -> Option<String> {
+    let path = uri.split('?').next().unwrap_or("");
+    for m in &cfg.uri_map {
+        let rest = if m.prefix.is_empty() {
+            path.strip_prefix('/')
+        } else {
+            path.strip_prefix('/')
+                .and_then(|p| p.strip_prefix(m.prefix.as_str()))
+                .and_then(|r| {
+                    if r.is_empty() {
+                        Some(r)
+                    } else {
+                        r.strip_prefix('/')
+                    }
+                })
+        };
+        if let Some(rest) = rest {
+            let cmd = match m.protocol {
+                MappedProtocol::Iip => "FIF",
+                MappedProtocol::Iiif => "IIIF",
+                MappedProtocol::DeepZoom => "DeepZoom",
+                MappedProtocol::Zoomify => "Zoomify",
+            };
+            return Some(format!("{cmd}={rest}"));
+        }
+    }
+    None
+}
+
+/// Handles one FastCGI request end to end.
+pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
+    let cfg = ctx.cfg;
+    let method = params
+        .get("REQUEST_METHOD")
+        .unwrap_or("GET")
+        .to_ascii_uppercase();
+    let head_only = method == "HEAD";
+    let mut http = HttpInfo {
+        method: method.clone(),
+        request_uri: params.get("REQUEST_URI").map(str::to_owned),
+        host: params
+            .get("HTTP_HOST")
+            .or_else(|| params.get("SERVER_NAME"))
+            .map(str::to_owned),
+        https: params
+            .get("HTTPS")
+            .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("off")),
+        accept: params.get("HTTP_ACCEPT").map(str::to_owned),
+        if_modified_since: params.get("HTTP_IF_MODIFIED_SINCE").map(str::to_owned),
+        x_iiif_id: params.get("HTTP_X_IIIF_ID").map(str::to_owned),
+        request_string: String::new(),
+    };
+
+    match method.as_str() {
+        "OPTIONS" => {
+            return Outcome {
+                response: Response::status_only(cfg, 204),
+                head_only: false,
+            }
+        }
+        "GET" | "HEAD" | "POST" => {}
+        _ => {
+            return Outcome {
+                response: Response::status_only(cfg, 405),
+                head_only: false,
+            }
+        }
+    }
+
+    let mapped = http.request_uri.as_deref().and_then(|u| map_uri(cfg, u));
+    http.request_string = match mapped {
+        Some(s) => s,
+        None => {
+            let q = params.get("QUERY_STRING").unwrap_or("");
+            if q.is_empty() && http.is_post() {
+                String::from_utf8_lossy(stdin).trim_end().to_owned()
+            } else {
+                q.to_owned()
+            }
+        }
+    };
+
+    let response = if http.request_string.is_empty() {
+        Response::banner(cfg)
+    } else {
+        iip::run(ctx, &http)
+    };
+    Outcome {
+        response,
+        head_only,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg_with_map(map: &str) -> Config {
+        let map = map.to_owned();
+        Config::from_vars(move |k| (k == "URI_MAP").then(|| map.clone()))
+    }
+
+    #[test]
+    fn uri_map_prefixes() {
+        let cfg = cfg_with_map("iiif=>IIIF");
+        assert_eq!(
+            map_uri(&cfg, "/iiif/a/b.tif/full/max/0/default.jpg?x=1").as_deref(),
+            Some("IIIF=a/b.tif/full/max/0/default.jpg")
+        );
+        assert_eq!(map_uri(&cfg, "/iiifx/a.tif"), None);
+        assert_eq!(map_uri(&cfg, "/other/a.tif"), None);
+        let cfg = cfg_with_map("=>IIP");
+        assert_eq!(map_uri(&cfg, "/a.tif").as_deref(), Some("FIF=a.tif"));
+        let cfg = cfg_with_map("dz=>DeepZoom zoom=>Zoomify");
+        assert_eq!(map_uri(&cfg, "/zoom/x.tif/ImageProperties.xml").as_deref(), Some("Zoomify=x.tif/ImageProperties.xml"));
+    }
+}

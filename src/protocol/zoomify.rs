@@ -1,0 +1,83 @@
+//! Zoomify (zoomify.md): `ImageProperties.xml` and `TileGroupN/z-x-y.jpg` tiles.
+
+use super::iip::open_image;
+use super::{Ctx, HttpInfo};
+use crate::encode::Format;
+use crate::image::ImageInfo;
+use crate::model::{TileRequest, View};
+use crate::render;
+use crate::response::Response;
+
+/// Levels hidden below Zoomify's level 0 and the `NUMTILES` value (zoomify.md §3).
+pub fn layout(info: &ImageInfo) -> (u32, u32) {
+    let t = info.levels[0].tile_width;
+    let tiny = |w: u32, h: u32| w < t && h < t;
+    let small = info.levels.iter().filter(|l| tiny(l.width, l.height)).count() as u32;
+    let discard = small.saturating_sub(1);
+    let big: u32 = info
+        .levels
+        .iter()
+        .filter(|l| !tiny(l.width, l.height))
+        .map(|l| l.width.div_ceil(t) * l.height.div_ceil(t))
+        .sum();
+    (discard, big + u32::from(small > 0))
+}
+
+pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
+    let cfg = ctx.cfg;
+    if let Some(path) = arg.strip_suffix("/ImageProperties.xml") {
+        let cur = match open_image(ctx, http, path) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let info = cur.opened.image.info();
+        let (_, numtiles) = layout(info);
+        let body = format!(
+            "<IMAGE_PROPERTIES WIDTH=\"{}\" HEIGHT=\"{}\" NUMTILES=\"{numtiles}\" NUMIMAGES=\"1\" VERSION=\"1.8\" TILESIZE=\"{}\"/>",
+            info.width(),
+            info.height(),
+            info.levels[0].tile_width
+        );
+        return Response::content(cfg, "application/xml", body.into_bytes(), Some(cur.opened.mtime), None);
+    }
+    let Some(p) = arg.find("TileGroup") else {
+        return Response::text_error(cfg, 400, "Zoomify: expected <image>/ImageProperties.xml or <image>/TileGroupN/z-x-y.jpg");
+    };
+    let path = arg[..p].strip_suffix('/').unwrap_or(&arg[..p]);
+    let last = arg.rsplit('/').next().unwrap_or("");
+    let stem = last.split('.').next().unwrap_or("");
+    let nums: Vec<Option<u32>> = stem
+        .split('-')
+        .map(|s| {
+            (!s.is_empty() && s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        })
+        .collect();
+    let [Some(z), Some(x), Some(y)] = nums[..] else {
+        return Response::text_error(cfg, 400, "Zoomify: tile names are <level>-<column>-<row>.jpg");
+    };
+    let cur = match open_image(ctx, http, path) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let info = cur.opened.image.info();
+    let (discard, _) = layout(info);
+    let n = info.num_levels();
+    let r = z as u64 + discard as u64;
+    if r >= n as u64 {
+        return Response::text_error(cfg, 404, &format!("Zoomify: no level {z}"));
+    }
+    let level = &info.levels[(n as u64 - 1 - r) as usize];
+    if x >= level.columns() || y >= level.rows() {
+        return Response::text_error(cfg, 404, &format!("Zoomify: no tile {z}-{x}-{y}"));
+    }
+    let t = y as i64 * level.columns() as i64 + x as i64;
+    render::tile(
+        cfg,
+        &cur.opened,
+        &cur.client,
+        TileRequest { res: r as i64, tile: t, format: Format::Jpeg },
+        &View::default(),
+    )
+}

@@ -1,0 +1,114 @@
+//! A worker process: accepts connections, reads FastCGI requests, answers them.
+//! Single-threaded; one connection and one request at a time.
+
+use crate::config::Config;
+use crate::fcgi::{Conn, Limits, Params, Stream};
+use crate::image::cache::ImageCache;
+use crate::protocol::{self, Ctx, Outcome};
+use crate::response::Response;
+use crate::supervisor::{self, Accepted, Listener, WorkerCtx};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Per-process request state kept across connections.
+pub struct Worker {
+    pub cfg: Arc<Config>,
+    pub images: ImageCache,
+}
+
+impl Worker {
+    pub fn new(cfg: Arc<Config>) -> Self {
+        let images = ImageCache::new(cfg.metadata_cache_entries);
+        Worker { cfg, images }
+    }
+
+    /// Answers one request. A panic anywhere below becomes a 500 for this request
+    /// only; the worker keeps serving.
+    pub fn answer(&mut self, params: &Params, stdin: &[u8]) -> Outcome {
+        let start = Instant::now();
+        let cfg = self.cfg.clone();
+        let images = &mut self.images;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut ctx = Ctx { cfg: &cfg, images };
+            protocol::handle(&mut ctx, params, stdin)
+        }))
+        .unwrap_or_else(|_| {
+            log::error!(
+                "internal error while answering '{}'",
+                params.get("QUERY_STRING").unwrap_or("")
+            );
+            Outcome {
+                response: Response::text_error(&cfg, 500, "Internal server error"),
+                head_only: false,
+            }
+        });
+        log::debug!(
+            "{} {} {} {} bytes in {} microseconds",
+            params.get("REQUEST_METHOD").unwrap_or("GET"),
+            params
+                .get("REQUEST_URI")
+                .or_else(|| params.get("QUERY_STRING"))
+                .unwrap_or(""),
+            outcome.response.status,
+            outcome.response.body.len(),
+            start.elapsed().as_micros()
+        );
+        outcome
+    }
+}
+
+/// Limits for connections from the web server.
+fn limits() -> Limits {
+    Limits {
+        // A 1 MB query string must still get an answer (an IIP error), not a reset.
+        max_params_bytes: 4 << 20,
+        ..Limits::default()
+    }
+}
+
+fn serve_conn<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx) {
+    let mut conn = match Conn::new(stream, limits()) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("cannot set up connection: {e}");
+            return;
+        }
+    };
+    loop {
+        match conn.next_request() {
+            Ok(Some(req)) => {
+                let out = worker.answer(&req.params, &req.stdin);
+                let bytes = out.response.to_cgi(out.head_only);
+                ctx.record_request();
+                if let Err(e) = conn.respond(&req, &bytes) {
+                    log::info!("response not delivered: {e}");
+                    break;
+                }
+                if !req.keep_conn || ctx.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                log::info!("closing FastCGI connection: {e}");
+                break;
+            }
+        }
+    }
+    conn.close();
+}
+
+/// The worker's main function, run in each forked process.
+pub fn main(listener: &Listener, cfg: Arc<Config>, ctx: &WorkerCtx) -> i32 {
+    crate::logging::init(&cfg);
+    let mut worker = Worker::new(cfg);
+    supervisor::accept_loop(listener, ctx, |accepted| match accepted {
+        Accepted::Tcp(s) => {
+            let _ = s.set_nodelay(true);
+            serve_conn(s, &mut worker, ctx)
+        }
+        Accepted::Unix(s) => serve_conn(s, &mut worker, ctx),
+    })
+}

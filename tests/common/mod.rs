@@ -1,0 +1,276 @@
+//! Test harness: the generated image corpus, a real `tessera` process on a
+//! loopback or Unix socket, and a FastCGI client that parses CGI responses.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The corpus built by `tests/make-fixtures.sh`, made once per target dir.
+pub fn fixtures() -> PathBuf {
+    if let Ok(dir) = std::env::var("TESSERA_FIXTURES") {
+        return PathBuf::from(dir);
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    let done = dir.join(".complete");
+    if done.exists() {
+        return dir;
+    }
+    let lock = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures.lock");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if done.exists() {
+            return dir;
+        }
+        if std::fs::create_dir(&lock).is_ok() {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make-fixtures.sh");
+            let st = Command::new("bash").arg(script).arg(&dir).status().expect("run make-fixtures.sh");
+            let _ = std::fs::remove_dir(&lock);
+            assert!(st.success(), "make-fixtures.sh failed");
+            return dir;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for fixtures");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!(
+            "tessera-{tag}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Where a server listens.
+#[derive(Clone, Debug)]
+pub enum Addr {
+    Unix(PathBuf),
+    Tcp(u16),
+}
+
+/// A running `tessera`; stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: Addr,
+    pub dir: TempDir,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tessera")
+}
+
+/// A free loopback port (bound then released; the kernel does not hand it out again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts `tessera --bind <unix socket>` with FILESYSTEM_PREFIX = the corpus.
+    pub fn start(env: &[(&str, &str)], workers: usize) -> Server {
+        let dir = TempDir::new("srv");
+        let sock = dir.0.join("fcgi.sock");
+        Self::start_at(Addr::Unix(sock), env, workers, dir)
+    }
+
+    pub fn start_tcp(env: &[(&str, &str)], workers: usize) -> Server {
+        let dir = TempDir::new("srv");
+        Self::start_at(Addr::Tcp(free_port()), env, workers, dir)
+    }
+
+    pub fn start_at(addr: Addr, env: &[(&str, &str)], workers: usize, dir: TempDir) -> Server {
+        let bind = match &addr {
+            Addr::Unix(p) => p.display().to_string(),
+            Addr::Tcp(port) => format!("127.0.0.1:{port}"),
+        };
+        let mut cmd = Command::new(bin());
+        cmd.args(["--bind", &bind, "--workers", &workers.to_string()])
+            .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+            .env("LOGFILE", dir.0.join("server.log"))
+            .env("VERBOSITY", "2")
+            .env("MEMCACHED_SERVERS", "")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start tessera");
+        let s = Server { child, addr, dir };
+        s.wait_ready();
+        s
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let ok = match &self.addr {
+                Addr::Unix(p) => std::os::unix::net::UnixStream::connect(p).is_ok(),
+                Addr::Tcp(port) => std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok(),
+            };
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not start; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// GET with a query string, as nginx's `/fcgi-bin/iipsrv.fcgi?<query>` sends it.
+    pub fn get(&self, query: &str) -> Reply {
+        self.request(&[
+            ("REQUEST_METHOD", "GET"),
+            ("QUERY_STRING", query),
+            ("REQUEST_URI", &format!("/fcgi-bin/iipsrv.fcgi?{query}")),
+            ("HTTP_HOST", "localhost"),
+        ], b"")
+    }
+
+    pub fn request(&self, params: &[(&str, &str)], stdin: &[u8]) -> Reply {
+        fcgi_request(&self.addr, params, stdin).expect("FastCGI request")
+    }
+
+    /// Sends a signal to the supervisor.
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Stops the server with SIGTERM and returns its exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A parsed CGI response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub raw_head: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn content_type(&self) -> &str {
+        self.header("Content-Type").unwrap_or("")
+    }
+}
+
+/// Splits CGI output into status, headers and body.
+pub fn parse_cgi(out: &[u8]) -> Reply {
+    let pos = out.windows(4).position(|w| w == b"\r\n\r\n").expect("CGI header block ends with a blank line");
+    let head = String::from_utf8_lossy(&out[..pos]).into_owned();
+    let mut status = 200;
+    let mut headers = Vec::new();
+    for line in head.split("\r\n") {
+        let (k, v) = line.split_once(": ").unwrap_or_else(|| panic!("bad header line {line:?}"));
+        if k == "Status" {
+            status = v[..3].parse().unwrap();
+        }
+        headers.push((k.to_owned(), v.to_owned()));
+    }
+    Reply { status, headers, body: out[pos + 4..].to_vec(), raw_head: head }
+}
+
+/// One FastCGI request over a fresh connection, with a 30 s time limit.
+pub fn fcgi_request(addr: &Addr, params: &[(&str, &str)], stdin: &[u8]) -> Result<Reply, String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut p = fastcgi_client::Params::default();
+    for (k, v) in params {
+        p = p.custom(k.to_string(), v.to_string());
+    }
+    p = p.content_length(stdin.len());
+    let stdin = stdin.to_vec();
+    let addr = addr.clone();
+    rt.block_on(async move {
+        let fut = async {
+            let req = fastcgi_client::Request::new_tokio(p, std::io::Cursor::new(stdin));
+            let out = match addr {
+                Addr::Unix(path) => {
+                    let s = tokio::net::UnixStream::connect(path).await.map_err(|e| e.to_string())?;
+                    fastcgi_client::Client::new_tokio(s).execute_once(req).await
+                }
+                Addr::Tcp(port) => {
+                    let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+                    fastcgi_client::Client::new_tokio(s).execute_once(req).await
+                }
+            }
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(parse_cgi(&out.stdout.unwrap_or_default()))
+        };
+        tokio::time::timeout(Duration::from_secs(30), fut).await.map_err(|_| "timeout".to_string())?
+    })
+}
+
+/// Decodes a JPEG and returns (width, height, components).
+pub fn jpeg_dims(bytes: &[u8]) -> (usize, usize, usize) {
+    let h = turbojpeg::read_header(bytes).expect("valid JPEG");
+    let comps = if h.colorspace == turbojpeg::Colorspace::Gray { 1 } else { 3 };
+    let img = turbojpeg::decompress(bytes, if comps == 1 { turbojpeg::PixelFormat::GRAY } else { turbojpeg::PixelFormat::RGB })
+        .expect("JPEG decodes");
+    (img.width, img.height, comps)
+}
+
+/// Runs a shell command and returns stdout, panicking on failure.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
+    assert!(out.status.success(), "{cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn read_all(mut r: impl Read) -> Vec<u8> {
+    let mut v = Vec::new();
+    r.read_to_end(&mut v).unwrap();
+    v
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the test image corpus (after the spec's test-cases §0) with vips and
+# libtiff's tools. Usage: tests/make-fixtures.sh OUT_DIR. Deterministic; ~5 s.
+set -euo pipefail
+OUT=${1:?usage: make-fixtures.sh OUT_DIR}
+for t in vips tiffset tiffcp; do
+  command -v "$t" >/dev/null || { echo "missing $t (apt-get install libvips-tools libtiff-tools)" >&2; exit 1; }
+done
+mkdir -p "$OUT"
+T=$(mktemp -d "${TMPDIR:-/tmp}/tessera-fixtures.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+
+# gradient W H NAME: 3-band uchar image, red falls and blue rises left to right,
+# green rises top to bottom; a fine texture keeps JPEG tiles realistic.
+gradient() {
+  local w=$1 h=$2 n=$3
+  vips xyz "$T/$n-xy.v" "$w" "$h"
+  vips extract_band "$T/$n-xy.v" "$T/$n-x.v" 0
+  vips extract_band "$T/$n-xy.v" "$T/$n-y.v" 1
+  vips linear "$T/$n-x.v" "$T/$n-r.v" " -$(echo "scale=6; 255/$w" | bc)" 255 --uchar
+  vips linear "$T/$n-x.v" "$T/$n-b.v" "$(echo "scale=6; 255/$w" | bc)" 0 --uchar
+  vips linear "$T/$n-y.v" "$T/$n-g.v" "$(echo "scale=6; 255/$h" | bc)" 0 --uchar
+  vips bandjoin "$T/$n-r.v $T/$n-g.v $T/$n-b.v" "$T/$n-rgb0.v"
+  # 28.34 px/cm, as the reference corpus carries
+  vips copy "$T/$n-rgb0.v" "$T/$n.v" --xres 2.834 --yres 2.834
+}
+
+TILE="--tile --pyramid --tile-width 256 --tile-height 256"
+gradient 5000 3000 big
+gradient 1001 777 small
+vips tiffsave "$T/big.v" "$OUT/big.tif" $TILE --compression jpeg --Q 90
+vips tiffsave "$T/big.v" "$OUT/big_subifd.tif" $TILE --compression jpeg --Q 90 --subifd
+vips tiffsave "$T/big.v" "$OUT/big_bigtiff.tif" $TILE --compression jpeg --Q 90 --bigtiff
+vips tiffsave "$T/small.v" "$OUT/small.tif" $TILE --compression deflate
+vips tiffsave "$T/small.v" "$OUT/small_lzw.tif" $TILE --compression lzw --predictor horizontal
+vips tiffsave "$T/small.v" "$OUT/small_zstd.tif" $TILE --compression zstd
+vips tiffsave "$T/small.v" "$OUT/small_none.tif" $TILE --compression none
+vips tiffsave "$T/small.v" "$OUT/small_jpeg.tif" $TILE --compression jpeg --Q 95
+vips colourspace "$T/small.v" "$T/grey.v" b-w
+vips tiffsave "$T/grey.v" "$OUT/grey.tif" $TILE --compression deflate
+vips cast "$T/grey.v" "$T/grey16a.v" ushort
+vips linear "$T/grey16a.v" "$T/grey16.v" 257 0
+vips cast "$T/grey16.v" "$T/grey16c.v" ushort
+vips tiffsave "$T/grey16c.v" "$OUT/grey16.tif" $TILE
+# untiled: the server refuses it with a clear error
+vips tiffsave "$T/small.v" "$OUT/stripped.tif" --compression deflate
+
+cp "$OUT/small.tif" "$OUT/meta.tif"
+tiffset -s 270 'A "quoted" description' "$OUT/meta.tif"
+tiffset -s 315 'Jane Doe' "$OUT/meta.tif"
+tiffset -s 33432 'CC0' "$OUT/meta.tif"
+tiffset -s 269 'Doc title' "$OUT/meta.tif"
+tiffset -s 306 '2024:01:02 03:04:05' "$OUT/meta.tif"
+
+printf 'this is not an image, just text\n' > "$OUT/notimage.tif"
+printf 'II*\0' > "$OUT/short.tif"
+# a TIFF header whose first IFD offset points far past the end of the file
+printf 'II*\0\377\377\377\177padding' > "$OUT/badifd.tif"
+head -c 4096 "$OUT/small.tif" > "$OUT/truncated.tif"
+touch "$OUT/.complete"

@@ -1,0 +1,159 @@
+//! End to end through a real nginx on loopback, configured as iipsrv's users do
+//! (`/fcgi-bin/iipsrv.fcgi` and `/iiif/` locations, `fastcgi_pass` to tessera).
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Nginx {
+    dir: TempDir,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(upstream: &Addr) -> Nginx {
+        let dir = TempDir::new("nginx");
+        let port = free_port();
+        let pass = match upstream {
+            Addr::Unix(p) => format!("unix:{}", p.display()),
+            Addr::Tcp(p) => format!("127.0.0.1:{p}"),
+        };
+        let d = dir.0.display();
+        let params = format!(
+            "include /etc/nginx/fastcgi_params;\n      fastcgi_pass {pass};"
+        );
+        let conf = format!(
+            "worker_processes 1;\ndaemon on;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/tmp-client;\n  proxy_temp_path {d}/tmp-proxy;\n\
+               fastcgi_temp_path {d}/tmp-fcgi;\n  uwsgi_temp_path {d}/tmp-uwsgi;\n  scgi_temp_path {d}/tmp-scgi;\n\
+               fastcgi_buffers 64 64k;\n\
+               server {{\n    listen 127.0.0.1:{port};\n    server_name localhost;\n\
+                 location = /fcgi-bin/iipsrv.fcgi {{\n      {params}\n    }}\n\
+                 location /iiif/ {{\n      {params}\n    }}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
+        let st = Command::new("nginx")
+            .args(["-p", &d.to_string(), "-c", &format!("{d}/nginx.conf"), "-e", &format!("{d}/error.log")])
+            .status()
+            .expect("nginx is installed");
+        assert!(st.success(), "nginx failed to start");
+        let n = Nginx { dir, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        n
+    }
+
+    /// HTTP/1.0 GET; returns status, headers (lower-case names) and body.
+    fn get(&self, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        write!(c, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut buf = Vec::new();
+        c.read_to_end(&mut buf).unwrap();
+        let pos = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP head");
+        let head = String::from_utf8_lossy(&buf[..pos]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+            .collect();
+        (status, headers, buf[pos + 4..].to_vec())
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Ok(pid) = std::fs::read_to_string(self.dir.0.join("nginx.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+}
+
+fn hdr<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn viewer_traffic_through_nginx() {
+    let s = Server::start(&[("URI_MAP", "iiif=>IIIF")], 2);
+    let n = Nginx::start(&s.addr);
+    let iip = "/fcgi-bin/iipsrv.fcgi?";
+
+    // What OpenSeadragon's IIPTileSource asks first.
+    let (st, h, body) = n.get(&format!("{iip}FIF=big.tif&OBJ=IIP,1.0&OBJ=Max-size&OBJ=Tile-size&OBJ=Resolution-number"));
+    assert_eq!(st, 200);
+    assert_eq!(hdr(&h, "content-type"), Some("application/vnd.netfpx"));
+    assert_eq!(body, b"IIP:1.0\r\nMax-size:5000 3000\r\nTile-size:256 256\r\nResolution-number:6\r\n");
+
+    // Every tile of the four smallest levels, and a sample of the two largest.
+    let levels = [(156u32, 93u32), (312, 187), (625, 375), (1250, 750), (2500, 1500), (5000, 3000)];
+    for (r, &(w, h)) in levels.iter().enumerate() {
+        let (cols, rows) = (w.div_ceil(256), h.div_ceil(256));
+        let step = if r >= 4 { 7 } else { 1 };
+        for t in (0..cols * rows).step_by(step) {
+            let (st, hd, body) = n.get(&format!("{iip}FIF=big.tif&JTL={r},{t}"));
+            assert_eq!(st, 200, "JTL={r},{t}");
+            assert_eq!(hdr(&hd, "content-type"), Some("image/jpeg"));
+            let (c, row) = (t % cols, t / cols);
+            let ew = (w - c * 256).min(256) as usize;
+            let eh = (h - row * 256).min(256) as usize;
+            assert_eq!(jpeg_dims(&body)[..2], [ew, eh][..], "JTL={r},{t}");
+        }
+    }
+
+    // The other entry points.
+    let (st, h, body) = n.get("/iiif/big.tif/info.json");
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(hdr(&h, "content-type").unwrap().starts_with("application/ld+json"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], "http://localhost/iiif/big.tif");
+    assert_eq!(v["width"], 5000);
+    let (st, _, body) = n.get(&format!("{iip}DeepZoom=big.tif.dzi"));
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<Size Width=\"5000\" Height=\"3000\"/>"));
+    let (st, _, body) = n.get(&format!("{iip}DeepZoom=big.tif_files/13/19_11.jpg"));
+    assert_eq!(st, 200);
+    assert_eq!(jpeg_dims(&body)[..2], [136, 184][..]);
+    let (st, _, body) = n.get(&format!("{iip}Zoomify=big.tif/ImageProperties.xml"));
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("NUMTILES=\"324\""));
+    let (st, _, body) = n.get(&format!("{iip}Zoomify=big.tif/TileGroup1/5-19-11.jpg"));
+    assert_eq!(st, 200);
+    assert_eq!(jpeg_dims(&body)[..2], [136, 184][..]);
+}
+
+#[test]
+fn hostile_requests_through_nginx_are_4xx() {
+    let s = Server::start(&[], 2);
+    let n = Nginx::start(&s.addr);
+    let iip = "/fcgi-bin/iipsrv.fcgi?";
+    let long = format!("{iip}FIF=big.tif&{}", "A".repeat(1 << 20));
+    for q in [
+        format!("{iip}FIF=../../etc/passwd&OBJ=Max-size"),
+        format!("{iip}FIF=%2e%2e/x&OBJ=Max-size"),
+        format!("{iip}FIF=big.tif&JTL=99,0"),
+        format!("{iip}FIF=big.tif&JTL=0,999999"),
+        format!("{iip}FIF=big.tif&JTL=-1,-1"),
+        format!("{iip}FIF=big.tif&NOPE=1"),
+        long,
+    ] {
+        let (st, _, body) = n.get(&q);
+        assert!((400..500).contains(&st), "{} -> {st}", &q[..q.len().min(80)]);
+        assert!(!String::from_utf8_lossy(&body).contains(&fixtures().display().to_string()));
+    }
+    let (st, _, _) = n.get(&format!("{iip}FIF=big.tif&OBJ=Max-size"));
+    assert_eq!(st, 200);
+}

@@ -1,0 +1,209 @@
+//! Process model: supervisor and workers, restarts, reload, stop, inherited sockets.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn children(pid: i32) -> Vec<i32> {
+    let out = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    out.split_whitespace().map(|s| s.parse().unwrap()).collect()
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+#[test]
+fn supervisor_forks_workers_and_replaces_a_killed_one() {
+    let s = Server::start(&[], 3);
+    assert!(wait_for(|| children(s.pid()).len() == 3, Duration::from_secs(5)));
+    let before = children(s.pid());
+    let victim = before[1];
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let t0 = Instant::now();
+    assert!(
+        wait_for(
+            || {
+                let c = children(s.pid());
+                c.len() == 3 && !c.contains(&victim)
+            },
+            Duration::from_secs(2)
+        ),
+        "no replacement worker"
+    );
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(100), "replacement took {took:?}");
+    assert_eq!(s.get("FIF=small.tif&OBJ=Max-size").status, 200);
+    assert!(s.log().contains("signal"), "the death is logged: {}", s.log());
+    assert!(s.stop().success());
+}
+
+#[test]
+fn sigterm_stops_everything_with_status_0() {
+    let s = Server::start(&[], 2);
+    assert!(wait_for(|| children(s.pid()).len() == 2, Duration::from_secs(5)));
+    let kids = children(s.pid());
+    let st = s.stop();
+    assert!(st.success(), "{st:?}");
+    for k in kids {
+        assert!(
+            wait_for(|| unsafe { libc::kill(k, 0) } != 0, Duration::from_secs(5)),
+            "worker {k} survived"
+        );
+    }
+}
+
+#[test]
+fn sighup_reloads_without_failing_requests() {
+    let dir = TempDir::new("reload");
+    let env_file = dir.0.join("env");
+    std::fs::write(&env_file, "CACHE_CONTROL=max-age=1\n").unwrap();
+    let sock = dir.0.join("s.sock");
+    let mut cmd = Command::new(bin());
+    cmd.args(["--bind", sock.to_str().unwrap(), "--workers", "2", "--config", env_file.to_str().unwrap()])
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("LOGFILE", dir.0.join("log"))
+        .env("MEMCACHED_SERVERS", "");
+    let child = cmd.spawn().unwrap();
+    let s = Server { child, addr: Addr::Unix(sock), dir: TempDir::new("reload-srv") };
+    s.wait_ready();
+    assert_eq!(s.get("FIF=small.tif&JTL=2,0").header("Cache-Control"), Some("max-age=1"));
+    let old = children(s.pid());
+    std::fs::write(&env_file, "CACHE_CONTROL=max-age=2\n").unwrap();
+
+    let addr = s.addr.clone();
+    let load = std::thread::spawn(move || {
+        let mut fails = 0;
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            match fcgi_request(&addr, &[("REQUEST_METHOD", "GET"), ("QUERY_STRING", "FIF=small.tif&JTL=2,0")], b"") {
+                Ok(r) if r.status == 200 => {}
+                _ => fails += 1,
+            }
+            n += 1;
+        }
+        (n, fails)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    s.signal(libc::SIGHUP);
+    let (n, fails) = load.join().unwrap();
+    assert!(n > 50, "only {n} requests");
+    assert_eq!(fails, 0, "{fails} of {n} requests failed during reload");
+    assert!(wait_for(|| { let c = children(s.pid()); c.len() == 2 && c.iter().all(|p| !old.contains(p)) }, Duration::from_secs(10)));
+    assert_eq!(s.get("FIF=small.tif&JTL=2,0").header("Cache-Control"), Some("max-age=2"));
+}
+
+#[test]
+fn spawn_fcgi_hands_over_fd_0() {
+    let port = free_port();
+    let dir = TempDir::new("spawn");
+    let out = Command::new("spawn-fcgi")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-n", "--", bin(), "--workers", "2"])
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("LOGFILE", dir.0.join("log"))
+        .env("MEMCACHED_SERVERS", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn-fcgi is installed");
+    let s = Server { child: out, addr: Addr::Tcp(port), dir };
+    s.wait_ready();
+    let r = s.get("FIF=big.tif&OBJ=Max-size&OBJ=Resolution-number");
+    assert_eq!(r.body, b"Max-size:5000 3000\r\nResolution-number:6\r\n");
+    let direct = Server::start(&[], 1);
+    assert_eq!(s.get("FIF=small.tif&JTL=2,3").body, direct.get("FIF=small.tif&JTL=2,3").body);
+}
+
+#[test]
+fn no_socket_is_a_clear_error() {
+    let out = Command::new(bin())
+        .stdin(Stdio::null())
+        .env("LOGFILE", "-")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--bind"), "{err}");
+}
+
+#[test]
+fn startup_logs_iipimage_and_clamps_backlog() {
+    let dir = TempDir::new("banner");
+    let port = free_port();
+    let log = dir.0.join("log");
+    let child = Command::new(bin())
+        .args(["--bind", &format!("127.0.0.1:{port}"), "--backlog", "999999", "--workers", "1"])
+        .env("LOGFILE", &log)
+        .env("MEMCACHED_SERVERS", "")
+        .spawn()
+        .unwrap();
+    let s = Server { child, addr: Addr::Tcp(port), dir };
+    s.wait_ready();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("IIPImage"), "{text}");
+    assert!(text.to_lowercase().contains("backlog"), "{text}");
+}
+
+#[test]
+fn truncated_and_garbage_fastcgi_do_not_kill_workers() {
+    let s = Server::start_tcp(&[], 1);
+    let Addr::Tcp(port) = s.addr else { unreachable!() };
+    let before = children(s.pid());
+    // A header that promises more content than is sent, then EOF.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(&[1, 1, 0, 1, 0, 8, 0, 0, 0, 1, 0]).unwrap();
+    drop(c);
+    // Not FastCGI at all.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let _ = c.read_to_end(&mut buf);
+    assert_eq!(s.get("FIF=small.tif&OBJ=Max-size").status, 200);
+    assert_eq!(children(s.pid()), before, "a worker died");
+}
+
+#[test]
+fn huge_query_string_is_a_client_error() {
+    let s = Server::start(&[], 1);
+    let q = format!("FIF=small.tif&{}", "X".repeat(1 << 20));
+    let r = s.get(&q);
+    assert_eq!(r.status, 400);
+    let r = s.get("FIF=small.tif&OBJ=Max-size");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn stdin_debug_mode() {
+    let dir = TempDir::new("stdin");
+    let mut child = Command::new(bin())
+        .args(["--stdin", "--debug-output", dir.0.join("out").to_str().unwrap()])
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("VERBOSITY", "0")
+        .env("MEMCACHED_SERVERS", "")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"FIF=small.tif&OBJ=Max-size\nFIF=small.tif&JTL=2,0\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("200 application/vnd.netfpx"));
+    assert!(lines[1].starts_with("200 image/jpeg"));
+    let last = std::fs::read(dir.0.join("out")).unwrap();
+    let r = parse_cgi(&last);
+    assert_eq!(jpeg_dims(&r.body).0, 256);
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs tessera's whole test suite on Debian 12 with Rust: installs the Debian packages
+# the build and the tests need (when missing), builds the test corpus, then runs
+# formatting and lint checks and every unit and integration test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS="build-essential pkg-config cmake nasm libzstd-dev libvips-tools libtiff-tools bc
+      nginx-light spawn-fcgi iipimage-server curl"
+missing=0
+for t in cc pkg-config cmake nasm vips tiffset bc nginx spawn-fcgi curl; do
+  command -v "$t" >/dev/null || missing=1
+done
+[ -x /usr/lib/iipimage-server/iipsrv.fcgi ] || missing=1
+[ -e /usr/include/zstd.h ] || missing=1
+if [ "$missing" = 1 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  # Keep packaged services (nginx, lighttpd) from starting during the install.
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  $SUDO apt-get update -q
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $PKGS
+  $SUDO rm -f /usr/sbin/policy-rc.d
+fi
+
+export TESSERA_FIXTURES="$PWD/target/fixtures"
+[ -e "$TESSERA_FIXTURES/.complete" ] || bash tests/make-fixtures.sh "$TESSERA_FIXTURES"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --all-targets

@@ -305,7 +305,9 @@ impl Config {
             cache_control: get("CACHE_CONTROL")
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| "max-age=86400".into()),
-            uri_map: get("URI_MAP").map(|v| parse_uri_map(&v)).unwrap_or_default(),
+            uri_map: get("URI_MAP")
+                .map(|v| parse_uri_map(&v))
+                .unwrap_or_default(),
             max_icc,
             codec_passthrough: get("CODEC_PASSTHROUGH").map(|v| atob(&v)).unwrap_or(true),
             kakadu_readmode: int("KAKADU_READMODE", 0).clamp(0, 2) as u32,
@@ -335,22 +337,34 @@ impl Config {
             format!("Setting filesystem prefix to '{}'", self.filesystem_prefix),
             format!("Setting filesystem suffix to '{}'", self.filesystem_suffix),
             format!("Setting default JPEG quality to {}", self.jpeg_quality),
-            format!("Setting default PNG compression level to {}", self.png_quality),
+            format!(
+                "Setting default PNG compression level to {}",
+                self.png_quality
+            ),
             format!(
                 "Setting maximum CVT size to {}",
                 self.max_cvt
                     .map(|n| n.to_string())
                     .unwrap_or_else(|| "unlimited".into())
             ),
-            format!("Setting HTTP Cache-Control header to '{}'", self.cache_control),
+            format!(
+                "Setting HTTP Cache-Control header to '{}'",
+                self.cache_control
+            ),
             format!("Setting codec pass-through to {}", self.codec_passthrough),
-            format!("Setting default IIIF Image API version to {}", self.iiif_version),
+            format!(
+                "Setting default IIIF Image API version to {}",
+                self.iiif_version
+            ),
         ];
         if let Some(c) = &self.cors {
             v.push(format!("Setting Cross Origin Resource Sharing to '{c}'"));
         }
         for m in &self.uri_map {
-            v.push(format!("Setting URI mapping '{}' => {:?}", m.prefix, m.protocol));
+            v.push(format!(
+                "Setting URI mapping '{}' => {:?}",
+                m.prefix, m.protocol
+            ));
         }
         if !self.memcached_servers.is_empty() {
             v.push(format!(

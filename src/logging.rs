@@ -49,10 +49,17 @@ pub fn init(cfg: &Config) {
                 unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_USER) };
                 Sink::Syslog
             }
-            LogTarget::File(p) => match std::fs::OpenOptions::new().create(true).append(true).open(p) {
+            LogTarget::File(p) => match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+            {
                 Ok(f) => Sink::File(f),
                 Err(e) => {
-                    eprintln!("tessera: cannot open log file {}: {e}; logging disabled", p.display());
+                    eprintln!(
+                        "tessera: cannot open log file {}: {e}; logging disabled",
+                        p.display()
+                    );
                     Sink::Off
                 }
             },

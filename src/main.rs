@@ -33,7 +33,10 @@ fn debug_mode(cli: &Cli, cfg: Config) -> i32 {
         let params = Params(vec![
             ("REQUEST_METHOD".into(), "GET".into()),
             ("QUERY_STRING".into(), line.into()),
-            ("REQUEST_URI".into(), format!("/fcgi-bin/iipsrv.fcgi?{line}")),
+            (
+                "REQUEST_URI".into(),
+                format!("/fcgi-bin/iipsrv.fcgi?{line}"),
+            ),
             ("HTTP_HOST".into(), "localhost".into()),
         ]);
         let out = worker.answer(&params, &[]);

@@ -35,14 +35,23 @@ fn image_error(cfg: &Config, client: &str, e: &ImageError) -> Response {
 }
 
 /// One tile through the tile pipeline (processing.md §2).
-pub fn tile(cfg: &Config, opened: &Opened, client: &str, req: TileRequest, view: &View) -> Response {
+pub fn tile(
+    cfg: &Config,
+    opened: &Opened,
+    client: &str,
+    req: TileRequest,
+    view: &View,
+) -> Response {
     let info = opened.image.info();
     let n = info.num_levels() as i64;
     if req.res < 0 || req.res >= n || req.tile < 0 {
         return Response::text_error(
             cfg,
             404,
-            &format!("Asked for non-existent resolution or tile: {},{}", req.res, req.tile),
+            &format!(
+                "Asked for non-existent resolution or tile: {},{}",
+                req.res, req.tile
+            ),
         );
     }
     let k = (n - 1 - req.res) as u32;
@@ -72,7 +81,13 @@ pub fn tile(cfg: &Config, opened: &Opened, client: &str, req: TileRequest, view:
     if passthrough {
         match opened.image.encoded_tile(k, t) {
             Ok(Some(enc)) => {
-                return Response::content(cfg, req.format.mime(), enc.bytes, Some(opened.mtime), None)
+                return Response::content(
+                    cfg,
+                    req.format.mime(),
+                    enc.bytes,
+                    Some(opened.mtime),
+                    None,
+                )
             }
             Ok(None) => {}
             Err(e) => return image_error(cfg, client, &e),
@@ -84,7 +99,8 @@ pub fn tile(cfg: &Config, opened: &Opened, client: &str, req: TileRequest, view:
         Err(e) => return image_error(cfg, client, &e),
     };
     let mut raster = pipeline::to_8bit(decoded);
-    raster = pipeline::keep_channels(raster, encode::channels_for(req.format, raster.channels));
+    let keep = encode::channels_for(req.format, raster.channels);
+    raster = pipeline::keep_channels(raster, keep);
     if view.mirror {
         raster = pipeline::mirror_horizontal(raster);
     }

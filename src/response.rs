@@ -39,7 +39,10 @@ pub fn reason(status: u16) -> &'static str {
 
 /// `Last-Modified` value for a file time (whole seconds, RFC 7231 IMF-fixdate).
 pub fn http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
@@ -149,7 +152,12 @@ impl Response {
     }
 
     /// IIP text (OBJ) success response.
-    pub fn iip_text(cfg: &Config, mime: &str, mtime: Option<SystemTime>, body: Vec<u8>) -> Response {
+    pub fn iip_text(
+        cfg: &Config,
+        mime: &str,
+        mtime: Option<SystemTime>,
+        body: Vec<u8>,
+    ) -> Response {
         let mut headers = vec![
             h("Server", SERVER),
             h("X-Powered-By", "IIPImage"),
@@ -261,7 +269,14 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["Server", "X-Powered-By", "Content-Type", "Last-Modified", "Cache-Control", "Content-Length"]
+            [
+                "Server",
+                "X-Powered-By",
+                "Content-Type",
+                "Last-Modified",
+                "Cache-Control",
+                "Content-Length"
+            ]
         );
         assert!(s.contains("Last-Modified: Tue, 24 Nov 2026 14:21:33 GMT\r\n"));
         assert!(s.contains("Content-Length: 3\r\n\r\n\x01\x02\x03"));
@@ -285,7 +300,9 @@ mod tests {
         let e = Response::iip_error(&cfg(None), "Error/7:3 2 foo\r\n");
         let s = String::from_utf8(e.to_cgi(false)).unwrap();
         assert!(s.starts_with("Status: 400 Bad Request\r\n"));
-        assert!(s.ends_with("IIPisAMadGameClosedToOurUnderstanding.netfpx\"\r\n\r\nError/7:3 2 foo\r\n"));
+        assert!(s.ends_with(
+            "IIPisAMadGameClosedToOurUnderstanding.netfpx\"\r\n\r\nError/7:3 2 foo\r\n"
+        ));
     }
 
     #[test]

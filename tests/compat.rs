@@ -9,11 +9,22 @@ const IIPSRV: &str = "/usr/lib/iipimage-server/iipsrv.fcgi";
 
 #[test]
 fn obj_lines_equal_iipsrv_1_1() {
-    assert!(std::path::Path::new(IIPSRV).exists(), "install iipimage-server (tests/run-all.sh does)");
+    assert!(
+        std::path::Path::new(IIPSRV).exists(),
+        "install iipimage-server (tests/run-all.sh does)"
+    );
     let port = free_port();
     let dir = TempDir::new("iipsrv");
     let child = Command::new("spawn-fcgi")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-n", "--", IIPSRV])
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-n",
+            "--",
+            IIPSRV,
+        ])
         .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
         .env("LOGFILE", dir.0.join("log"))
         .env("VERBOSITY", "0")
@@ -22,11 +33,21 @@ fn obj_lines_equal_iipsrv_1_1() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let reference = Server { child, addr: Addr::Tcp(port), dir };
+    let reference = Server {
+        child,
+        addr: Addr::Tcp(port),
+        dir,
+    };
     reference.wait_ready();
     let ours = Server::start(&[], 1);
     // iipsrv 1.1 reads no SubIFD pyramids, so big_subifd.tif is compared with our own big.tif below.
-    for f in ["big.tif", "big_bigtiff.tif", "small.tif", "grey.tif", "small_jpeg.tif"] {
+    for f in [
+        "big.tif",
+        "big_bigtiff.tif",
+        "small.tif",
+        "grey.tif",
+        "small_jpeg.tif",
+    ] {
         let q = format!("FIF={f}&OBJ=Max-size&OBJ=Tile-size&OBJ=Resolution-number&OBJ=Resolutions");
         let a = reference.get(&q);
         let b = ours.get(&q);
@@ -34,5 +55,8 @@ fn obj_lines_equal_iipsrv_1_1() {
         assert!(b.text().contains("Max-size:"), "{f}: {}", b.text());
     }
     let q = "OBJ=Max-size&OBJ=Tile-size&OBJ=Resolution-number&OBJ=Resolutions";
-    assert_eq!(ours.get(&format!("FIF=big_subifd.tif&{q}")).text(), reference.get(&format!("FIF=big.tif&{q}")).text());
+    assert_eq!(
+        ours.get(&format!("FIF=big_subifd.tif&{q}")).text(),
+        reference.get(&format!("FIF=big.tif&{q}")).text()
+    );
 }

@@ -4,7 +4,11 @@ mod common;
 use common::*;
 
 fn body_lines(r: &Reply) -> Vec<String> {
-    r.text().split("\r\n").filter(|l| !l.is_empty()).map(str::to_owned).collect()
+    r.text()
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -15,7 +19,12 @@ fn obj_metadata_lines() {
     assert_eq!(r.content_type(), "application/vnd.netfpx");
     assert_eq!(
         body_lines(&r),
-        ["IIP:1.0", "Max-size:5000 3000", "Tile-size:256 256", "Resolution-number:6"]
+        [
+            "IIP:1.0",
+            "Max-size:5000 3000",
+            "Tile-size:256 256",
+            "Resolution-number:6"
+        ]
     );
     assert!(r.header("Last-Modified").is_some());
     assert_eq!(r.header("X-Powered-By"), Some("IIPImage"));
@@ -40,18 +49,33 @@ fn obj_metadata_lines() {
     let r = s.get("FIF=grey.tif&OBJ=Basic-info");
     assert_eq!(
         body_lines(&r),
-        ["IIP-server:3.65", "Max-size:1001 777", "Resolution-number:3", "Colorspace,0-2,0:0 0 1 1 0"]
+        [
+            "IIP-server:3.65",
+            "Max-size:1001 777",
+            "Resolution-number:3",
+            "Colorspace,0-2,0:0 0 1 1 0"
+        ]
     );
     let r = s.get("FIF=small.tif&ROT=90&OBJ=Max-size");
     assert_eq!(body_lines(&r), ["Max-size:777 1001"]);
     let r = s.get("FIF=grey16.tif&OBJ=Bits-per-channel&OBJ=Min-Max-sample-values");
-    assert_eq!(body_lines(&r), ["Bits-per-channel:16", "Min-Max-sample-values: 0  65535"]);
+    assert_eq!(
+        body_lines(&r),
+        ["Bits-per-channel:16", "Min-Max-sample-values: 0  65535"]
+    );
     for f in ["big_subifd.tif", "big_bigtiff.tif"] {
         let r = s.get(&format!("FIF={f}&OBJ=Max-size&OBJ=Resolution-number"));
-        assert_eq!(body_lines(&r), ["Max-size:5000 3000", "Resolution-number:6"], "{f}");
+        assert_eq!(
+            body_lines(&r),
+            ["Max-size:5000 3000", "Resolution-number:6"],
+            "{f}"
+        );
     }
     let r = s.get("OBJ=IIP-opt-comm");
-    assert_eq!(body_lines(&r), ["IIP-opt-comm:CVT CNT QLT JTL JTLS WID HEI RGN MINMAX SHD CMP INV CTW"]);
+    assert_eq!(
+        body_lines(&r),
+        ["IIP-opt-comm:CVT CNT QLT JTL JTLS WID HEI RGN MINMAX SHD CMP INV CTW"]
+    );
 }
 
 #[test]
@@ -71,7 +95,10 @@ fn obj_text_metadata() {
     assert_eq!(r.content_type(), "text/plain");
     assert_eq!(r.body, b"Doc title\r\n");
     let r = s.get("FIF=meta.tif&OBJ=summary-info");
-    assert_eq!(r.text(), "CC0\r\nA \"quoted\" description\r\nJane Doe\r\n2024:01:02 03:04:05\r\n");
+    assert_eq!(
+        r.text(),
+        "CC0\r\nA \"quoted\" description\r\nJane Doe\r\n2024:01:02 03:04:05\r\n"
+    );
     let r = s.get("FIF=meta.tif&OBJ=keywords");
     assert_eq!(r.status, 400);
     assert!(r.text().starts_with("Error/"), "{}", r.text());
@@ -84,9 +111,15 @@ fn iip_errors() {
     let cases = [
         ("FOO=bar", "Error/7:2 2 FOO\r\n"),
         ("WID=100", "Error/11:2 1 WID=100\r\n"),
-        ("FIF=small.tif&WID=100", "Error/25:2 1 FIF=small.tif&WID=100\r\n"),
+        (
+            "FIF=small.tif&WID=100",
+            "Error/25:2 1 FIF=small.tif&WID=100\r\n",
+        ),
         ("FIF=big.tif&OBJ=foo", "Error/7:3 2 foo\r\n"),
-        ("FIF=big.tif&OBJ=colourspace", "Error/15:3 2 colourspace\r\n"),
+        (
+            "FIF=big.tif&OBJ=colourspace",
+            "Error/15:3 2 colourspace\r\n",
+        ),
         ("OBJ=Max-size", "Error/12:1 3 max-size\r\n"),
         ("JTL=0,0", "Error/4:1 3 \r\n"),
         ("OBJ=metadata", "Error/12:1 3 metadata\r\n"),
@@ -96,7 +129,10 @@ fn iip_errors() {
         assert_eq!(r.status, 400, "{q}");
         assert_eq!(r.text(), body, "{q}");
         assert_eq!(r.content_type(), "application/vnd.netfpx");
-        assert!(r.header("Content-Disposition").unwrap().contains("IIPisAMadGame"));
+        assert!(r
+            .header("Content-Disposition")
+            .unwrap()
+            .contains("IIPisAMadGame"));
     }
     // S24: no image, no Last-Modified, Content-Type stays a header.
     let r = s.get("OBJ=IIP-server");
@@ -117,16 +153,39 @@ fn envelope_and_conditional_requests() {
     // S7 header order
     let r = s.get("FIF=small.tif&JTL=2,0");
     let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(names, ["Server", "X-Powered-By", "Content-Type", "Last-Modified", "Cache-Control", "Content-Length"]);
+    assert_eq!(
+        names,
+        [
+            "Server",
+            "X-Powered-By",
+            "Content-Type",
+            "Last-Modified",
+            "Cache-Control",
+            "Content-Length"
+        ]
+    );
     assert_eq!(r.header("Cache-Control"), Some("max-age=86400"));
-    assert_eq!(r.header("Content-Length").unwrap().parse::<usize>().unwrap(), r.body.len());
+    assert_eq!(
+        r.header("Content-Length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap(),
+        r.body.len()
+    );
     let lm = r.header("Last-Modified").unwrap().to_owned();
-    let mtime = std::fs::metadata(fixtures().join("small.tif")).unwrap().modified().unwrap();
+    let mtime = std::fs::metadata(fixtures().join("small.tif"))
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(lm, httpdate::fmt_http_date(mtime));
     // S9/S10/S11
     let cond = |date: &str| {
         s.request(
-            &[("REQUEST_METHOD", "GET"), ("QUERY_STRING", "FIF=small.tif&JTL=2,0"), ("HTTP_IF_MODIFIED_SINCE", date)],
+            &[
+                ("REQUEST_METHOD", "GET"),
+                ("QUERY_STRING", "FIF=small.tif&JTL=2,0"),
+                ("HTTP_IF_MODIFIED_SINCE", date),
+            ],
             b"",
         )
     };
@@ -141,7 +200,13 @@ fn envelope_and_conditional_requests() {
     assert_eq!(cond("not a date").status, 200);
     // S2/S3/S4 methods
     let m = |method: &str| {
-        s.request(&[("REQUEST_METHOD", method), ("QUERY_STRING", "FIF=small.tif&JTL=2,0")], b"")
+        s.request(
+            &[
+                ("REQUEST_METHOD", method),
+                ("QUERY_STRING", "FIF=small.tif&JTL=2,0"),
+            ],
+            b"",
+        )
     };
     let r = m("OPTIONS");
     assert_eq!(r.status, 204);
@@ -151,11 +216,18 @@ fn envelope_and_conditional_requests() {
     let get = m("GET");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
-    assert_eq!(head.header("Content-Length").unwrap(), get.body.len().to_string());
+    assert_eq!(
+        head.header("Content-Length").unwrap(),
+        get.body.len().to_string()
+    );
     // POST body as request string.
     let body = b"FIF=small.tif&OBJ=Max-size";
     let r = s.request(
-        &[("REQUEST_METHOD", "POST"), ("QUERY_STRING", ""), ("CONTENT_LENGTH", &body.len().to_string())],
+        &[
+            ("REQUEST_METHOD", "POST"),
+            ("QUERY_STRING", ""),
+            ("CONTENT_LENGTH", &body.len().to_string()),
+        ],
         body,
     );
     assert_eq!(r.body, b"Max-size:1001 777\r\n");
@@ -171,7 +243,13 @@ fn cors_and_cache_control() {
     assert_eq!(r.status, 404);
     assert_eq!(r.content_type(), "text/plain; charset=utf-8");
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
-    let r = s.request(&[("REQUEST_METHOD", "OPTIONS"), ("QUERY_STRING", "FIF=small.tif")], b"");
+    let r = s.request(
+        &[
+            ("REQUEST_METHOD", "OPTIONS"),
+            ("QUERY_STRING", "FIF=small.tif"),
+        ],
+        b"",
+    );
     assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     assert!(r.header("Access-Control-Max-Age").is_some());
 }
@@ -215,7 +293,9 @@ fn tiles_have_the_right_sizes() {
     // PNG tile, lossless: equals the deflate source's pixels.
     let r = s.get("FIF=small.tif&PTL=2,0");
     assert_eq!(r.content_type(), "image/png");
-    let mut reader = png::Decoder::new(std::io::Cursor::new(r.body)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(r.body))
+        .read_info()
+        .unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
     assert_eq!((info.width, info.height), (256, 256));
@@ -256,7 +336,11 @@ fn tiff_tag_bytes(d: &[u8], tag: u16) -> Vec<u8> {
         4 => 4,
         _ => panic!("type {ty}"),
     } * count;
-    let off = if size <= 4 { val } else { u32le(d, val) as usize };
+    let off = if size <= 4 {
+        val
+    } else {
+        u32le(d, val) as usize
+    };
     d[off..off + size].to_vec()
 }
 
@@ -282,7 +366,11 @@ fn first_tile(d: &[u8]) -> (usize, usize) {
     let read = |tag| {
         let (ty, count, val) = tiff_tag(d, tag);
         assert_eq!(ty, 4);
-        let at = if count == 1 { val } else { u32le(d, val) as usize };
+        let at = if count == 1 {
+            val
+        } else {
+            u32le(d, val) as usize
+        };
         u32le(d, at) as usize
     };
     (read(324), read(325))
@@ -326,11 +414,18 @@ fn path_handling() {
         let r = s.get(q);
         assert_eq!(r.status, status, "{q}: {}", r.text());
         let prefix = fixtures().display().to_string();
-        assert!(!r.text().contains(&prefix), "{q} leaks the image root: {}", r.text());
+        assert!(
+            !r.text().contains(&prefix),
+            "{q} leaks the image root: {}",
+            r.text()
+        );
         assert!(!r.text().contains("root:"), "{q}");
     }
     // A trailing `..` that survives filtering cannot climb out of the root.
     let r = s.get("FIF=..&OBJ=Max-size");
     assert!(r.status == 403 || r.status == 404, "{}", r.status);
-    assert!(s.get("FIF=stripped.tif&OBJ=Max-size").text().contains("not tiled"));
+    assert!(s
+        .get("FIF=stripped.tif&OBJ=Max-size")
+        .text()
+        .contains("not tiled"));
 }

@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn children(pid: i32) -> Vec<i32> {
-    let out = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let out =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
     out.split_whitespace().map(|s| s.parse().unwrap()).collect()
 }
 
@@ -25,7 +26,10 @@ fn wait_for(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
 #[test]
 fn supervisor_forks_workers_and_replaces_a_killed_one() {
     let s = Server::start(&[], 3);
-    assert!(wait_for(|| children(s.pid()).len() == 3, Duration::from_secs(5)));
+    assert!(wait_for(
+        || children(s.pid()).len() == 3,
+        Duration::from_secs(5)
+    ));
     let before = children(s.pid());
     let victim = before[1];
     unsafe { libc::kill(victim, libc::SIGKILL) };
@@ -41,16 +45,26 @@ fn supervisor_forks_workers_and_replaces_a_killed_one() {
         "no replacement worker"
     );
     let took = t0.elapsed();
-    assert!(took < Duration::from_millis(100), "replacement took {took:?}");
+    assert!(
+        took < Duration::from_millis(100),
+        "replacement took {took:?}"
+    );
     assert_eq!(s.get("FIF=small.tif&OBJ=Max-size").status, 200);
-    assert!(s.log().contains("signal"), "the death is logged: {}", s.log());
+    assert!(
+        s.log().contains("signal"),
+        "the death is logged: {}",
+        s.log()
+    );
     assert!(s.stop().success());
 }
 
 #[test]
 fn sigterm_stops_everything_with_status_0() {
     let s = Server::start(&[], 2);
-    assert!(wait_for(|| children(s.pid()).len() == 2, Duration::from_secs(5)));
+    assert!(wait_for(
+        || children(s.pid()).len() == 2,
+        Duration::from_secs(5)
+    ));
     let kids = children(s.pid());
     let st = s.stop();
     assert!(st.success(), "{st:?}");
@@ -69,14 +83,28 @@ fn sighup_reloads_without_failing_requests() {
     std::fs::write(&env_file, "CACHE_CONTROL=max-age=1\n").unwrap();
     let sock = dir.0.join("s.sock");
     let mut cmd = Command::new(bin());
-    cmd.args(["--bind", sock.to_str().unwrap(), "--workers", "2", "--config", env_file.to_str().unwrap()])
-        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
-        .env("LOGFILE", dir.0.join("log"))
-        .env("MEMCACHED_SERVERS", "");
+    cmd.args([
+        "--bind",
+        sock.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--config",
+        env_file.to_str().unwrap(),
+    ])
+    .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+    .env("LOGFILE", dir.0.join("log"))
+    .env("MEMCACHED_SERVERS", "");
     let child = cmd.spawn().unwrap();
-    let s = Server { child, addr: Addr::Unix(sock), dir: TempDir::new("reload-srv") };
+    let s = Server {
+        child,
+        addr: Addr::Unix(sock),
+        dir: TempDir::new("reload-srv"),
+    };
     s.wait_ready();
-    assert_eq!(s.get("FIF=small.tif&JTL=2,0").header("Cache-Control"), Some("max-age=1"));
+    assert_eq!(
+        s.get("FIF=small.tif&JTL=2,0").header("Cache-Control"),
+        Some("max-age=1")
+    );
     let old = children(s.pid());
     std::fs::write(&env_file, "CACHE_CONTROL=max-age=2\n").unwrap();
 
@@ -86,7 +114,14 @@ fn sighup_reloads_without_failing_requests() {
         let mut n = 0;
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
-            match fcgi_request(&addr, &[("REQUEST_METHOD", "GET"), ("QUERY_STRING", "FIF=small.tif&JTL=2,0")], b"") {
+            match fcgi_request(
+                &addr,
+                &[
+                    ("REQUEST_METHOD", "GET"),
+                    ("QUERY_STRING", "FIF=small.tif&JTL=2,0"),
+                ],
+                b"",
+            ) {
                 Ok(r) if r.status == 200 => {}
                 _ => fails += 1,
             }
@@ -99,8 +134,17 @@ fn sighup_reloads_without_failing_requests() {
     let (n, fails) = load.join().unwrap();
     assert!(n > 50, "only {n} requests");
     assert_eq!(fails, 0, "{fails} of {n} requests failed during reload");
-    assert!(wait_for(|| { let c = children(s.pid()); c.len() == 2 && c.iter().all(|p| !old.contains(p)) }, Duration::from_secs(10)));
-    assert_eq!(s.get("FIF=small.tif&JTL=2,0").header("Cache-Control"), Some("max-age=2"));
+    assert!(wait_for(
+        || {
+            let c = children(s.pid());
+            c.len() == 2 && c.iter().all(|p| !old.contains(p))
+        },
+        Duration::from_secs(10)
+    ));
+    assert_eq!(
+        s.get("FIF=small.tif&JTL=2,0").header("Cache-Control"),
+        Some("max-age=2")
+    );
 }
 
 #[test]
@@ -108,7 +152,17 @@ fn spawn_fcgi_hands_over_fd_0() {
     let port = free_port();
     let dir = TempDir::new("spawn");
     let out = Command::new("spawn-fcgi")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-n", "--", bin(), "--workers", "2"])
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-n",
+            "--",
+            bin(),
+            "--workers",
+            "2",
+        ])
         .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
         .env("LOGFILE", dir.0.join("log"))
         .env("MEMCACHED_SERVERS", "")
@@ -116,12 +170,19 @@ fn spawn_fcgi_hands_over_fd_0() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn-fcgi is installed");
-    let s = Server { child: out, addr: Addr::Tcp(port), dir };
+    let s = Server {
+        child: out,
+        addr: Addr::Tcp(port),
+        dir,
+    };
     s.wait_ready();
     let r = s.get("FIF=big.tif&OBJ=Max-size&OBJ=Resolution-number");
     assert_eq!(r.body, b"Max-size:5000 3000\r\nResolution-number:6\r\n");
     let direct = Server::start(&[], 1);
-    assert_eq!(s.get("FIF=small.tif&JTL=2,3").body, direct.get("FIF=small.tif&JTL=2,3").body);
+    assert_eq!(
+        s.get("FIF=small.tif&JTL=2,3").body,
+        direct.get("FIF=small.tif&JTL=2,3").body
+    );
 }
 
 #[test]
@@ -142,12 +203,23 @@ fn startup_logs_iipimage_and_clamps_backlog() {
     let port = free_port();
     let log = dir.0.join("log");
     let child = Command::new(bin())
-        .args(["--bind", &format!("127.0.0.1:{port}"), "--backlog", "999999", "--workers", "1"])
+        .args([
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--backlog",
+            "999999",
+            "--workers",
+            "1",
+        ])
         .env("LOGFILE", &log)
         .env("MEMCACHED_SERVERS", "")
         .spawn()
         .unwrap();
-    let s = Server { child, addr: Addr::Tcp(port), dir };
+    let s = Server {
+        child,
+        addr: Addr::Tcp(port),
+        dir,
+    };
     s.wait_ready();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("IIPImage"), "{text}");
@@ -157,7 +229,9 @@ fn startup_logs_iipimage_and_clamps_backlog() {
 #[test]
 fn truncated_and_garbage_fastcgi_do_not_kill_workers() {
     let s = Server::start_tcp(&[], 1);
-    let Addr::Tcp(port) = s.addr else { unreachable!() };
+    let Addr::Tcp(port) = s.addr else {
+        unreachable!()
+    };
     let before = children(s.pid());
     // A header that promises more content than is sent, then EOF.
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -187,7 +261,11 @@ fn huge_query_string_is_a_client_error() {
 fn stdin_debug_mode() {
     let dir = TempDir::new("stdin");
     let mut child = Command::new(bin())
-        .args(["--stdin", "--debug-output", dir.0.join("out").to_str().unwrap()])
+        .args([
+            "--stdin",
+            "--debug-output",
+            dir.0.join("out").to_str().unwrap(),
+        ])
         .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
         .env("VERBOSITY", "0")
         .env("MEMCACHED_SERVERS", "")
@@ -195,7 +273,12 @@ fn stdin_debug_mode() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"FIF=small.tif&OBJ=Max-size\nFIF=small.tif&JTL=2,0\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"FIF=small.tif&OBJ=Max-size\nFIF=small.tif&JTL=2,0\n")
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);

@@ -202,3 +202,39 @@ pub fn open(path: &Path) -> Result<Arc<dyn Image>, ImageError> {
         _ => Err(ImageError::UnknownFormat),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn level(width: u32, height: u32) -> Level {
+        Level {
+            width,
+            height,
+            tile_width: 256,
+            tile_height: 256,
+            codec: StoredCodec::None,
+        }
+    }
+
+    #[test]
+    fn tile_grid_f1_f3() {
+        let l = level(5000, 3000);
+        assert_eq!((l.columns(), l.rows(), l.tile_count()), (20, 12, 240));
+        assert_eq!(l.tile_size(239), Some((136, 184)));
+        assert_eq!(l.tile_size(240), None);
+        let counts: Vec<u32> = [
+            (5000, 3000),
+            (2500, 1500),
+            (1250, 750),
+            (625, 375),
+            (312, 187),
+            (156, 93),
+        ]
+        .iter()
+        .map(|&(w, h)| level(w, h).tile_count())
+        .collect();
+        assert_eq!(counts, [240, 60, 15, 6, 2, 1]);
+        assert_eq!(level(2500, 1500).tile_size(59), Some((196, 220)));
+    }
+}

@@ -41,10 +41,20 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
             info.width(),
             info.height()
         );
-        return Response::content(cfg, "application/xml", body.into_bytes(), Some(cur.opened.mtime), None);
+        return Response::content(
+            cfg,
+            "application/xml",
+            body.into_bytes(),
+            Some(cur.opened.mtime),
+            None,
+        );
     }
     let Some(p) = arg.rfind("_files/") else {
-        return Response::text_error(cfg, 400, "DeepZoom: expected <image>.dzi or <image>_files/<level>/<x>_<y>.jpg");
+        return Response::text_error(
+            cfg,
+            400,
+            "DeepZoom: expected <image>.dzi or <image>_files/<level>/<x>_<y>.jpg",
+        );
     };
     let (path, rest) = (&arg[..p], &arg[p + 7..]);
     let Some((level, file)) = rest.rsplit_once('/') else {
@@ -63,7 +73,11 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
     let d = max_level(info.width(), info.height());
     let n = info.num_levels() as i64;
     if l > d {
-        return Response::text_error(cfg, 404, &format!("DeepZoom: level {l} is above the full image ({d})"));
+        return Response::text_error(
+            cfg,
+            404,
+            &format!("DeepZoom: level {l} is above the full image ({d})"),
+        );
     }
     let r = l as i64 - d as i64 + n - 1;
     if r < 0 {
@@ -82,7 +96,11 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
         cfg,
         &cur.opened,
         &cur.client,
-        TileRequest { res: r, tile: t, format: Format::Jpeg },
+        TileRequest {
+            res: r,
+            tile: t,
+            format: Format::Jpeg,
+        },
         &View::default(),
     )
 }

@@ -77,7 +77,10 @@ fn qualities(cfg: &Config, info: &ImageInfo) -> Vec<&'static str> {
 }
 
 fn quoted_list(v: &[&str]) -> String {
-    v.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(",")
+    v.iter()
+        .map(|s| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The info.json body (iiif.md §4.1/4.2 layout).
@@ -92,13 +95,20 @@ pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Optio
         info.levels[1..]
             .iter()
             .rev()
-            .map(|l| format!("     {{ \"width\" : {}, \"height\" : {} }}", l.width, l.height))
+            .map(|l| {
+                format!(
+                    "     {{ \"width\" : {}, \"height\" : {} }}",
+                    l.width, l.height
+                )
+            })
             .collect()
     } else {
         vec![format!("     {{ \"width\" : {w}, \"height\" : {h} }}")]
     };
     s.push_str(&sizes.join(",\n"));
-    let factors: Vec<String> = (0..info.levels.len()).map(|k| (1u64 << k.min(62)).to_string()).collect();
+    let factors: Vec<String> = (0..info.levels.len())
+        .map(|k| (1u64 << k.min(62)).to_string())
+        .collect();
     let _ = write!(
         s,
         "\n  ],\n  \"tiles\" : [\n     {{ \"width\" : {}, \"height\" : {}, \"scaleFactors\" : [ {} ] }}\n  ],\n",
@@ -132,7 +142,10 @@ pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Optio
             quoted_list(&q)
         );
         if let Some(m) = cfg.max_cvt {
-            let _ = write!(s, ",\n       \"maxWidth\" : {m},\n       \"maxHeight\" : {m}");
+            let _ = write!(
+                s,
+                ",\n       \"maxWidth\" : {m},\n       \"maxHeight\" : {m}"
+            );
         }
         s.push_str("\n     }\n  ]");
         if let Some(r) = rights {
@@ -196,7 +209,11 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     if last == "info.json" {
         let (file_ident, page) = split_page(cfg, ident);
         if page.is_some_and(|p| p.is_none()) {
-            return Response::text_error(cfg, 400, "IIIF: the page after the delimiter must be a number");
+            return Response::text_error(
+                cfg,
+                400,
+                "IIIF: the page after the delimiter must be a number",
+            );
         }
         let cur = match open_image(ctx, http, file_ident) {
             Ok(c) => c,
@@ -215,7 +232,8 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
             .cloned()
             .or_else(|| cfg.copyright.clone());
         let body = info_json(cfg, info, &id, v, rights.as_deref());
-        let mime = format!("application/ld+json;profile=\"http://iiif.io/api/image/{v}/context.json\"");
+        let mime =
+            format!("application/ld+json;profile=\"http://iiif.io/api/image/{v}/context.json\"");
         let mut r = Response::content(cfg, &mime, body.into_bytes(), Some(cur.opened.mtime), None);
         if v != cfg.iiif_version {
             for (k, val) in r.headers.iter_mut() {
@@ -243,9 +261,10 @@ fn split_page<'a>(cfg: &Config, ident: &'a str) -> (&'a str, Option<Option<u32>>
         Some(d) if ident.contains(d) => {
             let p = ident.rfind(d).unwrap_or(0);
             let page = &ident[p + d.len()..];
-            let n = (!page.is_empty() && page.bytes().all(|b| b.is_ascii_digit()) && page.len() < 9)
-                .then(|| page.parse().ok())
-                .flatten();
+            let n =
+                (!page.is_empty() && page.bytes().all(|b| b.is_ascii_digit()) && page.len() < 9)
+                    .then(|| page.parse().ok())
+                    .flatten();
             (&ident[..p], Some(n))
         }
         _ => (ident, None),
@@ -291,7 +310,14 @@ mod tests {
     fn v3_info_matches_spec_layout() {
         let cfg = Config::from_vars(|_| None);
         let i = info(
-            &[(5000, 3000), (2500, 1500), (1250, 750), (625, 375), (312, 187), (156, 93)],
+            &[
+                (5000, 3000),
+                (2500, 1500),
+                (1250, 750),
+                (625, 375),
+                (312, 187),
+                (156, 93),
+            ],
             28.34,
         );
         let s = info_json(&cfg, &i, "http://localhost/iiif/pyr5000x3000.tif", 3, None);
@@ -349,7 +375,10 @@ mod tests {
     #[test]
     fn page_delimiters() {
         let cfg = Config::from_vars(|k| (k == "IIIF_DELIMITER").then(|| "::".to_string()));
-        assert_eq!(split_page(&cfg, "stack.tif::2"), ("stack.tif", Some(Some(2))));
+        assert_eq!(
+            split_page(&cfg, "stack.tif::2"),
+            ("stack.tif", Some(Some(2)))
+        );
         assert_eq!(split_page(&cfg, "stack.tif::x"), ("stack.tif", Some(None)));
         assert_eq!(split_page(&cfg, "plain.tif"), ("plain.tif", None));
     }

@@ -44,7 +44,10 @@ pub fn not_modified(mtime: SystemTime, header: &str) -> bool {
     let Ok(since) = httpdate::parse_http_date(header.trim()) else {
         return false;
     };
-    let secs = mtime.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = mtime
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     UNIX_EPOCH + Duration::from_secs(secs) <= since
 }
 
@@ -130,7 +133,11 @@ impl Session<'_, '_> {
                 .get(k)
                 .filter(|v| !v.is_empty())
                 .cloned()
-                .or_else(|| (k == "rights").then(|| self.ctx.cfg.copyright.clone()).flatten())
+                .or_else(|| {
+                    (k == "rights")
+                        .then(|| self.ctx.cfg.copyright.clone())
+                        .flatten()
+                })
         };
         let n = info.num_levels();
         match arg.as_str() {

@@ -163,6 +163,9 @@ mod tests {
         let cfg = cfg_with_map("=>IIP");
         assert_eq!(map_uri(&cfg, "/a.tif").as_deref(), Some("FIF=a.tif"));
         let cfg = cfg_with_map("dz=>DeepZoom zoom=>Zoomify");
-        assert_eq!(map_uri(&cfg, "/zoom/x.tif/ImageProperties.xml").as_deref(), Some("Zoomify=x.tif/ImageProperties.xml"));
+        assert_eq!(
+            map_uri(&cfg, "/zoom/x.tif/ImageProperties.xml").as_deref(),
+            Some("Zoomify=x.tif/ImageProperties.xml")
+        );
     }
 }

@@ -36,7 +36,10 @@ pub fn url_decode(s: &str) -> String {
             b'+' => out.push(b' '),
             b'%' => {
                 let hex = |c: u8| (c as char).to_digit(16);
-                match (b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+                match (
+                    b.get(i + 1).copied().and_then(hex),
+                    b.get(i + 2).copied().and_then(hex),
+                ) {
                     (Some(h), Some(l)) => {
                         let v = (h * 16 + l) as u8;
                         if v != 0 {
@@ -95,7 +98,9 @@ fn image_root(prefix: &str) -> Option<PathBuf> {
     let dir = if prefix.ends_with('/') {
         p
     } else {
-        p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
     };
     dir.canonicalize().ok()
 }
@@ -146,7 +151,10 @@ mod tests {
             Err(PathError::Outside("sub/../../secret.tif".into()))
         );
         // A directory is not an image.
-        assert!(matches!(resolve("sub", &prefix, ""), Err(PathError::NotFound(_))));
+        assert!(matches!(
+            resolve("sub", &prefix, ""),
+            Err(PathError::NotFound(_))
+        ));
         // Suffix and stem prefixes.
         let stem = format!("{}/sub/", root.display());
         assert!(resolve("a", &stem, ".tif").is_ok());

@@ -12,7 +12,11 @@ use crate::response::Response;
 pub fn layout(info: &ImageInfo) -> (u32, u32) {
     let t = info.levels[0].tile_width;
     let tiny = |w: u32, h: u32| w < t && h < t;
-    let small = info.levels.iter().filter(|l| tiny(l.width, l.height)).count() as u32;
+    let small = info
+        .levels
+        .iter()
+        .filter(|l| tiny(l.width, l.height))
+        .count() as u32;
     let discard = small.saturating_sub(1);
     let big: u32 = info
         .levels
@@ -38,10 +42,20 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
             info.height(),
             info.levels[0].tile_width
         );
-        return Response::content(cfg, "application/xml", body.into_bytes(), Some(cur.opened.mtime), None);
+        return Response::content(
+            cfg,
+            "application/xml",
+            body.into_bytes(),
+            Some(cur.opened.mtime),
+            None,
+        );
     }
     let Some(p) = arg.find("TileGroup") else {
-        return Response::text_error(cfg, 400, "Zoomify: expected <image>/ImageProperties.xml or <image>/TileGroupN/z-x-y.jpg");
+        return Response::text_error(
+            cfg,
+            400,
+            "Zoomify: expected <image>/ImageProperties.xml or <image>/TileGroupN/z-x-y.jpg",
+        );
     };
     let path = arg[..p].strip_suffix('/').unwrap_or(&arg[..p]);
     let last = arg.rsplit('/').next().unwrap_or("");
@@ -55,7 +69,11 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
         })
         .collect();
     let [Some(z), Some(x), Some(y)] = nums[..] else {
-        return Response::text_error(cfg, 400, "Zoomify: tile names are <level>-<column>-<row>.jpg");
+        return Response::text_error(
+            cfg,
+            400,
+            "Zoomify: tile names are <level>-<column>-<row>.jpg",
+        );
     };
     let cur = match open_image(ctx, http, path) {
         Ok(c) => c,
@@ -77,7 +95,65 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
         cfg,
         &cur.opened,
         &cur.client,
-        TileRequest { res: r as i64, tile: t, format: Format::Jpeg },
+        TileRequest {
+            res: r as i64,
+            tile: t,
+            format: Format::Jpeg,
+        },
         &View::default(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{ColourSpace, Level, SampleFormat, StoredCodec};
+
+    fn info(levels: &[(u32, u32)]) -> ImageInfo {
+        ImageInfo {
+            levels: levels
+                .iter()
+                .map(|&(width, height)| Level {
+                    width,
+                    height,
+                    tile_width: 256,
+                    tile_height: 256,
+                    codec: StoredCodec::Jpeg,
+                })
+                .collect(),
+            channels: 3,
+            bits_per_sample: 8,
+            sample_format: SampleFormat::Unsigned,
+            colour: ColourSpace::Srgb,
+            min: vec![],
+            max: vec![],
+            dpi_x: 0.0,
+            dpi_y: 0.0,
+            resolution_unit: Default::default(),
+            metadata: Default::default(),
+            icc: None,
+            xmp: None,
+            horizontal_views: vec![0],
+            vertical_views: vec![90],
+            quality_layers: 0,
+        }
+    }
+
+    #[test]
+    fn numtiles_f7() {
+        let big = info(&[
+            (5000, 3000),
+            (2500, 1500),
+            (1250, 750),
+            (625, 375),
+            (312, 187),
+            (156, 93),
+        ]);
+        assert_eq!(layout(&big), (0, 324));
+        let small = info(&[(1001, 777), (500, 388), (250, 194)]);
+        assert_eq!(layout(&small), (0, 21));
+        // Two tiny levels: the smaller one is hidden.
+        let deep = info(&[(600, 400), (300, 200), (150, 100), (75, 50)]);
+        assert_eq!(layout(&deep), (1, 1 + 6 + 2));
+    }
 }

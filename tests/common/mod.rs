@@ -25,7 +25,11 @@ pub fn fixtures() -> PathBuf {
         }
         if std::fs::create_dir(&lock).is_ok() {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make-fixtures.sh");
-            let st = Command::new("bash").arg(script).arg(&dir).status().expect("run make-fixtures.sh");
+            let st = Command::new("bash")
+                .arg(script)
+                .arg(&dir)
+                .status()
+                .expect("run make-fixtures.sh");
             let _ = std::fs::remove_dir(&lock);
             assert!(st.success(), "make-fixtures.sh failed");
             return dir;
@@ -43,7 +47,10 @@ impl TempDir {
         let p = std::env::temp_dir().join(format!(
             "tessera-{tag}-{}-{:?}",
             std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
         ));
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -76,7 +83,11 @@ pub fn bin() -> &'static str {
 
 /// A free loopback port (bound then released; the kernel does not hand it out again at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Server {
@@ -138,12 +149,15 @@ impl Server {
 
     /// GET with a query string, as nginx's `/fcgi-bin/iipsrv.fcgi?<query>` sends it.
     pub fn get(&self, query: &str) -> Reply {
-        self.request(&[
-            ("REQUEST_METHOD", "GET"),
-            ("QUERY_STRING", query),
-            ("REQUEST_URI", &format!("/fcgi-bin/iipsrv.fcgi?{query}")),
-            ("HTTP_HOST", "localhost"),
-        ], b"")
+        self.request(
+            &[
+                ("REQUEST_METHOD", "GET"),
+                ("QUERY_STRING", query),
+                ("REQUEST_URI", &format!("/fcgi-bin/iipsrv.fcgi?{query}")),
+                ("HTTP_HOST", "localhost"),
+            ],
+            b"",
+        )
     }
 
     pub fn request(&self, params: &[(&str, &str)], stdin: &[u8]) -> Reply {
@@ -197,7 +211,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -209,23 +226,36 @@ impl Reply {
 
 /// Splits CGI output into status, headers and body.
 pub fn parse_cgi(out: &[u8]) -> Reply {
-    let pos = out.windows(4).position(|w| w == b"\r\n\r\n").expect("CGI header block ends with a blank line");
+    let pos = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("CGI header block ends with a blank line");
     let head = String::from_utf8_lossy(&out[..pos]).into_owned();
     let mut status = 200;
     let mut headers = Vec::new();
     for line in head.split("\r\n") {
-        let (k, v) = line.split_once(": ").unwrap_or_else(|| panic!("bad header line {line:?}"));
+        let (k, v) = line
+            .split_once(": ")
+            .unwrap_or_else(|| panic!("bad header line {line:?}"));
         if k == "Status" {
             status = v[..3].parse().unwrap();
         }
         headers.push((k.to_owned(), v.to_owned()));
     }
-    Reply { status, headers, body: out[pos + 4..].to_vec(), raw_head: head }
+    Reply {
+        status,
+        headers,
+        body: out[pos + 4..].to_vec(),
+        raw_head: head,
+    }
 }
 
 /// One FastCGI request over a fresh connection, with a 30 s time limit.
 pub fn fcgi_request(addr: &Addr, params: &[(&str, &str)], stdin: &[u8]) -> Result<Reply, String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut p = fastcgi_client::Params::default();
     for (k, v) in params {
         p = p.custom(k.to_string(), v.to_string());
@@ -238,34 +268,55 @@ pub fn fcgi_request(addr: &Addr, params: &[(&str, &str)], stdin: &[u8]) -> Resul
             let req = fastcgi_client::Request::new_tokio(p, std::io::Cursor::new(stdin));
             let out = match addr {
                 Addr::Unix(path) => {
-                    let s = tokio::net::UnixStream::connect(path).await.map_err(|e| e.to_string())?;
+                    let s = tokio::net::UnixStream::connect(path)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     fastcgi_client::Client::new_tokio(s).execute_once(req).await
                 }
                 Addr::Tcp(port) => {
-                    let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())?;
+                    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .map_err(|e| e.to_string())?;
                     fastcgi_client::Client::new_tokio(s).execute_once(req).await
                 }
             }
             .map_err(|e| e.to_string())?;
             Ok::<_, String>(parse_cgi(&out.stdout.unwrap_or_default()))
         };
-        tokio::time::timeout(Duration::from_secs(30), fut).await.map_err(|_| "timeout".to_string())?
+        tokio::time::timeout(Duration::from_secs(30), fut)
+            .await
+            .map_err(|_| "timeout".to_string())?
     })
 }
 
 /// Decodes a JPEG and returns (width, height, components).
 pub fn jpeg_dims(bytes: &[u8]) -> (usize, usize, usize) {
     let h = turbojpeg::read_header(bytes).expect("valid JPEG");
-    let comps = if h.colorspace == turbojpeg::Colorspace::Gray { 1 } else { 3 };
-    let img = turbojpeg::decompress(bytes, if comps == 1 { turbojpeg::PixelFormat::GRAY } else { turbojpeg::PixelFormat::RGB })
-        .expect("JPEG decodes");
+    let comps = if h.colorspace == turbojpeg::Colorspace::Gray {
+        1
+    } else {
+        3
+    };
+    let img = turbojpeg::decompress(
+        bytes,
+        if comps == 1 {
+            turbojpeg::PixelFormat::GRAY
+        } else {
+            turbojpeg::PixelFormat::RGB
+        },
+    )
+    .expect("JPEG decodes");
     (img.width, img.height, comps)
 }
 
 /// Runs a shell command and returns stdout, panicking on failure.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("bash").arg("-c").arg(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -273,4 +324,10 @@ pub fn read_all(mut r: impl Read) -> Vec<u8> {
     let mut v = Vec::new();
     r.read_to_end(&mut v).unwrap();
     v
+}
+
+/// Width and height of a JPEG.
+pub fn jpeg_size(bytes: &[u8]) -> (usize, usize) {
+    let (w, h, _) = jpeg_dims(bytes);
+    (w, h)
 }

@@ -3,8 +3,13 @@
 //! One connection is served at a time, one request at a time (`FCGI_MPXS_CONNS=0`).
 //! A worker wraps each accepted stream in a [`Conn`], pulls complete requests
 //! with [`Conn::next_request`] and answers each with [`Conn::respond`].
+//! No maintained blocking FastCGI server crate exists, so this layer is our own;
+//! it is small, bounded in memory and time, and its parsers are pure functions.
 
-// INTERFACE (implementation pending): see the module's tests for the contract.
+mod conn;
+pub mod record;
+
+pub use conn::{Conn, FcgiError};
 
 use std::io;
 use std::time::Duration;
@@ -13,6 +18,26 @@ use std::time::Duration;
 pub trait Stream: io::Read + io::Write {
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()>;
     fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Stream for std::net::TcpStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(read)?;
+        self.set_write_timeout(write)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+impl Stream for std::os::unix::net::UnixStream {
+    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(read)?;
+        self.set_write_timeout(write)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
 }
 
 /// Hard limits that keep a hostile or stalled peer from pinning a worker.
@@ -47,7 +72,11 @@ pub struct Params(pub Vec<(String, String)>);
 impl Params {
     /// The last value sent for `name` (exact, case-sensitive match).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 

@@ -1,0 +1,188 @@
+//! Tile decompression: none, LZW, deflate, zstd and JPEG, plus the horizontal
+//! predictor. Output sizes are fixed by the tile geometry, never by the file.
+
+use crate::image::ImageError;
+use std::cell::RefCell;
+
+fn err(msg: impl Into<String>) -> ImageError {
+    ImageError::Decode(msg.into())
+}
+
+/// Decompresses `src` into exactly `expected` bytes (missing bytes are an error,
+/// surplus bytes are ignored).
+pub fn decompress(compression: u16, src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
+    match compression {
+        1 => {
+            if src.len() < expected {
+                return Err(err(format!("tile holds {} of {expected} bytes", src.len())));
+            }
+            Ok(src[..expected].to_vec())
+        }
+        8 | 32946 => {
+            let mut out = vec![0u8; expected];
+            let mut d = libdeflater::Decompressor::new();
+            let n = d
+                .zlib_decompress(src, &mut out)
+                .or_else(|_| d.deflate_decompress(src, &mut out))
+                .map_err(|e| err(format!("deflate: {e:?}")))?;
+            if n < expected {
+                return Err(err(format!("deflate tile holds {n} of {expected} bytes")));
+            }
+            Ok(out)
+        }
+        5 => {
+            let mut out = vec![0u8; expected];
+            let mut dec = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
+            let mut filled = 0;
+            let mut input = src;
+            // Each round consumes input or fills output; bounded by both lengths.
+            for _ in 0..=(src.len() + expected + 1) {
+                if filled == expected || input.is_empty() {
+                    break;
+                }
+                let r = dec.decode_bytes(input, &mut out[filled..]);
+                input = &input[r.consumed_in..];
+                filled += r.consumed_out;
+                match r.status {
+                    Ok(weezl::LzwStatus::Done) => break,
+                    Ok(weezl::LzwStatus::Ok) => {}
+                    Ok(weezl::LzwStatus::NoProgress) => break,
+                    Err(e) => return Err(err(format!("LZW: {e}"))),
+                }
+            }
+            if filled < expected {
+                return Err(err(format!("LZW tile holds {filled} of {expected} bytes")));
+            }
+            Ok(out)
+        }
+        50000 => {
+            let out =
+                zstd::bulk::decompress(src, expected).map_err(|e| err(format!("zstd: {e}")))?;
+            if out.len() < expected {
+                return Err(err(format!(
+                    "zstd tile holds {} of {expected} bytes",
+                    out.len()
+                )));
+            }
+            Ok(out)
+        }
+        other => Err(ImageError::Unsupported(format!("TIFF compression {other}"))),
+    }
+}
+
+/// Undoes horizontal differencing (predictor 2) on 8-bit samples.
+pub fn unpredict_u8(data: &mut [u8], width: usize, channels: usize) {
+    let row = width * channels;
+    if row == 0 {
+        return;
+    }
+    for line in data.chunks_exact_mut(row) {
+        for i in channels..row {
+            line[i] = line[i].wrapping_add(line[i - channels]);
+        }
+    }
+}
+
+/// Undoes horizontal differencing on 16-bit samples.
+pub fn unpredict_u16(data: &mut [u16], width: usize, channels: usize) {
+    let row = width * channels;
+    if row == 0 {
+        return;
+    }
+    for line in data.chunks_exact_mut(row) {
+        for i in channels..row {
+            line[i] = line[i].wrapping_add(line[i - channels]);
+        }
+    }
+}
+
+thread_local! {
+    static JPEG: RefCell<Option<turbojpeg::Decompressor>> = const { RefCell::new(None) };
+}
+
+/// Decodes a JPEG tile to interleaved 8-bit samples of `channels` (1 or 3), returning
+/// its width and height. YCbCr data comes out as RGB.
+pub fn jpeg(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), ImageError> {
+    let format = match channels {
+        1 => turbojpeg::PixelFormat::GRAY,
+        3 => turbojpeg::PixelFormat::RGB,
+        n => {
+            return Err(ImageError::Unsupported(format!(
+                "JPEG tiles with {n} channels"
+            )))
+        }
+    };
+    JPEG.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(turbojpeg::Decompressor::new().map_err(|e| err(e.to_string()))?);
+        }
+        let d = slot.as_mut().expect("initialised above");
+        let h = d
+            .read_header(bitstream)
+            .map_err(|e| err(format!("JPEG: {e}")))?;
+        if h.width == 0 || h.height == 0 || h.width > 65536 || h.height > 65536 {
+            return Err(err(format!("JPEG tile of {}x{}", h.width, h.height)));
+        }
+        let pitch = h.width * channels as usize;
+        let mut out = vec![0u8; pitch * h.height];
+        let image = turbojpeg::Image {
+            pixels: &mut out[..],
+            width: h.width,
+            pitch,
+            height: h.height,
+            format,
+        };
+        d.decompress(bitstream, image)
+            .map_err(|e| err(format!("JPEG: {e}")))?;
+        Ok((h.width, h.height, out))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predictor_restores_ramps() {
+        let mut d = vec![10u8, 20, 1, 1, 1, 1, 5, 5, 1, 2, 1, 2];
+        unpredict_u8(&mut d, 3, 2);
+        assert_eq!(d, vec![10, 20, 11, 21, 12, 22, 5, 5, 6, 7, 7, 9]);
+        let mut w = vec![65535u16, 1, 1];
+        unpredict_u16(&mut w, 3, 1);
+        assert_eq!(w, vec![65535, 0, 1]);
+    }
+
+    #[test]
+    fn codecs_round_trip_and_bound_output() {
+        let raw: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 256) as u8).collect();
+        let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::default());
+        let mut z = vec![0u8; c.zlib_compress_bound(raw.len())];
+        let n = c.zlib_compress(&raw, &mut z).unwrap();
+        assert_eq!(decompress(8, &z[..n], 4096).unwrap(), raw);
+        assert!(
+            decompress(8, &z[..n], 8192).is_err(),
+            "short deflate output"
+        );
+        assert!(decompress(8, &z[..n / 2], 4096).is_err());
+        let lzw = weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+            .encode(&raw)
+            .unwrap();
+        assert_eq!(decompress(5, &lzw, 4096).unwrap(), raw);
+        assert!(decompress(5, &lzw[..lzw.len() / 2], 4096).is_err());
+        let zs = zstd::bulk::compress(&raw, 3).unwrap();
+        assert_eq!(decompress(50000, &zs, 4096).unwrap(), raw);
+        assert!(
+            decompress(50000, &zs, 100).is_err(),
+            "zstd larger than the tile"
+        );
+        assert_eq!(decompress(1, &raw, 100).unwrap(), raw[..100].to_vec());
+        assert!(decompress(1, &raw[..10], 100).is_err());
+        assert!(matches!(
+            decompress(34712, &raw, 10),
+            Err(ImageError::Unsupported(_))
+        ));
+        assert!(decompress(8, b"garbage!", 64).is_err());
+        assert!(jpeg(b"\xff\xd8garbage", 3).is_err());
+    }
+}

@@ -1,0 +1,525 @@
+//! Pyramid TIFF and BigTIFF images read from a memory map (images.md §3).
+//!
+//! Levels come from a SubIFD pyramid (OME-TIFF, `vips --subifd`) or from the chain
+//! of tiled top-level directories. Tiles are sliced from the map and decompressed
+//! into buffers sized by the tile geometry; stored JPEG tiles can be handed out
+//! as standalone files for pass-through.
+
+mod decode;
+mod ifd;
+
+use super::{
+    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, ResolutionUnit, SampleFormat,
+    Samples, StoredCodec, Tile,
+};
+use ifd::{Ifd, Reader};
+use std::collections::{BTreeMap, HashSet};
+
+/// Largest tile side accepted.
+const MAX_TILE_SIDE: u64 = 16384;
+/// Largest image side accepted.
+const MAX_SIDE: u64 = 1 << 31;
+/// Most directories followed in one file.
+const MAX_IFDS: usize = 4096;
+
+mod tag {
+    pub const NEW_SUBFILE_TYPE: u16 = 254;
+    pub const IMAGE_WIDTH: u16 = 256;
+    pub const IMAGE_LENGTH: u16 = 257;
+    pub const BITS_PER_SAMPLE: u16 = 258;
+    pub const COMPRESSION: u16 = 259;
+    pub const PHOTOMETRIC: u16 = 262;
+    pub const DOCUMENT_NAME: u16 = 269;
+    pub const IMAGE_DESCRIPTION: u16 = 270;
+    pub const MAKE: u16 = 271;
+    pub const MODEL: u16 = 272;
+    pub const SAMPLES_PER_PIXEL: u16 = 277;
+    pub const X_RESOLUTION: u16 = 282;
+    pub const Y_RESOLUTION: u16 = 283;
+    pub const PLANAR_CONFIG: u16 = 284;
+    pub const PAGE_NAME: u16 = 285;
+    pub const RESOLUTION_UNIT: u16 = 296;
+    pub const SOFTWARE: u16 = 305;
+    pub const DATE_TIME: u16 = 306;
+    pub const ARTIST: u16 = 315;
+    pub const PREDICTOR: u16 = 317;
+    pub const TILE_WIDTH: u16 = 322;
+    pub const TILE_LENGTH: u16 = 323;
+    pub const TILE_OFFSETS: u16 = 324;
+    pub const TILE_BYTE_COUNTS: u16 = 325;
+    pub const SUB_IFDS: u16 = 330;
+    pub const SAMPLE_FORMAT: u16 = 339;
+    pub const S_MIN_SAMPLE_VALUE: u16 = 340;
+    pub const S_MAX_SAMPLE_VALUE: u16 = 341;
+    pub const JPEG_TABLES: u16 = 347;
+    pub const YCBCR_SUBSAMPLING: u16 = 530;
+    pub const XMP: u16 = 700;
+    pub const COPYRIGHT: u16 = 33432;
+    pub const STONITS: u16 = 33423;
+    pub const ICC_PROFILE: u16 = 34675;
+}
+
+/// What decoding one level needs.
+#[derive(Debug, Clone)]
+struct LevelData {
+    offsets: Vec<u64>,
+    counts: Vec<u64>,
+    compression: u16,
+    predictor: u16,
+    jpeg_tables: Option<(usize, usize)>,
+    photometric: u16,
+    samples: u16,
+    bits: u16,
+    planar: u16,
+    sample_format: u16,
+    ycbcr_subsampling: bool,
+}
+
+/// An opened TIFF.
+pub struct TiffImage {
+    map: memmap2::Mmap,
+    info: ImageInfo,
+    levels: Vec<LevelData>,
+}
+
+fn codec_of(compression: u16) -> StoredCodec {
+    match compression {
+        1 => StoredCodec::None,
+        5 => StoredCodec::Lzw,
+        6 | 7 => StoredCodec::Jpeg,
+        8 | 32946 => StoredCodec::Deflate,
+        32773 => StoredCodec::PackBits,
+        50000 => StoredCodec::Zstd,
+        50001 => StoredCodec::Webp,
+        c => StoredCodec::Other(c),
+    }
+}
+
+fn opt_uint(r: &Reader, d: &Ifd, t: u16, default: u64) -> Result<u64, ImageError> {
+    match d.get(t) {
+        Some(e) => r.uint(e),
+        None => Ok(default),
+    }
+}
+
+fn is_tiled(d: &Ifd) -> bool {
+    d.get(tag::TILE_WIDTH).is_some() && d.get(tag::TILE_LENGTH).is_some()
+}
+
+/// Reads one tiled directory as a level.
+fn level_of(r: &Reader, d: &Ifd) -> Result<(Level, LevelData), ImageError> {
+    let req = |t: u16, name: &str| {
+        d.get(t)
+            .ok_or_else(|| ImageError::Malformed(format!("missing {name}")))
+            .and_then(|e| r.uint(e))
+    };
+    let width = req(tag::IMAGE_WIDTH, "ImageWidth")?;
+    let height = req(tag::IMAGE_LENGTH, "ImageLength")?;
+    let tw = req(tag::TILE_WIDTH, "TileWidth")?;
+    let th = req(tag::TILE_LENGTH, "TileLength")?;
+    if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
+        return Err(ImageError::Malformed(format!("image of {width}x{height}")));
+    }
+    if tw == 0 || th == 0 || tw > MAX_TILE_SIDE || th > MAX_TILE_SIDE {
+        return Err(ImageError::Malformed(format!("tiles of {tw}x{th}")));
+    }
+    let samples = opt_uint(r, d, tag::SAMPLES_PER_PIXEL, 1)?;
+    if samples == 0 || samples > 1024 {
+        return Err(ImageError::Malformed(format!(
+            "{samples} samples per pixel"
+        )));
+    }
+    let bits = opt_uint(r, d, tag::BITS_PER_SAMPLE, 1)?;
+    if bits == 0 || bits > 64 {
+        return Err(ImageError::Malformed(format!("{bits} bits per sample")));
+    }
+    let planar = opt_uint(r, d, tag::PLANAR_CONFIG, 1)?;
+    let tiles = width.div_ceil(tw) * height.div_ceil(th);
+    let needed = if planar == 2 { tiles * samples } else { tiles };
+    let offsets = r.uints(
+        d.get(tag::TILE_OFFSETS)
+            .ok_or_else(|| ImageError::Malformed("missing TileOffsets".into()))?,
+    )?;
+    let counts = r.uints(
+        d.get(tag::TILE_BYTE_COUNTS)
+            .ok_or_else(|| ImageError::Malformed("missing TileByteCounts".into()))?,
+    )?;
+    if (offsets.len() as u64) < needed || (counts.len() as u64) < needed {
+        return Err(ImageError::Malformed(format!(
+            "{} tile offsets and {} byte counts for {needed} tiles",
+            offsets.len(),
+            counts.len()
+        )));
+    }
+    let compression = opt_uint(r, d, tag::COMPRESSION, 1)? as u16;
+    let jpeg_tables = match d.get(tag::JPEG_TABLES) {
+        Some(e) => {
+            let b = r.raw(e)?;
+            Some((e.pos, b.len()))
+        }
+        None => None,
+    };
+    let level = Level {
+        width: width as u32,
+        height: height as u32,
+        tile_width: tw as u32,
+        tile_height: th as u32,
+        codec: codec_of(compression),
+    };
+    let data = LevelData {
+        offsets,
+        counts,
+        compression,
+        predictor: opt_uint(r, d, tag::PREDICTOR, 1)? as u16,
+        jpeg_tables,
+        photometric: opt_uint(r, d, tag::PHOTOMETRIC, 1)? as u16,
+        samples: samples as u16,
+        bits: bits as u16,
+        planar: planar as u16,
+        sample_format: opt_uint(r, d, tag::SAMPLE_FORMAT, 1)? as u16,
+        ycbcr_subsampling: d.get(tag::YCBCR_SUBSAMPLING).is_some(),
+    };
+    Ok((level, data))
+}
+
+/// Expands an n-bit (9–15) value to 16 bits as the tile reader does.
+fn expand_to_16(v: f64, bits: u16) -> f64 {
+    if (9..16).contains(&bits) && v >= 0.0 && v < 65536.0 {
+        let v = v as u32;
+        (((v << (16 - bits)) | (v >> (2 * bits - 16))) & 0xFFFF) as f64
+    } else {
+        v
+    }
+}
+
+impl TiffImage {
+    /// Parses the header and the directories that make the pyramid.
+    pub fn parse(map: memmap2::Mmap) -> Result<TiffImage, ImageError> {
+        let (levels, data, info) = {
+            let (r, first) = Reader::new(&map[..])?;
+            let ifd0 = r.ifd(first)?;
+            if !is_tiled(&ifd0) {
+                return Err(ImageError::NotTiled);
+            }
+            let mut levels = vec![level_of(&r, &ifd0)?];
+            let mut visited = HashSet::from([first]);
+
+            if let Some(e) = ifd0.get(tag::SUB_IFDS) {
+                for off in r.uints(e)?.into_iter().take(MAX_IFDS) {
+                    if !visited.insert(off) {
+                        continue;
+                    }
+                    let Ok(sub) = r.ifd(off) else { continue };
+                    if opt_uint(&r, &sub, tag::NEW_SUBFILE_TYPE, 0)? & 1 == 1 && is_tiled(&sub) {
+                        levels.push(level_of(&r, &sub)?);
+                    }
+                }
+            }
+            if levels.len() == 1 {
+                let mut next = ifd0.next;
+                while next != 0 && visited.len() < MAX_IFDS {
+                    if !visited.insert(next) {
+                        return Err(ImageError::Malformed("directory chain loops".into()));
+                    }
+                    let d = r.ifd(next)?;
+                    if is_tiled(&d) {
+                        levels.push(level_of(&r, &d)?);
+                    }
+                    next = d.next;
+                }
+            }
+            let info = Self::info_of(&r, &ifd0, &levels)?;
+            let (levels, data): (Vec<Level>, Vec<LevelData>) = levels.into_iter().unzip();
+            (levels, data, info)
+        };
+        let mut info = info;
+        info.levels = levels;
+        Ok(TiffImage {
+            map,
+            info,
+            levels: data,
+        })
+    }
+
+    fn info_of(
+        r: &Reader,
+        d: &Ifd,
+        levels: &[(Level, LevelData)],
+    ) -> Result<ImageInfo, ImageError> {
+        let l0 = &levels[0].1;
+        let channels = l0.samples;
+        let bits = l0.bits;
+        let sample_format = if l0.sample_format == 3 {
+            SampleFormat::Float
+        } else {
+            SampleFormat::Unsigned
+        };
+        let colour = match l0.photometric {
+            0 | 1 if bits == 1 => ColourSpace::Bilevel,
+            0 | 1 => ColourSpace::Greyscale,
+            2 | 3 | 5 | 6 => ColourSpace::Srgb,
+            8..=10 => ColourSpace::CieLab,
+            _ => ColourSpace::None,
+        };
+        let default_max = match (sample_format, bits) {
+            (SampleFormat::Float, _) => 1.0,
+            (_, 0..=8) => 255.0,
+            (_, 9..=16) => 65535.0,
+            _ => 4294967295.0,
+        };
+        let per_channel = |t: u16, default: f64| -> Result<Vec<f64>, ImageError> {
+            let vals = match d.get(t) {
+                Some(e) => r.floats(e)?,
+                None => vec![],
+            };
+            Ok((0..channels as usize)
+                .map(|c| {
+                    let v = vals.get(c).or(vals.first()).copied().unwrap_or(default);
+                    expand_to_16(v, bits)
+                })
+                .collect())
+        };
+        let min = per_channel(tag::S_MIN_SAMPLE_VALUE, 0.0)?;
+        let max: Vec<f64> = per_channel(tag::S_MAX_SAMPLE_VALUE, default_max)?
+            .into_iter()
+            .map(|m| if m == 0.0 { default_max } else { m })
+            .collect();
+
+        let float_tag = |t: u16| -> f64 {
+            d.get(t)
+                .and_then(|e| r.floats(e).ok())
+                .and_then(|v| v.first().copied())
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .unwrap_or(0.0)
+        };
+        let resolution_unit = match d.get(tag::RESOLUTION_UNIT).map(|e| r.uint(e)).transpose()? {
+            Some(2) => ResolutionUnit::Inch,
+            Some(3) => ResolutionUnit::Centimetre,
+            _ => ResolutionUnit::Unknown,
+        };
+
+        let mut metadata = BTreeMap::new();
+        for (t, key) in [
+            (tag::ARTIST, "creator"),
+            (tag::COPYRIGHT, "rights"),
+            (tag::DATE_TIME, "date"),
+            (tag::IMAGE_DESCRIPTION, "description"),
+            (tag::DOCUMENT_NAME, "title"),
+            (tag::PAGE_NAME, "pagename"),
+            (tag::SOFTWARE, "software"),
+            (tag::MAKE, "make"),
+            (tag::MODEL, "model"),
+        ] {
+            if let Some(e) = d.get(t) {
+                if let Ok(s) = r.text(e) {
+                    if !s.is_empty() {
+                        metadata.insert(key.to_owned(), s);
+                    }
+                }
+            }
+        }
+        if let Some(s) = d
+            .get(tag::STONITS)
+            .and_then(|e| r.floats(e).ok())
+            .and_then(|v| v.first().copied())
+        {
+            metadata.insert("scale".into(), crate::protocol::iip::fmt_g9(s));
+        }
+        let xmp = d
+            .get(tag::XMP)
+            .and_then(|e| r.raw(e).ok())
+            .map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').to_owned())
+            .filter(|s| !s.is_empty());
+        let icc = d
+            .get(tag::ICC_PROFILE)
+            .and_then(|e| r.raw(e).ok())
+            .filter(|b| !b.is_empty())
+            .map(<[u8]>::to_vec);
+
+        Ok(ImageInfo {
+            levels: vec![],
+            channels,
+            bits_per_sample: bits,
+            sample_format,
+            colour,
+            min,
+            max,
+            dpi_x: float_tag(tag::X_RESOLUTION),
+            dpi_y: float_tag(tag::Y_RESOLUTION),
+            resolution_unit,
+            metadata,
+            icc,
+            xmp,
+            horizontal_views: vec![0],
+            vertical_views: vec![90],
+            quality_layers: 0,
+        })
+    }
+
+    /// A reader for slicing stored bytes (offset width does not matter there).
+    fn reader(&self) -> Reader<'_> {
+        Reader {
+            data: &self.map[..],
+            little_endian: matches!(&self.map[..2], b"II"),
+            big_tiff: false,
+        }
+    }
+
+    fn check(&self, k: u32, t: u32) -> Result<(&Level, &LevelData), ImageError> {
+        let level = self
+            .info
+            .levels
+            .get(k as usize)
+            .ok_or(ImageError::NoSuchLevel(k))?;
+        if t >= level.tile_count() {
+            return Err(ImageError::NoSuchTile(t));
+        }
+        Ok((level, &self.levels[k as usize]))
+    }
+
+    /// The stored bytes of tile `t` of a level.
+    fn stored(&self, d: &LevelData, t: u32) -> Result<&[u8], ImageError> {
+        let (off, len) = (d.offsets[t as usize], d.counts[t as usize]);
+        if len == 0 || len > 256 << 20 {
+            return Err(ImageError::Malformed(format!("tile {t} has {len} bytes")));
+        }
+        self.reader().bytes(off, len)
+    }
+
+    fn jpeg_bitstream(&self, d: &LevelData, t: u32) -> Result<Vec<u8>, ImageError> {
+        let tile = self.stored(d, t)?;
+        match d.jpeg_tables {
+            Some((pos, len)) if len > 4 => {
+                let tables = &self.map[pos..pos + len];
+                if tile.len() < 2 || tile[..2] != [0xFF, 0xD8] || tables[..2] != [0xFF, 0xD8] {
+                    return Err(ImageError::Decode(format!(
+                        "JPEG tile {t} lacks a start-of-image marker"
+                    )));
+                }
+                let mut out = Vec::with_capacity(len + tile.len());
+                out.extend_from_slice(&tables[..len - 2]);
+                out.extend_from_slice(&tile[2..]);
+                Ok(out)
+            }
+            _ => Ok(tile.to_vec()),
+        }
+    }
+}
+
+impl Image for TiffImage {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn encoded_tile(&self, k: u32, t: u32) -> Result<Option<EncodedTile>, ImageError> {
+        let (level, d) = self.check(k, t)?;
+        let complete = level.tile_size(t) == Some((level.tile_width, level.tile_height));
+        let passable = d.compression == 7
+            && complete
+            && d.bits == 8
+            && d.planar == 1
+            && matches!(d.samples, 1 | 3)
+            && !(d.photometric == 2 && d.ycbcr_subsampling);
+        if !passable {
+            return Ok(None);
+        }
+        let bytes = self.jpeg_bitstream(d, t)?;
+        if bytes.len() < 4 || bytes[..2] != [0xFF, 0xD8] {
+            return Ok(None);
+        }
+        Ok(Some(EncodedTile {
+            codec: StoredCodec::Jpeg,
+            bytes,
+        }))
+    }
+
+    fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError> {
+        let (level, d) = self.check(k, t)?;
+        let (w, h) = level.tile_size(t).expect("checked");
+        let (tw, th) = (level.tile_width as usize, level.tile_height as usize);
+        let channels = if d.planar == 2 { 1 } else { d.samples as usize };
+        if d.sample_format == 3 || !matches!(d.bits, 8 | 16) {
+            return Err(ImageError::Unsupported(format!(
+                "{}-bit {} samples",
+                d.bits,
+                if d.sample_format == 3 {
+                    "float"
+                } else {
+                    "integer"
+                }
+            )));
+        }
+        if !matches!(d.photometric, 0..=2 | 5 | 6) {
+            return Err(ImageError::Unsupported(format!(
+                "photometric interpretation {}",
+                d.photometric
+            )));
+        }
+        let samples: Samples = if d.compression == 7 {
+            if d.bits != 8 {
+                return Err(ImageError::Unsupported("JPEG tiles above 8 bits".into()));
+            }
+            let (jw, jh, px) = decode::jpeg(&self.jpeg_bitstream(d, t)?, channels as u16)?;
+            if jw < w as usize || jh < h as usize {
+                return Err(ImageError::Decode(format!(
+                    "JPEG tile {t} is {jw}x{jh}, expected {tw}x{th}"
+                )));
+            }
+            Samples::U8(crop(px, jw, channels, w as usize, h as usize))
+        } else {
+            let bytes_per = d.bits as usize / 8;
+            let expected = tw * th * channels * bytes_per;
+            let mut raw = decode::decompress(d.compression, self.stored(d, t)?, expected)?;
+            if d.bits == 8 {
+                if d.predictor == 2 {
+                    decode::unpredict_u8(&mut raw, tw, channels);
+                }
+                if d.photometric == 0 {
+                    raw.iter_mut().for_each(|v| *v = 255 - *v);
+                }
+                Samples::U8(crop(raw, tw, channels, w as usize, h as usize))
+            } else {
+                let le = matches!(&self.map[..2], b"II");
+                let mut v: Vec<u16> = raw
+                    .chunks_exact(2)
+                    .map(|c| {
+                        if le {
+                            u16::from_le_bytes([c[0], c[1]])
+                        } else {
+                            u16::from_be_bytes([c[0], c[1]])
+                        }
+                    })
+                    .collect();
+                if d.predictor == 2 {
+                    decode::unpredict_u16(&mut v, tw, channels);
+                }
+                if d.photometric == 0 {
+                    v.iter_mut().for_each(|s| *s = 65535 - *s);
+                }
+                Samples::U16(crop(v, tw, channels, w as usize, h as usize))
+            }
+        };
+        Ok(Tile {
+            width: w,
+            height: h,
+            channels: channels as u16,
+            data: samples,
+        })
+    }
+}
+
+/// The top-left `w×h` pixels of a buffer `stride_px` pixels wide.
+fn crop<T: Copy>(mut src: Vec<T>, stride_px: usize, channels: usize, w: usize, h: usize) -> Vec<T> {
+    if stride_px == w {
+        src.truncate(w * h * channels);
+        return src;
+    }
+    let mut out = Vec::with_capacity(w * h * channels);
+    for row in src.chunks_exact(stride_px * channels).take(h) {
+        out.extend_from_slice(&row[..w * channels]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -70,7 +70,7 @@ fn limits() -> Limits {
 
 fn serve_conn<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx) {
     let mut conn = match Conn::new(stream, limits()) {
-        Ok(c) => c,
+        Ok(c) => c.with_stop_flag(ctx.stop),
         Err(e) => {
             log::warn!("cannot set up connection: {e}");
             return;

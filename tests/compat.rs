@@ -40,6 +40,14 @@ fn obj_lines_equal_iipsrv_1_1() {
     };
     reference.wait_ready();
     let ours = Server::start(&[], 1);
+    // iipsrv 1.1 starts its body with a stray CRLF; compare the lines themselves.
+    let lines = |r: Reply| -> Vec<String> {
+        r.text()
+            .split("\r\n")
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
     // iipsrv 1.1 reads no SubIFD pyramids, so big_subifd.tif is compared with our own big.tif below.
     for f in [
         "big.tif",
@@ -49,14 +57,13 @@ fn obj_lines_equal_iipsrv_1_1() {
         "small_jpeg.tif",
     ] {
         let q = format!("FIF={f}&OBJ=Max-size&OBJ=Tile-size&OBJ=Resolution-number&OBJ=Resolutions");
-        let a = reference.get(&q);
-        let b = ours.get(&q);
-        assert_eq!(a.text(), b.text(), "{f}");
-        assert!(b.text().contains("Max-size:"), "{f}: {}", b.text());
+        let (a, b) = (lines(reference.get(&q)), lines(ours.get(&q)));
+        assert_eq!(a, b, "{f}");
+        assert_eq!(b.len(), 4, "{f}: {b:?}");
     }
     let q = "OBJ=Max-size&OBJ=Tile-size&OBJ=Resolution-number&OBJ=Resolutions";
     assert_eq!(
-        ours.get(&format!("FIF=big_subifd.tif&{q}")).text(),
-        reference.get(&format!("FIF=big.tif&{q}")).text()
+        lines(ours.get(&format!("FIF=big_subifd.tif&{q}"))),
+        lines(reference.get(&format!("FIF=big.tif&{q}")))
     );
 }

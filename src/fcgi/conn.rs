@@ -210,16 +210,16 @@ impl<S: Stream> Conn<S> {
                         stdin_done: false,
                     });
                 }
-                record::ABORT_REQUEST => {
-                    if pending.as_ref().is_some_and(|p| p.id == h.request_id) {
-                        pending = None;
-                        record::write_end_request(
-                            &mut self.out,
-                            h.request_id,
-                            record::REQUEST_COMPLETE,
-                        );
-                        self.send()?;
-                    }
+                record::ABORT_REQUEST
+                    if pending.as_ref().is_some_and(|p| p.id == h.request_id) =>
+                {
+                    pending = None;
+                    record::write_end_request(
+                        &mut self.out,
+                        h.request_id,
+                        record::REQUEST_COMPLETE,
+                    );
+                    self.send()?;
                 }
                 record::PARAMS => {
                     let Some(p) = pending.as_mut().filter(|p| p.id == h.request_id) else {
@@ -291,13 +291,12 @@ impl<S: Stream> Conn<S> {
     }
 }
 
-use std::io::Read as _;
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fcgi::record::*;
     use std::cell::RefCell;
+    use std::io::Read as _;
     use std::rc::Rc;
 
     /// An in-memory peer: reads come from `input` in chunks of `chunk` bytes,

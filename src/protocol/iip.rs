@@ -209,7 +209,9 @@ impl Session<'_, '_> {
                     crate::image::ResolutionUnit::Unknown => 0.0,
                 };
                 if info.dpi_x > 0.0 && info.dpi_y > 0.0 && f > 0.0 {
-                    self.line(&format!("DPI:{:.6} {:.6}", info.dpi_x * f, info.dpi_y * f));
+                    // Single precision, as iipsrv computes it: 28.34 px/cm prints 2834.000000.
+                    let (x, y) = (info.dpi_x as f32 * f as f32, info.dpi_y as f32 * f as f32);
+                    self.line(&format!("DPI:{x:.6} {y:.6}"));
                 }
             }
             "stack" => {}

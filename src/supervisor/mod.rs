@@ -3,25 +3,395 @@
 //! It binds once (or adopts an inherited socket), forks N single-threaded workers
 //! that all `accept()` on it, replaces workers that die, reloads gracefully on
 //! SIGHUP and stops gracefully on SIGTERM/SIGINT. Workers own requests; nothing
-//! here looks inside one.
+//! here looks inside one. SIGUSR1 logs statistics (iipsrv exits on it; a service
+//! manager's status probe should not stop the server).
 
-// INTERFACE (implementation pending).
+mod signals;
+mod socket;
+mod stats;
 
-use std::os::unix::net::UnixListener;
-use std::net::TcpListener;
-use std::sync::atomic::AtomicBool;
+pub use socket::{acquire_listener, clamp_backlog, somaxconn, Accepted, Listener, SocketError};
 
-/// The socket every worker accepts on.
-#[derive(Debug)]
-pub enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// What a worker process gets from the supervisor.
 pub struct WorkerCtx {
     /// Set by SIGTERM/SIGINT/SIGQUIT in the worker: finish the current request, then exit.
     pub stop: &'static AtomicBool,
-    /// Index of this worker's slot (0..N), stable across restarts of that slot.
+    /// Index of this worker's statistics slot.
     pub slot: usize,
+    counter: &'static AtomicU64,
+}
+
+impl WorkerCtx {
+    /// Counts one answered request (read by the supervisor for SIGUSR1 statistics).
+    pub fn record_request(&self) {
+        self.counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Supervisor settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub workers: usize,
+    /// How long in-flight requests may take to finish on stop.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: 1,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A worker's accept loop: accepts until the stop flag is set and hands each
+/// connection to `serve`. Returns the worker's exit code.
+pub fn accept_loop(listener: &Listener, ctx: &WorkerCtx, mut serve: impl FnMut(Accepted)) -> i32 {
+    while !ctx.stopping() {
+        match listener.accept() {
+            Ok(conn) => serve(conn),
+            Err(e) => match e.raw_os_error() {
+                Some(libc::EINTR)
+                | Some(libc::EAGAIN)
+                | Some(libc::ETIMEDOUT)
+                | Some(libc::ECONNABORTED)
+                | Some(libc::EPROTO) => {}
+                Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
+                | Some(libc::ENOMEM) => {
+                    log::error!("accept: {e}; pausing");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                _ => {
+                    log::error!("accept: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            },
+        }
+    }
+    0
+}
+
+struct Worker {
+    slot: usize,
+    generation: u64,
+    started: Instant,
+}
+
+/// Restart pacing: more than `BURST` deaths within `WINDOW` delays restarts,
+/// doubling from 100 ms up to 5 s.
+struct Backoff {
+    deaths: VecDeque<Instant>,
+}
+
+const BURST: usize = 10;
+const WINDOW: Duration = Duration::from_secs(10);
+
+impl Backoff {
+    fn delay_after_death(&mut self, now: Instant) -> Duration {
+        self.deaths.push_back(now);
+        while self
+            .deaths
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > WINDOW)
+        {
+            self.deaths.pop_front();
+        }
+        if self.deaths.len() <= BURST {
+            return Duration::ZERO;
+        }
+        let excess = (self.deaths.len() - BURST).min(6) as u32;
+        (Duration::from_millis(100) * 2u32.pow(excess)).min(Duration::from_secs(5))
+    }
+}
+
+struct Supervisor<'a, C> {
+    listener: &'a Listener,
+    cfg: Arc<C>,
+    generation: u64,
+    workers: BTreeMap<i32, Worker>,
+    /// Slots of the current generation waiting to be (re)started, with their due time.
+    pending: Vec<(usize, Instant)>,
+    stats: stats::Stats,
+    backoff: Backoff,
+    restarts: u64,
+    reloads: u64,
+}
+
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exited with status {code}"),
+        WaitStatus::Signaled(_, sig, core) => {
+            format!(
+                "killed by signal {sig}{}",
+                if core { " (core dumped)" } else { "" }
+            )
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+impl<C: Send + Sync + 'static> Supervisor<'_, C> {
+    fn spawn(&mut self, slot: usize, worker_main: &impl Fn(&Listener, Arc<C>, &WorkerCtx) -> i32) {
+        let stat_slot = self.stats.claim();
+        let parent = std::process::id() as i32;
+        // SAFETY: the supervisor is single-threaded, so the child is a consistent copy.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                signals::worker_setup(parent);
+                let ctx = WorkerCtx {
+                    stop: signals::worker_stop_flag(),
+                    slot: stat_slot,
+                    counter: self.stats.counter(stat_slot),
+                };
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker_main(self.listener, self.cfg.clone(), &ctx)
+                }))
+                .unwrap_or(70);
+                std::process::exit(code);
+            }
+            Ok(ForkResult::Parent { child }) => {
+                self.workers.insert(
+                    child.as_raw(),
+                    Worker {
+                        slot,
+                        generation: self.generation,
+                        started: Instant::now(),
+                    },
+                );
+                self.stats.assign(stat_slot, child.as_raw());
+            }
+            Err(e) => {
+                self.stats.release(stat_slot);
+                log::error!("cannot fork a worker: {e}; retrying in 1 s");
+                self.pending
+                    .push((slot, Instant::now() + Duration::from_secs(1)));
+            }
+        }
+    }
+
+    fn reap(&mut self, stopping: bool) {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => {
+                    let Some(pid) = status.pid() else { return };
+                    let Some(w) = self.workers.remove(&pid.as_raw()) else {
+                        continue;
+                    };
+                    self.stats.retire(pid.as_raw());
+                    if stopping || w.generation != self.generation {
+                        log::info!("Worker {pid} {}", describe(status));
+                        continue;
+                    }
+                    let delay = self.backoff.delay_after_death(Instant::now());
+                    log::warn!(
+                        "Worker {pid} {} after {:.1} s; {}",
+                        describe(status),
+                        w.started.elapsed().as_secs_f64(),
+                        if delay.is_zero() {
+                            "replacing it".to_string()
+                        } else {
+                            format!(
+                                "workers are dying repeatedly, replacing it in {} ms",
+                                delay.as_millis()
+                            )
+                        }
+                    );
+                    self.restarts += 1;
+                    self.pending.push((w.slot, Instant::now() + delay));
+                }
+            }
+        }
+    }
+
+    fn signal_generation(&self, sig: Signal, pred: impl Fn(&Worker) -> bool) {
+        for (pid, w) in &self.workers {
+            if pred(w) {
+                let _ = kill(Pid::from_raw(*pid), sig);
+            }
+        }
+    }
+
+    fn log_statistics(&self) {
+        log::info!(
+            "Statistics: {} workers, generation {}, {} restarts, {} reloads, {} accesses in total",
+            self.workers.len(),
+            self.generation,
+            self.restarts,
+            self.reloads,
+            self.stats.total()
+        );
+        for (pid, w) in &self.workers {
+            log::info!(
+                "  worker {pid}: slot {}, generation {}, up {:.0} s, {} requests",
+                w.slot,
+                w.generation,
+                w.started.elapsed().as_secs_f64(),
+                self.stats.of(*pid)
+            );
+        }
+    }
+}
+
+/// Runs the supervisor until SIGTERM/SIGINT; returns the process exit code.
+pub fn run<C: Send + Sync + 'static>(
+    listener: Listener,
+    opts: Options,
+    load_config: impl Fn() -> Result<C, String>,
+    worker_main: impl Fn(&Listener, Arc<C>, &WorkerCtx) -> i32,
+    on_reload: impl Fn(&C),
+) -> i32 {
+    let cfg = match load_config() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            log::error!("{e}");
+            return 1;
+        }
+    };
+    let events = match signals::SupervisorSignals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot install signal handlers: {e}");
+            return 1;
+        }
+    };
+    let stats = match stats::Stats::new() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot map the statistics area: {e}");
+            return 1;
+        }
+    };
+    let mut s = Supervisor {
+        listener: &listener,
+        cfg,
+        generation: 0,
+        workers: BTreeMap::new(),
+        pending: Vec::new(),
+        stats,
+        backoff: Backoff {
+            deaths: VecDeque::new(),
+        },
+        restarts: 0,
+        reloads: 0,
+    };
+    for slot in 0..opts.workers {
+        s.spawn(slot, &worker_main);
+    }
+    log::info!("Started {} workers; Initialisation Complete.", opts.workers);
+
+    let stop_sig = loop {
+        let now = Instant::now();
+        let due: Vec<usize> = s
+            .pending
+            .iter()
+            .filter(|(_, t)| *t <= now)
+            .map(|(slot, _)| *slot)
+            .collect();
+        s.pending.retain(|(_, t)| *t > now);
+        for slot in due {
+            s.spawn(slot, &worker_main);
+        }
+        let timeout = s
+            .pending
+            .iter()
+            .map(|(_, t)| t.saturating_duration_since(now))
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        let fired = events.wait(timeout);
+        if fired.child {
+            s.reap(false);
+        }
+        if let Some(sig) = fired.stop {
+            break sig;
+        }
+        if fired.reload {
+            log::info!(
+                "Caught SIGHUP signal. Reloading configuration and emptying internal caches"
+            );
+            match load_config() {
+                Ok(c) => {
+                    s.cfg = Arc::new(c);
+                    s.generation += 1;
+                    s.reloads += 1;
+                    s.pending.clear();
+                    let old = s.generation - 1;
+                    for slot in 0..opts.workers {
+                        s.spawn(slot, &worker_main);
+                    }
+                    s.signal_generation(Signal::SIGTERM, |w| w.generation <= old);
+                    on_reload(&s.cfg);
+                }
+                Err(e) => log::error!("Reload failed, keeping the running configuration: {e}"),
+            }
+        }
+        if fired.stats {
+            s.log_statistics();
+        }
+    };
+
+    log::info!(
+        "Caught {stop_sig} signal. Terminating after {} accesses",
+        s.stats.total()
+    );
+    s.signal_generation(Signal::SIGTERM, |_| true);
+    let deadline = Instant::now() + opts.shutdown_timeout;
+    while !s.workers.is_empty() && Instant::now() < deadline {
+        events.wait(Duration::from_millis(50));
+        s.reap(true);
+    }
+    if !s.workers.is_empty() {
+        log::warn!(
+            "{} workers did not finish in time; killing them",
+            s.workers.len()
+        );
+        s.signal_generation(Signal::SIGKILL, |_| true);
+        let hard = Instant::now() + Duration::from_secs(2);
+        while !s.workers.is_empty() && Instant::now() < hard {
+            events.wait(Duration::from_millis(20));
+            s.reap(true);
+        }
+    }
+    if let Some(p) = listener.created_path() {
+        let _ = std::fs::remove_file(p);
+    }
+    log::info!("<----------------------------------->");
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_after_a_burst() {
+        let mut b = Backoff {
+            deaths: VecDeque::new(),
+        };
+        let t = Instant::now();
+        for _ in 0..BURST {
+            assert_eq!(b.delay_after_death(t), Duration::ZERO);
+        }
+        assert_eq!(b.delay_after_death(t), Duration::from_millis(200));
+        assert_eq!(b.delay_after_death(t), Duration::from_millis(400));
+        for _ in 0..10 {
+            b.delay_after_death(t);
+        }
+        assert_eq!(b.delay_after_death(t), Duration::from_secs(5));
+        // Deaths older than the window are forgotten.
+        assert_eq!(b.delay_after_death(t + WINDOW * 2), Duration::ZERO);
+    }
 }

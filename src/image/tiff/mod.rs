@@ -184,7 +184,7 @@ fn level_of(r: &Reader, d: &Ifd) -> Result<(Level, LevelData), ImageError> {
 
 /// Expands an n-bit (9–15) value to 16 bits as the tile reader does.
 fn expand_to_16(v: f64, bits: u16) -> f64 {
-    if (9..16).contains(&bits) && v >= 0.0 && v < 65536.0 {
+    if (9..16).contains(&bits) && (0.0..65536.0).contains(&v) {
         let v = v as u32;
         (((v << (16 - bits)) | (v >> (2 * bits - 16))) & 0xFFFF) as f64
     } else {

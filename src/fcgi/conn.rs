@@ -210,9 +210,7 @@ impl<S: Stream> Conn<S> {
                         stdin_done: false,
                     });
                 }
-                record::ABORT_REQUEST
-                    if pending.as_ref().is_some_and(|p| p.id == h.request_id) =>
-                {
+                record::ABORT_REQUEST if pending.as_ref().is_some_and(|p| p.id == h.request_id) => {
                     pending = None;
                     record::write_end_request(
                         &mut self.out,

@@ -9,6 +9,7 @@
 //! convert from IIP resolution numbers (`r = N-1-k`).
 
 pub mod cache;
+pub mod jp2;
 pub mod tiff;
 
 use std::collections::BTreeMap;
@@ -199,6 +200,9 @@ pub fn open(path: &Path) -> Result<Arc<dyn Image>, ImageError> {
     match &map[..4] {
         b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+" => Ok(Arc::new(tiff::TiffImage::parse(map)?)),
         _ if map[..3] == *b"I I" => Ok(Arc::new(tiff::TiffImage::parse(map)?)),
+        _ if map.len() >= 12 && map[..12] == jp2::SIGNATURE => {
+            Ok(Arc::new(jp2::Jp2Image::parse(map)?))
+        }
         _ => Err(ImageError::UnknownFormat),
     }
 }

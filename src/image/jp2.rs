@@ -1,0 +1,282 @@
+//! JPEG2000 (JP2 container) headers read from a memory map: size, resolutions,
+//! components and quality layers, so metadata requests work for JP2 archives.
+//! Tile decoding needs the OpenJPEG reader and answers "unsupported" until then.
+
+use super::{
+    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, SampleFormat, StoredCodec, Tile,
+};
+
+/// The JP2 signature box that starts every JP2/JPX file.
+pub const SIGNATURE: [u8; 12] = [
+    0, 0, 0, 0x0C, 0x6A, 0x50, 0x20, 0x20, 0x0D, 0x0A, 0x87, 0x0A,
+];
+
+fn bad(msg: impl Into<String>) -> ImageError {
+    ImageError::Malformed(format!("JPEG2000: {}", msg.into()))
+}
+
+fn be16(b: &[u8], at: usize) -> Result<u16, ImageError> {
+    b.get(at..at + 2)
+        .map(|s| u16::from_be_bytes([s[0], s[1]]))
+        .ok_or_else(|| bad("truncated header"))
+}
+
+fn be32(b: &[u8], at: usize) -> Result<u32, ImageError> {
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or_else(|| bad("truncated header"))
+}
+
+/// Finds the contiguous codestream box (`jp2c`) among the top-level boxes.
+fn codestream(data: &[u8]) -> Result<&[u8], ImageError> {
+    let mut at = 0usize;
+    // Bounded: each box advances by at least 8 bytes.
+    while at + 8 <= data.len() {
+        let len32 = be32(data, at)? as u64;
+        let kind = &data[at + 4..at + 8];
+        let (header, len) = match len32 {
+            0 => (8u64, (data.len() - at) as u64),
+            1 => {
+                let hi = be32(data, at + 8)? as u64;
+                let lo = be32(data, at + 12)? as u64;
+                (16, (hi << 32) | lo)
+            }
+            n => (8, n),
+        };
+        if len < header || at as u64 + len > data.len() as u64 {
+            return Err(bad("box extends past the end of the file"));
+        }
+        if kind == b"jp2c" {
+            return Ok(&data[at + header as usize..at + len as usize]);
+        }
+        at += len as usize;
+    }
+    Err(bad("no codestream box"))
+}
+
+/// What the codestream's SIZ and COD markers say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    pub components: u16,
+    pub bits: u8,
+    pub signed: bool,
+    pub resolutions: u32,
+    pub layers: u32,
+}
+
+/// Parses the main header of a codestream (from SOC up to the first tile).
+pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
+    if cs.get(..2) != Some(&[0xFF, 0x4F][..]) {
+        return Err(bad("codestream does not start with SOC"));
+    }
+    let mut at = 2usize;
+    let mut size: Option<(u32, u32, u16, u8, bool)> = None;
+    let mut cod: Option<(u32, u32)> = None;
+    // Bounded: every marker segment advances by its length (at least 2 + 2 bytes).
+    while at + 4 <= cs.len() && (size.is_none() || cod.is_none()) {
+        let marker = be16(cs, at)?;
+        if marker == 0xFF90 || marker == 0xFF93 {
+            break; // SOT/SOD: the main header is over
+        }
+        let len = be16(cs, at + 2)? as usize;
+        if len < 2 || at + 2 + len > cs.len() {
+            return Err(bad("marker segment extends past the codestream"));
+        }
+        let seg = &cs[at + 4..at + 2 + len];
+        match marker {
+            0xFF51 => {
+                // Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz, Csiz, then Ssiz per component.
+                let (x, y, xo, yo) = (be32(seg, 2)?, be32(seg, 6)?, be32(seg, 10)?, be32(seg, 14)?);
+                let comps = be16(seg, 34)?;
+                let ssiz = *seg.get(36).ok_or_else(|| bad("SIZ without components"))?;
+                if x <= xo || y <= yo || comps == 0 {
+                    return Err(bad(format!(
+                        "image of {}x{} with {comps} components",
+                        x.saturating_sub(xo),
+                        y.saturating_sub(yo)
+                    )));
+                }
+                size = Some((x - xo, y - yo, comps, (ssiz & 0x7F) + 1, ssiz & 0x80 != 0));
+            }
+            0xFF52 => {
+                let layers = be16(seg, 2)? as u32;
+                let levels = *seg.get(5).ok_or_else(|| bad("short COD"))? as u32;
+                if levels > 32 {
+                    return Err(bad(format!("{levels} decomposition levels")));
+                }
+                cod = Some((levels + 1, layers));
+            }
+            _ => {}
+        }
+        at += 2 + len;
+    }
+    let (width, height, components, bits, signed) = size.ok_or_else(|| bad("no SIZ marker"))?;
+    let (resolutions, layers) = cod.ok_or_else(|| bad("no COD marker"))?;
+    Ok(Header {
+        width,
+        height,
+        components,
+        bits,
+        signed,
+        resolutions,
+        layers,
+    })
+}
+
+/// Levels as iipsrv exposes them: codestream resolutions `ceil(W/2^k)` down to the first
+/// that fits one 256×256 tile, then virtual halvings while the smallest is larger.
+pub fn levels(h: &Header) -> Vec<Level> {
+    let mut out = Vec::new();
+    let mut k = 0u32;
+    loop {
+        let (w, ht) = (
+            h.width.div_ceil(1 << k.min(31)),
+            h.height.div_ceil(1 << k.min(31)),
+        );
+        out.push(Level {
+            width: w,
+            height: ht,
+            tile_width: 256,
+            tile_height: 256,
+            codec: StoredCodec::Other(34712),
+        });
+        if (w <= 256 && ht <= 256) || k >= 31 {
+            break;
+        }
+        k += 1;
+    }
+    out
+}
+
+/// An opened JP2 file.
+pub struct Jp2Image {
+    _map: memmap2::Mmap,
+    info: ImageInfo,
+}
+
+impl Jp2Image {
+    pub fn parse(map: memmap2::Mmap) -> Result<Jp2Image, ImageError> {
+        let h = parse_codestream(codestream(&map)?)?;
+        if h.bits > 16 {
+            return Err(ImageError::Unsupported("number of bits".into()));
+        }
+        let channels = h.components;
+        let colour = match (channels, h.bits) {
+            (1, 1) => ColourSpace::Bilevel,
+            (1, _) => ColourSpace::Greyscale,
+            (3, _) => ColourSpace::Srgb,
+            _ => ColourSpace::None,
+        };
+        let max = if h.bits <= 8 { 255.0 } else { 65535.0 };
+        let info = ImageInfo {
+            levels: levels(&h),
+            channels,
+            bits_per_sample: h.bits as u16,
+            sample_format: SampleFormat::Unsigned,
+            colour,
+            min: vec![0.0; channels as usize],
+            max: vec![max; channels as usize],
+            dpi_x: 0.0,
+            dpi_y: 0.0,
+            resolution_unit: Default::default(),
+            metadata: Default::default(),
+            icc: None,
+            xmp: None,
+            horizontal_views: vec![0],
+            vertical_views: vec![90],
+            quality_layers: h.layers,
+        };
+        Ok(Jp2Image { _map: map, info })
+    }
+}
+
+impl Image for Jp2Image {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+    fn encoded_tile(&self, _k: u32, _t: u32) -> Result<Option<EncodedTile>, ImageError> {
+        Ok(None)
+    }
+    fn decode_tile(&self, _k: u32, _t: u32) -> Result<Tile, ImageError> {
+        Err(ImageError::Unsupported(
+            "JPEG2000 tile decoding in this build".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codestream_bytes(w: u32, h: u32, comps: u16, levels: u8, layers: u16) -> Vec<u8> {
+        let mut v = vec![0xFF, 0x4F, 0xFF, 0x51];
+        let mut siz = Vec::new();
+        siz.extend(0u16.to_be_bytes());
+        for x in [w, h, 0, 0, 1024, 1024, 0, 0] {
+            siz.extend(x.to_be_bytes());
+        }
+        siz.extend(comps.to_be_bytes());
+        for _ in 0..comps {
+            siz.extend([7, 1, 1]);
+        }
+        v.extend(((siz.len() + 2) as u16).to_be_bytes());
+        v.extend(siz);
+        v.extend([0xFF, 0x52, 0, 12, 0, 0]);
+        v.extend(layers.to_be_bytes());
+        v.extend([0, levels, 4, 4, 0, 0]);
+        v.extend([0xFF, 0x90, 0, 10]);
+        v
+    }
+
+    #[test]
+    fn header_and_levels() {
+        let h = parse_codestream(&codestream_bytes(8000, 6000, 3, 6, 3)).unwrap();
+        assert_eq!(
+            (
+                h.width,
+                h.height,
+                h.components,
+                h.bits,
+                h.resolutions,
+                h.layers
+            ),
+            (8000, 6000, 3, 8, 7, 3)
+        );
+        let sizes: Vec<(u32, u32)> = levels(&h).iter().map(|l| (l.width, l.height)).collect();
+        assert_eq!(
+            sizes,
+            [
+                (8000, 6000),
+                (4000, 3000),
+                (2000, 1500),
+                (1000, 750),
+                (500, 375),
+                (250, 188)
+            ]
+        );
+        let h = parse_codestream(&codestream_bytes(1001, 777, 3, 2, 1)).unwrap();
+        let sizes: Vec<(u32, u32)> = levels(&h).iter().map(|l| (l.width, l.height)).collect();
+        assert_eq!(sizes, [(1001, 777), (501, 389), (251, 195)]);
+    }
+
+    #[test]
+    fn boxes_and_truncation() {
+        let cs = codestream_bytes(600, 400, 1, 3, 1);
+        let mut file = SIGNATURE.to_vec();
+        file.extend(20u32.to_be_bytes());
+        file.extend(b"ftypjp2 \0\0\0\0jp2 ");
+        file.extend(((cs.len() + 8) as u32).to_be_bytes());
+        file.extend(b"jp2c");
+        file.extend(&cs);
+        assert_eq!(codestream(&file).unwrap(), &cs[..]);
+        for cut in 0..file.len() {
+            let _ = codestream(&file[..cut]).and_then(parse_codestream);
+        }
+        assert!(parse_codestream(&cs[..20]).is_err());
+        let mut huge = file.clone();
+        huge[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(codestream(&huge).is_err());
+    }
+}

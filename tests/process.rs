@@ -290,3 +290,104 @@ fn stdin_debug_mode() {
     let r = parse_cgi(&last);
     assert_eq!(jpeg_dims(&r.body).0, 256);
 }
+
+#[test]
+fn workers_die_with_the_supervisor() {
+    let mut s = Server::start(&[], 2);
+    assert!(wait_for(
+        || children(s.pid()).len() == 2,
+        Duration::from_secs(5)
+    ));
+    let kids = children(s.pid());
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    for k in kids {
+        assert!(
+            wait_for(
+                || unsafe { libc::kill(k, 0) } != 0 || is_zombie(k),
+                Duration::from_secs(5)
+            ),
+            "worker {k} outlived its supervisor"
+        );
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
+}
+
+#[test]
+fn sigusr1_logs_statistics_and_keeps_serving() {
+    let s = Server::start(&[], 2);
+    for _ in 0..5 {
+        assert_eq!(s.get("FIF=small.tif&OBJ=Max-size").status, 200);
+    }
+    s.signal(libc::SIGUSR1);
+    assert!(
+        wait_for(
+            || s.log().contains("accesses in total"),
+            Duration::from_secs(5)
+        ),
+        "{}",
+        s.log()
+    );
+    let line = s
+        .log()
+        .lines()
+        .find(|l| l.contains("accesses in total"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains("5 accesses"), "{line}");
+    assert_eq!(s.get("FIF=small.tif&OBJ=Max-size").status, 200);
+}
+
+#[test]
+fn systemd_socket_activation_uses_fd_3() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let fd = l.as_raw_fd();
+    let dir = TempDir::new("systemd");
+    // LISTEN_PID must name the process that runs tessera: the shell's pid, kept by exec.
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "LISTEN_PID=$$ exec \"$0\" --workers 1", bin()])
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("LOGFILE", dir.0.join("log"))
+        .env("MEMCACHED_SERVERS", "")
+        .env("LISTEN_FDS", "1")
+        .stdin(Stdio::null());
+    // SAFETY: dup2 and fcntl are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec, so clear it explicitly.
+            let r = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(fd, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn().unwrap();
+    drop(l);
+    let s = Server {
+        child,
+        addr: Addr::Tcp(port),
+        dir,
+    };
+    s.wait_ready();
+    let r = s.get("FIF=small.tif&OBJ=Max-size");
+    assert_eq!(r.body, b"Max-size:1001 777\r\n");
+}

@@ -23,6 +23,8 @@ pub struct View {
     pub height: u32,
     /// Region in fractions of the full image (`RGN`).
     pub region: Option<[f64; 4]>,
+    /// Colour treatment (`COL`, IIIF quality).
+    pub colour: Colour,
 }
 
 impl Default for View {
@@ -37,6 +39,7 @@ impl Default for View {
             width: 0,
             height: 0,
             region: None,
+            colour: Colour::AsIs,
         }
     }
 }
@@ -54,7 +57,10 @@ impl View {
 
     /// True when tile pixels must be decoded rather than passed through.
     pub fn needs_pixels(&self) -> bool {
-        self.mirror || self.right_angle() != 0 || self.rotation != 0.0
+        self.mirror
+            || self.right_angle() != 0
+            || self.rotation != 0.0
+            || self.colour != Colour::AsIs
     }
 }
 
@@ -85,5 +91,103 @@ mod tests {
             v.rotation = a;
             assert_eq!(v.right_angle(), r, "{a}");
         }
+    }
+}
+
+/// Colour treatment requested for the output (IIP `COL`, IIIF quality).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Colour {
+    #[default]
+    AsIs,
+    Grey,
+    Bitonal,
+}
+
+/// A region export: a part of the full image at a given output size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionRequest {
+    /// `(x, y, w, h)` as fractions of the full image, already cropped to it.
+    pub region: [f64; 4],
+    /// Output size before rotation.
+    pub width: u32,
+    pub height: u32,
+    pub format: Format,
+    pub colour: Colour,
+    /// Clamp the output to the chosen level's region size (no upscaling).
+    pub no_upscale: bool,
+    /// `attachment` rather than `inline` in Content-Disposition (IIP POST).
+    pub attachment: bool,
+}
+
+/// Output size of an IIP `CVT` (iip.md §7): `region` fractions, `WID`/`HEI` (0 = unset),
+/// full size `W×H`, `MAX_CVT`.
+pub fn cvt_size(
+    region: [f64; 4],
+    wid: u32,
+    hei: u32,
+    full: (u32, u32),
+    max_cvt: Option<u32>,
+) -> (u32, u32) {
+    let (fw, fh) = (full.0 as f64, full.1 as f64);
+    let (rw, rh) = (region[2] * fw, region[3] * fh);
+    let ratio = rw / rh;
+    let (mut w, mut h) = match (wid, hei) {
+        (0, 0) => (rw.round(), rh.round()),
+        (w, 0) => (w as f64, (w as f64 / ratio).round()),
+        (0, h) => ((h as f64 * ratio).round(), h as f64),
+        (w, h) => {
+            if w as f64 / rw > h as f64 / rh {
+                ((h as f64 * ratio).round(), h as f64)
+            } else {
+                (w as f64, (w as f64 / ratio).round())
+            }
+        }
+    };
+    if let Some(m) = max_cvt.map(f64::from) {
+        if w > m || h > m {
+            if w > h {
+                (w, h) = (m, (m / ratio).round());
+            } else if h > w {
+                (w, h) = ((m * ratio).round(), m);
+            } else {
+                (w, h) = (m, m);
+            }
+        }
+    }
+    (
+        w.clamp(1.0, u32::MAX as f64) as u32,
+        h.clamp(1.0, u32::MAX as f64) as u32,
+    )
+}
+
+#[cfg(test)]
+mod cvt_tests {
+    use super::*;
+
+    const FULL: [f64; 4] = [0.0, 0.0, 1.0, 1.0];
+
+    #[test]
+    fn cvt_sizes_f18_f19_c1_c14() {
+        let s = (1001, 777);
+        assert_eq!(cvt_size(FULL, 400, 400, s, Some(5000)), (400, 310));
+        assert_eq!(cvt_size(FULL, 0, 100, s, Some(5000)), (129, 100));
+        assert_eq!(cvt_size(FULL, 500, 0, (5000, 3000), Some(5000)), (500, 300));
+        assert_eq!(cvt_size(FULL, 0, 0, s, Some(5000)), (1001, 777));
+        assert_eq!(cvt_size(FULL, 300, 0, s, Some(5000)), (300, 233));
+        assert_eq!(cvt_size(FULL, 6000, 0, s, Some(5000)), (5000, 3881));
+        assert_eq!(
+            cvt_size([0.25, 0.25, 0.5, 0.5], 300, 0, s, Some(5000)),
+            (300, 233)
+        );
+        assert_eq!(
+            cvt_size([0.0, 0.0, 0.5, 1.0], 0, 0, s, Some(5000)),
+            (501, 777)
+        );
+        assert_eq!(
+            cvt_size([0.0, 0.0, 0.5, 0.5], 0, 0, s, Some(5000)),
+            (501, 389)
+        );
+        assert_eq!(cvt_size(FULL, 1001, 0, s, Some(800)), (800, 621));
+        assert_eq!(cvt_size(FULL, 6000, 0, s, None), (6000, 4657));
     }
 }

@@ -5,8 +5,10 @@ use crate::config::Config;
 use crate::encode::{self, Format};
 use crate::image::cache::Opened;
 use crate::image::{ImageError, StoredCodec};
-use crate::model::{TileRequest, View};
+use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
+use crate::pipeline::resample::Filter;
+use crate::pipeline::{colour, Raster};
 use crate::response::Response;
 
 /// The configured default quality of a format (clamped as iipsrv clamps `QLT`).
@@ -73,6 +75,7 @@ pub fn tile(
 
     let passthrough = cfg.codec_passthrough
         && req.format == Format::Jpeg
+        && view.colour == Colour::AsIs
         && level.codec == StoredCodec::Jpeg
         && view.quality.is_none()
         && !view.needs_pixels()
@@ -98,16 +101,45 @@ pub fn tile(
         Ok(d) => d,
         Err(e) => return image_error(cfg, client, &e),
     };
-    let mut raster = pipeline::to_8bit(decoded);
-    let keep = encode::channels_for(req.format, raster.channels);
-    raster = pipeline::keep_channels(raster, keep);
-    if view.mirror {
+    let raster = finish(
+        pipeline::to_8bit(decoded),
+        req.format,
+        view.colour,
+        view.mirror,
+        view.right_angle(),
+    );
+    encode_response(cfg, client, &raster, req.format, view.quality, opened, None)
+}
+
+/// Channel flattening, colour treatment, mirror and rotation: the steps after the
+/// pixels are at their output size (processing.md §2 steps 8–13).
+fn finish(raster: Raster, format: Format, colour: Colour, mirror: bool, angle: u32) -> Raster {
+    let keep = encode::channels_for(format, raster.channels);
+    let mut raster = pipeline::keep_channels(raster, keep);
+    raster = match colour {
+        Colour::AsIs => raster,
+        Colour::Grey if raster.channels >= 3 => colour::greyscale(&raster),
+        Colour::Grey => raster,
+        Colour::Bitonal => colour::bilevel(&raster),
+    };
+    if mirror {
         raster = pipeline::mirror_horizontal(raster);
     }
-    raster = pipeline::rotate(raster, view.right_angle());
-    let quality = quality_for(cfg, req.format, view.quality);
-    match encode::encode(&raster, req.format, quality) {
-        Ok(bytes) => Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None),
+    pipeline::rotate(raster, angle)
+}
+
+fn encode_response(
+    cfg: &Config,
+    client: &str,
+    raster: &Raster,
+    format: Format,
+    quality: Option<i32>,
+    opened: &Opened,
+    disposition: Option<String>,
+) -> Response {
+    let quality = quality_for(cfg, format, quality);
+    match encode::encode(raster, format, quality) {
+        Ok(bytes) => Response::content(cfg, format.mime(), bytes, Some(opened.mtime), disposition),
         Err(e @ encode::EncodeError::Unavailable(_)) => {
             Response::text_error(cfg, 501, &e.to_string())
         }
@@ -116,4 +148,170 @@ pub fn tile(
             Response::text_error(cfg, 500, &e.to_string())
         }
     }
+}
+
+/// Most pixels one region export may assemble at its source level.
+pub const MAX_REGION_PIXELS: u64 = 64 << 20;
+
+/// Picks the smallest level whose part of the region covers the output
+/// (processing.md §3.1) and returns `(k, left, top, width, height)` at that level.
+pub fn region_at_level(
+    info: &crate::image::ImageInfo,
+    region: [f64; 4],
+    ow: u32,
+    oh: u32,
+) -> (u32, u32, u32, u32, u32) {
+    let (fw, fh) = (info.width() as f64, info.height() as f64);
+    let n = info.num_levels();
+    let eps = f32::EPSILON as f64;
+    let mut chosen = 0;
+    for k in (0..n).rev() {
+        let l = &info.levels[k as usize];
+        let s = (1u64 << k.min(62)) as f64;
+        let sw = if region[2] >= 1.0 {
+            l.width as f64
+        } else {
+            (fw * region[2] / s + eps).floor()
+        };
+        let sh = if region[3] >= 1.0 {
+            l.height as f64
+        } else {
+            (fh * region[3] / s + eps).floor()
+        };
+        if sw >= ow as f64 && sh >= oh as f64 {
+            chosen = k;
+            break;
+        }
+    }
+    let l = &info.levels[chosen as usize];
+    let s = (1u64 << chosen.min(62)) as f64;
+    let place = |frac_pos: f64, frac_len: f64, full: f64, size: u32| -> (u32, u32) {
+        let start = ((full * frac_pos / s).round() as u32).min(size.saturating_sub(1));
+        let mut len = (full * frac_len / s).round() as u32;
+        if start + len > size {
+            len = size - start;
+        }
+        (start, len.max(1))
+    };
+    let (left, width) = place(region[0], region[2], fw, l.width);
+    let (top, height) = place(region[1], region[3], fh, l.height);
+    (chosen, left, top, width, height)
+}
+
+/// Reads the pixels of a rectangle of level `k` from the tiles that intersect it.
+fn assemble(
+    opened: &Opened,
+    k: u32,
+    left: u32,
+    top: u32,
+    width: u32,
+    height: u32,
+    channels: u16,
+) -> Result<Raster, ImageError> {
+    let level = &opened.image.info().levels[k as usize];
+    let (tw, th) = (level.tile_width, level.tile_height);
+    let mut out = Raster {
+        width,
+        height,
+        channels,
+        data: vec![0; width as usize * height as usize * channels as usize],
+    };
+    for ty in top / th..=(top + height - 1) / th {
+        for tx in left / tw..=(left + width - 1) / tw {
+            let t = ty * level.columns() + tx;
+            let tile = pipeline::keep_channels(
+                pipeline::to_8bit(opened.image.decode_tile(k, t)?),
+                channels,
+            );
+            if tile.channels != channels {
+                return Err(ImageError::Decode(format!(
+                    "tile {t} has {} channels, expected {channels}",
+                    tile.channels
+                )));
+            }
+            let (x0, y0) = (tx * tw, ty * th);
+            let (sx, sy) = (left.max(x0) - x0, top.max(y0) - y0);
+            let (dx, dy) = (x0 + sx - left, y0 + sy - top);
+            pipeline::blit(
+                &mut out,
+                (dx, dy),
+                &tile,
+                (sx, sy, tile.width - sx, tile.height - sy),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// `<stem>` of a client path: after the last `/`, before the last `.`.
+pub fn stem(client: &str) -> &str {
+    let name = client.rsplit('/').next().unwrap_or(client);
+    match name.rfind('.') {
+        Some(p) if p > 0 => &name[..p],
+        _ => name,
+    }
+}
+
+/// A region export through the region pipeline (processing.md §3).
+pub fn region(
+    cfg: &Config,
+    opened: &Opened,
+    client: &str,
+    req: &RegionRequest,
+    view: &View,
+) -> Response {
+    let info = opened.image.info();
+    let (mut ow, mut oh) = (req.width.max(1), req.height.max(1));
+    let (k, left, top, width, height) = region_at_level(info, req.region, ow, oh);
+    if req.no_upscale && (ow > width || oh > height) {
+        let f = (width as f64 / ow as f64).min(height as f64 / oh as f64);
+        ow = ((ow as f64 * f).round() as u32).clamp(1, width);
+        oh = ((oh as f64 * f).round() as u32).clamp(1, height);
+    }
+    let pixels = width as u64 * height as u64;
+    let out_pixels = ow as u64 * oh as u64;
+    if pixels > MAX_REGION_PIXELS || out_pixels > MAX_REGION_PIXELS {
+        return Response::text_error(
+            cfg,
+            400,
+            &format!("Region too large: {width}x{height} source pixels for a {ow}x{oh} output (limit {MAX_REGION_PIXELS} pixels)"),
+        );
+    }
+    let channels = encode::channels_for(req.format, info.channels);
+    let raster = match assemble(opened, k, left, top, width, height, channels) {
+        Ok(r) => r,
+        Err(e) => return image_error(cfg, client, &e),
+    };
+    let filter = if cfg.interpolation == 0 {
+        Filter::Nearest
+    } else {
+        Filter::Bilinear
+    };
+    let raster = pipeline::resample::resize(&raster, ow, oh, filter);
+    let raster = finish(
+        raster,
+        req.format,
+        req.colour,
+        view.mirror,
+        view.right_angle(),
+    );
+    let disposition = format!(
+        "{}; filename=\"{}_{ow}x{oh}.{}\"",
+        if req.attachment {
+            "attachment"
+        } else {
+            "inline"
+        },
+        stem(client),
+        req.format.extension()
+    );
+    encode_response(
+        cfg,
+        client,
+        &raster,
+        req.format,
+        view.quality,
+        opened,
+        Some(disposition),
+    )
 }

@@ -1,6 +1,9 @@
 //! Pixel operations between a decoded tile and an encoder. Pure functions over
 //! typed buffers: no I/O, no protocol knowledge.
 
+pub mod colour;
+pub mod resample;
+
 use crate::image::{Samples, Tile};
 
 /// 8-bit interleaved pixels, what every encoder takes.
@@ -47,6 +50,29 @@ pub fn keep_channels(r: Raster, n: u16) -> Raster {
         channels: n,
         data,
         ..r
+    }
+}
+
+/// Copies the rectangle `(sx, sy, w, h)` of `src` into `dst` at `(x, y)`, clipped to
+/// both rasters (same channel count).
+pub fn blit(
+    dst: &mut Raster,
+    (x, y): (u32, u32),
+    src: &Raster,
+    (sx, sy, w, h): (u32, u32, u32, u32),
+) {
+    let c = dst.channels as usize;
+    debug_assert_eq!(c, src.channels as usize);
+    let w = w
+        .min(dst.width.saturating_sub(x))
+        .min(src.width.saturating_sub(sx)) as usize;
+    let h = h
+        .min(dst.height.saturating_sub(y))
+        .min(src.height.saturating_sub(sy)) as usize;
+    for row in 0..h {
+        let d = ((y as usize + row) * dst.width as usize + x as usize) * c;
+        let s = ((sy as usize + row) * src.width as usize + sx as usize) * c;
+        dst.data[d..d + w * c].copy_from_slice(&src.data[s..s + w * c]);
     }
 }
 
@@ -167,6 +193,19 @@ mod tests {
         assert_eq!(px(&r180, 0, 0), px(&r, 2, 1));
         assert_eq!(rotate(rotate(r.clone(), 90), 270), r);
         assert_eq!(rotate(r.clone(), 45), r);
+    }
+
+    #[test]
+    fn blit_clips_to_both_rasters() {
+        let src = raster(4, 4, 1);
+        let mut dst = Raster {
+            width: 3,
+            height: 3,
+            channels: 1,
+            data: vec![0; 9],
+        };
+        blit(&mut dst, (1, 1), &src, (2, 2, 5, 5));
+        assert_eq!(dst.data, vec![0, 0, 0, 0, 10, 11, 0, 14, 15]);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::config::atoi;
 use crate::encode::Format;
 use crate::image::cache::Opened;
 use crate::image::ColourSpace;
-use crate::model::{TileRequest, View};
+use crate::model::{cvt_size, Colour, RegionRequest, TileRequest, View};
 use crate::render;
 use crate::response::Response;
 use std::fmt::Write as _;
@@ -288,6 +288,47 @@ impl Session<'_, '_> {
     }
 }
 
+impl Session<'_, '_> {
+    fn cvt(&mut self, arg: &str) -> Option<Response> {
+        let Some(cur) = &self.image else {
+            self.error("1 3", "");
+            return None;
+        };
+        let format = match arg.to_ascii_lowercase().as_str() {
+            "png" => Format::Png,
+            "webp" => Format::Webp,
+            "avif" => Format::Avif,
+            "tif" | "tiff" => Format::Tiff,
+            _ => Format::Jpeg,
+        };
+        let info = cur.opened.image.info();
+        let region = self.view.region.unwrap_or([0.0, 0.0, 1.0, 1.0]);
+        let (width, height) = cvt_size(
+            region,
+            self.view.width,
+            self.view.height,
+            (info.width(), info.height()),
+            self.ctx.cfg.max_cvt,
+        );
+        let req = RegionRequest {
+            region,
+            width,
+            height,
+            format,
+            colour: self.view.colour,
+            no_upscale: !self.ctx.cfg.allow_upscaling,
+            attachment: self.http.is_post(),
+        };
+        Some(render::region(
+            self.ctx.cfg,
+            &cur.opened,
+            &cur.client,
+            &req,
+            &self.view,
+        ))
+    }
+}
+
 /// Runs the commands of `http.request_string` and returns the response.
 pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
     let cfg = ctx.cfg;
@@ -371,16 +412,26 @@ pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
             "RGN" => {
                 let v: Vec<f64> = value.split(',').map(crate::config::atof).collect();
                 if v.len() >= 4 && v[2] > 0.0 && v[3] > 0.0 {
-                    s.view.region = Some([
-                        v[0].clamp(0.0, 1.0),
-                        v[1].clamp(0.0, 1.0),
-                        v[2].clamp(0.0, 1.0),
-                        v[3].clamp(0.0, 1.0),
-                    ]);
+                    let (x, y) = (v[0].clamp(0.0, 1.0), v[1].clamp(0.0, 1.0));
+                    // Parts beyond the right and bottom edges are cropped away.
+                    let w = v[2].clamp(0.0, 1.0).min(1.0 - x);
+                    let h = v[3].clamp(0.0, 1.0).min(1.0 - y);
+                    if w > 0.0 && h > 0.0 {
+                        s.view.region = Some([x, y, w, h]);
+                    }
                 }
                 None
             }
             "ICC" => None,
+            "COL" => {
+                match value.to_ascii_lowercase().as_str() {
+                    "grey" | "gray" => s.view.colour = Colour::Grey,
+                    "binary" => s.view.colour = Colour::Bitonal,
+                    _ => {}
+                }
+                None
+            }
+            "CVT" => s.cvt(value),
             "IIIF" => Some(super::iiif::handle(s.ctx, s.http, value)),
             "DEEPZOOM" => Some(super::deepzoom::handle(s.ctx, s.http, value)),
             "ZOOMIFY" => Some(super::zoomify::handle(s.ctx, s.http, value)),

@@ -1,0 +1,279 @@
+//! Region exports: IIP `CVT` and IIIF image requests (spec test-cases §5–6).
+
+mod common;
+use common::*;
+
+fn png_info(bytes: &[u8]) -> (u32, u32, png::ColorType, Vec<u8>) {
+    let mut r = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, info.color_type, buf)
+}
+
+#[test]
+fn cvt_sizes_and_headers() {
+    let s = Server::start(&[], 1);
+    for (q, w, h) in [
+        ("FIF=big.tif&WID=500&CVT=jpeg", 500, 300),
+        ("FIF=small.tif&CVT=jpeg", 1001, 777),
+        ("FIF=small.tif&HEI=100&CVT=jpeg", 129, 100),
+        ("FIF=small.tif&WID=400&HEI=400&CVT=jpeg", 400, 310),
+        ("FIF=small.tif&WID=300&CVT=jpeg", 300, 233),
+        (
+            "FIF=small.tif&RGN=0.25,0.25,0.5,0.5&WID=300&CVT=jpeg",
+            300,
+            233,
+        ),
+        ("FIF=small.tif&RGN=0,0,0.5,1&CVT=jpeg", 501, 777),
+        ("FIF=small.tif&RGN=0,0,0.5,0.5&CVT=jpeg", 501, 389),
+        (
+            "FIF=small.tif&WID=100&RGN=0.9,0.9,0.5,0.5&CVT=jpeg",
+            100,
+            78,
+        ),
+        ("FIF=small.tif&WID=300&ROT=90&CVT=jpeg", 233, 300),
+        ("FIF=small.tif&WID=-5&CVT=jpeg", 1001, 777),
+        ("FIF=big_subifd.tif&WID=640&CVT=jpeg", 640, 384),
+        ("FIF=grey16.tif&WID=100&CVT=jpeg", 100, 78),
+    ] {
+        let r = s.get(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        assert_eq!(r.content_type(), "image/jpeg", "{q}");
+        assert_eq!(jpeg_size(&r.body), (w, h), "{q}");
+    }
+    let r = s.get("FIF=big.tif&WID=500&CVT=jpeg");
+    assert_eq!(
+        r.header("Content-Disposition"),
+        Some("inline; filename=\"big_500x300.jpg\"")
+    );
+    let r = s.get("FIF=small.tif&WID=6000&CVT=jpeg");
+    assert_eq!(jpeg_size(&r.body), (5000, 3881));
+    for (q, mime) in [
+        ("CVT=png", "image/png"),
+        ("CVT=gif", "image/jpeg"),
+        ("CVT=JPG", "image/jpeg"),
+    ] {
+        let r = s.get(&format!("FIF=small.tif&WID=50&{q}"));
+        assert_eq!(r.content_type(), mime, "{q}");
+    }
+    // POST makes it an attachment.
+    let body = b"FIF=small.tif&WID=100&CVT=jpeg";
+    let r = s.request(
+        &[
+            ("REQUEST_METHOD", "POST"),
+            ("QUERY_STRING", ""),
+            ("CONTENT_LENGTH", &body.len().to_string()),
+        ],
+        body,
+    );
+    assert_eq!(
+        r.header("Content-Disposition"),
+        Some("attachment; filename=\"small_100x78.jpg\"")
+    );
+    // S23: only the first output command answers.
+    let r = s.get("FIF=small.tif&WID=100&CVT=jpeg&WID=50&CVT=png");
+    assert_eq!(r.content_type(), "image/jpeg");
+    assert_eq!(jpeg_size(&r.body), (100, 78));
+}
+
+#[test]
+fn cvt_limits_and_colour() {
+    let s = Server::start(&[("MAX_CVT", "800"), ("ALLOW_UPSCALING", "0")], 1);
+    assert_eq!(
+        jpeg_size(&s.get("FIF=small.tif&WID=1001&CVT=jpeg").body),
+        (800, 621)
+    );
+    assert_eq!(
+        jpeg_size(&s.get("FIF=small.tif&RGN=0,0,0.2,0.2&WID=700&CVT=jpeg").body),
+        (200, 155)
+    );
+    drop(s);
+    let s = Server::start(&[("ALLOW_UPSCALING", "0")], 1);
+    assert_eq!(
+        jpeg_size(&s.get("FIF=small.tif&WID=2000&CVT=jpeg").body),
+        (1001, 777)
+    );
+    // C16: greyscale PNG of the whole image.
+    let (w, h, ct, _) = png_info(&s.get("FIF=small.tif&COL=grey&CVT=png").body);
+    assert_eq!((w, h, ct), (1001, 777, png::ColorType::Grayscale));
+    // T13/T14 on tiles.
+    assert_eq!(
+        jpeg_dims(&s.get("FIF=small.tif&COL=grey&JTL=2,0").body).2,
+        1
+    );
+    let (_, _, ct, px) = png_info(&s.get("FIF=small.tif&COL=binary&PTL=2,0").body);
+    assert_eq!(ct, png::ColorType::Grayscale);
+    assert!(px.iter().all(|&v| v == 0 || v == 255));
+    assert!(px.contains(&0) && px.contains(&255));
+}
+
+#[test]
+fn region_pixels_match_the_source() {
+    let s = Server::start(&[], 1);
+    // Lossless round trip: a region at native size equals the tiles it was cut from.
+    let (w, h, _, region) = png_info(&s.get("FIF=small.tif&RGN=0.2,0.3,0.25,0.25&CVT=png").body);
+    assert_eq!((w, h), (250, 194));
+    let (_, _, _, full) = png_info(&s.get("FIF=small.tif&CVT=png").body);
+    let (x0, y0) = (
+        (0.2f64 * 1001.0).round() as usize,
+        (0.3f64 * 777.0).round() as usize,
+    );
+    for (x, y) in [(0usize, 0usize), (249, 193), (100, 50)] {
+        let a = &region[(y * 250 + x) * 3..][..3];
+        let b = &full[((y0 + y) * 1001 + x0 + x) * 3..][..3];
+        assert_eq!(a, b, "pixel {x},{y}");
+    }
+    // The fixture's red channel falls from left to right; a downscaled export keeps that.
+    let (w, _, _, small) = png_info(&s.get("FIF=small.tif&WID=100&CVT=png").body);
+    assert_eq!(w, 100);
+    assert!(
+        small[0] > 240 && small[99 * 3] < 15,
+        "{} {}",
+        small[0],
+        small[99 * 3]
+    );
+}
+
+fn iiif(s: &Server, arg: &str) -> Reply {
+    let uri = format!("/iiif/{arg}");
+    s.request(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("QUERY_STRING", ""),
+            ("REQUEST_URI", &uri),
+            ("HTTP_HOST", "localhost"),
+        ],
+        b"",
+    )
+}
+
+#[test]
+fn iiif_image_requests() {
+    let s = Server::start(&[("URI_MAP", "iiif=>IIIF")], 1);
+    for (a, w, h) in [
+        ("small.tif/full/max/0/default.jpg", 1001, 777),
+        ("small.tif/full/full/0/default.jpg", 1001, 777),
+        ("small.tif/full/500,/0/default.jpg", 500, 388),
+        ("small.tif/full/,500/0/default.jpg", 644, 500),
+        ("small.tif/full/500,500/0/default.jpg", 500, 500),
+        ("small.tif/full/!500,500/0/default.jpg", 500, 388),
+        ("small.tif/full/pct:10/0/default.jpg", 100, 78),
+        ("small.tif/full/^2000,/0/default.jpg", 2000, 1552),
+        ("small.tif/full/^pct:150/0/default.jpg", 1502, 1166),
+        ("small.tif/full/!900,900/0/default.jpg", 900, 699),
+        ("small.tif/square/200,/0/default.jpg", 200, 200),
+        ("small.tif/square/max/0/default.jpg", 777, 777),
+        ("small.tif/900,700,200,200/max/0/default.jpg", 101, 77),
+        ("small.tif/pct:10,10,50,50/max/0/default.jpg", 501, 389),
+        ("small.tif/full/max/360/default.jpg", 1001, 777),
+        ("small.tif/full/max/0/default", 1001, 777),
+        ("small.tif/full/max/0/default.JPG", 1001, 777),
+        ("small.tif/full/max/0/default.jpg?t=123", 1001, 777),
+        ("small.tif/FULL/MAX/0/DEFAULT.jpg", 1001, 777),
+        ("big.tif/full/!512,512/0/default.jpg", 512, 307),
+    ] {
+        let r = iiif(&s, a);
+        assert_eq!(r.status, 200, "{a}: {}", r.text());
+        assert_eq!(jpeg_size(&r.body), (w, h), "{a}");
+    }
+    let r = iiif(&s, "small.tif/full/max/0/default.jpg");
+    assert_eq!(
+        r.header("Content-Disposition"),
+        Some("inline; filename=\"small_1001x777.jpg\"")
+    );
+    // Tile fast path: Content-Length, no Content-Disposition.
+    for (a, w, h) in [
+        ("small.tif/0,0,256,256/256,/0/default.jpg", 256, 256),
+        ("small.tif/768,512,233,256/233,/0/default.jpg", 233, 256),
+        ("small.tif/0,0,512,512/256,/0/default.jpg", 256, 256),
+    ] {
+        let r = iiif(&s, a);
+        assert_eq!(jpeg_size(&r.body), (w, h), "{a}");
+        assert!(r.header("Content-Disposition").is_none(), "{a}");
+        assert_eq!(
+            r.header("Content-Length").unwrap(),
+            r.body.len().to_string()
+        );
+    }
+    // The fast path serves the same pixels as the tile itself.
+    let tile = s.get("FIF=big.tif&JTL=5,21");
+    let fast = iiif(&s, "big.tif/256,256,256,256/256,/0/default.jpg");
+    assert_eq!(tile.body, fast.body);
+    // Rotation, mirroring, qualities, formats.
+    let r = iiif(&s, "small.tif/100,100,300,200/max/90/default.png");
+    let (w, h, _, _) = png_info(&r.body);
+    assert_eq!((w, h), (200, 300));
+    let (_, _, _, plain) = png_info(&iiif(&s, "small.tif/full/max/0/default.png").body);
+    let (_, _, _, flipped) = png_info(&iiif(&s, "small.tif/full/max/!180/default.png").body);
+    let (_, _, _, mirrored) = png_info(&iiif(&s, "small.tif/full/max/!0/default.png").body);
+    for (x, y) in [(0usize, 0usize), (500, 300), (1000, 776)] {
+        assert_eq!(
+            flipped[(y * 1001 + x) * 3..][..3],
+            plain[((776 - y) * 1001 + x) * 3..][..3]
+        );
+        assert_eq!(
+            mirrored[(y * 1001 + x) * 3..][..3],
+            plain[(y * 1001 + 1000 - x) * 3..][..3]
+        );
+    }
+    assert_eq!(
+        jpeg_dims(&iiif(&s, "small.tif/full/max/0/gray.jpg").body).2,
+        1
+    );
+    assert_eq!(
+        jpeg_dims(&iiif(&s, "small.tif/full/max/0/grey.jpg").body).2,
+        1
+    );
+    let (_, _, ct, px) = png_info(&iiif(&s, "small.tif/full/max/0/bitonal.png").body);
+    assert_eq!(ct, png::ColorType::Grayscale);
+    assert!(px.iter().all(|&v| v == 0 || v == 255));
+    // Errors.
+    for (a, status) in [
+        ("small.tif/full/2000,/0/default.jpg", 400),
+        ("small.tif/full/pct:150/0/default.jpg", 400),
+        ("small.tif/2000,0,10,10/max/0/default.jpg", 400),
+        ("small.tif/0,0,0,10/max/0/default.jpg", 400),
+        ("small.tif/1,2,3/max/0/default.jpg", 400),
+        ("small.tif/-10,0,100,100/max/0/default.jpg", 400),
+        ("small.tif/full/max/45/default.jpg", 400),
+        ("small.tif/full/max/x/default.jpg", 400),
+        ("small.tif/full/max/0/negative.jpg", 400),
+        ("small.tif/full/abc/0/default.jpg", 400),
+        ("small.tif/full/0,/0/default.jpg", 400),
+        ("small.tif/full/max/0/default.gif", 400),
+        ("small.tif/full/max/0", 400),
+        ("small.tif/full/max/0/default.jpg/x", 404),
+        ("nope.tif/full/max/0/default.jpg", 404),
+    ] {
+        let r = iiif(&s, a);
+        assert_eq!(r.status, status, "{a}: {}", r.text());
+        assert!(!r.body.is_empty(), "{a}");
+    }
+    // I53: conditional request.
+    let lm = iiif(&s, "small.tif/full/max/0/default.jpg")
+        .header("Last-Modified")
+        .unwrap()
+        .to_owned();
+    let r = s.request(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", "/iiif/small.tif/full/max/0/default.jpg"),
+            ("HTTP_IF_MODIFIED_SINCE", &lm),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 304);
+}
+
+#[test]
+fn oversized_regions_are_refused_not_allocated() {
+    let s = Server::start(&[("MAX_CVT", "-1"), ("URI_MAP", "iiif=>IIIF")], 1);
+    let r = s.get("FIF=big.tif&WID=100000&CVT=jpeg");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = iiif(&s, "big.tif/full/^100000,/0/default.jpg");
+    assert_eq!(r.status, 400);
+    assert_eq!(s.get("FIF=small.tif&OBJ=Max-size").status, 200);
+}

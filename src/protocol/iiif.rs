@@ -165,9 +165,18 @@ pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Optio
     match unit {
         Some(u) if info.dpi_x > 0.0 => {
             let scale = 1.0 / info.dpi_x;
+            // Version 3 requires an id and a type on every service.
+            let ident = if v >= 3 {
+                format!(
+                    "\n      \"id\": {},\n      \"type\": \"PhysicalDimensions\",",
+                    json_str(&format!("{id}/physdim"))
+                )
+            } else {
+                String::new()
+            };
             let _ = write!(
                 s,
-                ",\n  \"service\": [\n    {{\n      \"@context\": \"http://iiif.io/api/annex/services/physdim/1/context.json\",\n      \"profile\": \"http://iiif.io/api/annex/services/physdim\",\n      \"physicalScale\": {},\n      \"physicalUnits\": \"{u}\"\n    }}\n  ]\n\n}}",
+                ",\n  \"service\": [\n    {{\n      \"@context\": \"http://iiif.io/api/annex/services/physdim/1/context.json\",{ident}\n      \"profile\": \"http://iiif.io/api/annex/services/physdim\",\n      \"physicalScale\": {},\n      \"physicalUnits\": \"{u}\"\n    }}\n  ]\n\n}}",
                 fmt_g6(scale)
             );
         }
@@ -410,6 +419,10 @@ fn parse_size(
     let (bw, bh) = (rwf.round().max(1.0), rhf.round().max(1.0));
     let ratio = rwf / rhf;
     let mut keeps_ratio = true;
+    // IIIF 3 replaced the size `full` with `max` (its validator requires the 400).
+    if v >= 3 && body == "full" {
+        return Err(bad("IIIF: the size full is not part of version 3; use max"));
+    }
     let (w, h): (f64, f64) = if body == "max" || body == "full" {
         (bw, bh)
     } else if let Some(p) = body.strip_prefix("pct:") {
@@ -625,6 +638,8 @@ mod tests {
   "service": [
     {
       "@context": "http://iiif.io/api/annex/services/physdim/1/context.json",
+      "id": "http://localhost/iiif/pyr5000x3000.tif/physdim",
+      "type": "PhysicalDimensions",
       "profile": "http://iiif.io/api/annex/services/physdim",
       "physicalScale": 0.0352858,
       "physicalUnits": "cm"
@@ -678,7 +693,8 @@ mod tests {
         assert_eq!(ok("!500,500"), (500, 388));
         assert_eq!(ok("500,500"), (500, 500));
         assert_eq!(ok("max"), (1001, 777));
-        assert_eq!(ok("FULL"), (1001, 777));
+        assert_eq!(size("FULL", 2, "full", Some(5000)).unwrap(), (1001, 777));
+        assert!(size("full", 3, "full", Some(5000)).is_err());
         assert_eq!(ok("^2000,"), (2000, 1552));
         assert_eq!(ok("!900,900"), (900, 699));
         let err = |t: &str, v: u32| match size(t, v, "full", Some(5000)) {

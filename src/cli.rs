@@ -19,6 +19,19 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<String>,
 
+    /// Serve HTTP/1.1 directly on HOST:PORT instead of FastCGI: IIP, IIIF (/iiif/),
+    /// DeepZoom and Zoomify with no web server in front, and a viewer page at /.
+    #[arg(long, value_name = "ADDR", conflicts_with = "bind")]
+    pub http: Option<String>,
+
+    /// OpenSeadragon's build directory (from npm), served under /viewer/ in --http mode.
+    #[arg(long, value_name = "DIR")]
+    pub viewer: Option<PathBuf>,
+
+    /// The image the --http viewer page shows by default.
+    #[arg(long, value_name = "NAME", default_value = "sample.tif")]
+    pub viewer_image: String,
+
     /// Listen backlog (clamped to the kernel's somaxconn).
     #[arg(long, value_name = "N", default_value = "2048")]
     pub backlog: String,

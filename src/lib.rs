@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod encode;
 pub mod fcgi;
+pub mod http;
 pub mod image;
 pub mod logging;
 pub mod model;

@@ -8,7 +8,7 @@ use tessera::cli::Cli;
 use tessera::config::{atoi, Config};
 use tessera::fcgi::Params;
 use tessera::supervisor::{self, Options};
-use tessera::worker::Worker;
+use tessera::worker::{HttpOptions, Worker};
 
 fn banner(cfg: &Config) {
     log::info!("<----------------------------------->");
@@ -72,7 +72,8 @@ fn main() {
 
     let mode = u32::from_str_radix(cli.socket_mode.trim(), 8).unwrap_or(0o666);
     let backlog = atoi(&cli.backlog).clamp(0, i32::MAX as i64) as i32;
-    let listener = match supervisor::acquire_listener(cli.bind.as_deref(), backlog, mode) {
+    let bind = cli.http.as_deref().or(cli.bind.as_deref());
+    let listener = match supervisor::acquire_listener(bind, backlog, mode) {
         Ok(l) => l,
         Err(e) => {
             log::error!("{e}");
@@ -87,19 +88,42 @@ fn main() {
             .unwrap_or(1)
     });
     let config_file = cli.config.clone();
-    let code = supervisor::run(
-        listener,
-        Options {
-            workers: workers.max(1),
-            ..Options::default()
-        },
-        move || {
-            let cfg = Config::load(config_file.as_deref()).map_err(|e| e.to_string())?;
-            tessera::logging::init(&cfg);
-            Ok(cfg)
-        },
-        tessera::worker::main,
-        |_cfg: &Config| {},
-    );
+    let http_mode = cli.http.is_some();
+    let load = move || {
+        let mut cfg = Config::load(config_file.as_deref()).map_err(|e| e.to_string())?;
+        if http_mode && cfg.uri_map.is_empty() {
+            // Clean IIIF URLs are what viewers ask for; with no web server to map them, map them here.
+            cfg.uri_map = tessera::config::parse_uri_map("iiif=>IIIF");
+        }
+        tessera::logging::init(&cfg);
+        Ok(cfg)
+    };
+    let opts = Options {
+        workers: workers.max(1),
+        ..Options::default()
+    };
+    let code = if http_mode {
+        let http = HttpOptions {
+            viewer_dir: cli.viewer.clone(),
+            default_image: cli.viewer_image.clone(),
+        };
+        supervisor::run(
+            listener,
+            opts,
+            load,
+            move |l: &supervisor::Listener, c: Arc<Config>, ctx: &supervisor::WorkerCtx| {
+                tessera::worker::main_http(l, c, ctx, &http)
+            },
+            |_cfg: &Config| {},
+        )
+    } else {
+        supervisor::run(
+            listener,
+            opts,
+            load,
+            tessera::worker::main,
+            |_cfg: &Config| {},
+        )
+    };
     std::process::exit(code);
 }

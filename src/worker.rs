@@ -112,3 +112,73 @@ pub fn main(listener: &Listener, cfg: Arc<Config>, ctx: &WorkerCtx) -> i32 {
         Accepted::Unix(s) => serve_conn(s, &mut worker, ctx),
     })
 }
+
+/// Options of the built-in HTTP mode.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// OpenSeadragon's build directory, served under `/viewer/`.
+    pub viewer_dir: Option<std::path::PathBuf>,
+    /// The image the page at `/` shows.
+    pub default_image: String,
+}
+
+fn serve_http<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx, opts: &HttpOptions) {
+    use crate::http::{self, HttpError};
+    let mut conn = match http::Conn::new(stream, std::time::Duration::from_secs(30)) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("cannot set up connection: {e}");
+            return;
+        }
+    };
+    for _ in 0..http::MAX_REQUESTS_PER_CONN {
+        let req = match conn.next_request() {
+            Ok(r) => r,
+            Err(HttpError::Bad(status, msg)) => {
+                let _ = conn.respond(&http::error_response(status, msg), false, false);
+                break;
+            }
+            Err(_) => break,
+        };
+        let keep = req.keep_alive() && !ctx.stopping();
+        let path = req.path();
+        let (response, head_only) = if path == "/"
+            && (req.query().is_empty() || req.query().starts_with("image="))
+        {
+            (
+                http::viewer::index(req.query(), &opts.default_image, opts.viewer_dir.as_deref()),
+                false,
+            )
+        } else if let Some(rel) = path.strip_prefix("/viewer/") {
+            let r = http::viewer::asset(opts.viewer_dir.as_deref(), rel)
+                .unwrap_or_else(|| http::error_response(404, "no such viewer file"));
+            (r, req.method == "HEAD")
+        } else {
+            let out = worker.answer(&req.to_params(), &req.body);
+            (out.response, out.head_only)
+        };
+        ctx.record_request();
+        if conn.respond(&response, head_only, keep).is_err() || !keep {
+            break;
+        }
+    }
+    conn.shutdown();
+}
+
+/// The worker's main function in the built-in HTTP mode.
+pub fn main_http(
+    listener: &Listener,
+    cfg: Arc<Config>,
+    ctx: &WorkerCtx,
+    opts: &HttpOptions,
+) -> i32 {
+    crate::logging::init(&cfg);
+    let mut worker = Worker::new(cfg);
+    supervisor::accept_loop(listener, ctx, |accepted| match accepted {
+        Accepted::Tcp(s) => {
+            let _ = s.set_nodelay(true);
+            serve_http(s, &mut worker, ctx, opts)
+        }
+        Accepted::Unix(s) => serve_http(s, &mut worker, ctx, opts),
+    })
+}

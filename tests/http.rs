@@ -1,0 +1,132 @@
+//! The built-in HTTP mode (`--http`): the same protocols without a web server.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn start(extra: &[&str]) -> (Server, u16) {
+    let dir = TempDir::new("http");
+    let port = free_port();
+    let child = Command::new(bin())
+        .args(["--http", &format!("127.0.0.1:{port}"), "--workers", "2"])
+        .args(extra)
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("LOGFILE", dir.0.join("log"))
+        .env("MEMCACHED_SERVERS", "")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Server {
+        child,
+        addr: Addr::Tcp(port),
+        dir,
+    };
+    s.wait_ready();
+    (s, port)
+}
+
+/// Reads one HTTP response (Content-Length framed) from a kept-alive connection.
+fn read_response(c: &mut TcpStream, head_only: bool) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.read(&mut byte).unwrap(), 1, "connection closed early");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap()[9..12].parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.to_owned()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .unwrap()
+        .1
+        .parse()
+        .unwrap();
+    let mut body = vec![0; if head_only { 0 } else { len }];
+    c.read_exact(&mut body).unwrap();
+    (status, headers, body)
+}
+
+fn h<'a>(hs: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    hs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn serves_every_protocol_over_keep_alive() {
+    let (_s, port) = start(&[]);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut get = |path: &str, method: &str| {
+        write!(c, "{method} {path} HTTP/1.1\r\nHost: example.org\r\n\r\n").unwrap();
+        read_response(&mut c, method == "HEAD")
+    };
+    let (st, hs, body) = get("/", "GET");
+    assert_eq!(st, 200);
+    assert!(h(&hs, "content-type").unwrap().starts_with("text/html"));
+    assert!(String::from_utf8_lossy(&body).contains("sample.tif"));
+    let (st, _, body) = get("/?FIF=big.tif&OBJ=Max-size", "GET");
+    assert_eq!((st, body.as_slice()), (200, &b"Max-size:5000 3000\r\n"[..]));
+    let (st, _, body) = get("/fcgi-bin/iipsrv.fcgi?FIF=big.tif&JTL=5,239", "GET");
+    assert_eq!(st, 200);
+    assert_eq!(jpeg_size(&body), (136, 184));
+    let (st, hs, body) = get("/iiif/big.tif/info.json", "GET");
+    assert_eq!(st, 200);
+    assert_eq!(h(&hs, "connection"), Some("keep-alive"));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["id"], "http://example.org/iiif/big.tif");
+    let (st, _, body) = get("/iiif/small.tif/full/300,/0/default.jpg", "GET");
+    assert_eq!(st, 200);
+    assert_eq!(jpeg_size(&body), (300, 233));
+    let (st, hs, body) = get("/iiif/small.tif/full/300,/0/default.jpg", "HEAD");
+    assert_eq!(st, 200);
+    assert!(body.is_empty() && h(&hs, "content-length").unwrap().parse::<usize>().unwrap() > 0);
+    let (st, _, _) = get("/?DeepZoom=big.tif_files/13/19_11.jpg", "GET");
+    assert_eq!(st, 200);
+    let (st, _, _) = get("/?FIF=missing.tif&OBJ=Max-size", "GET");
+    assert_eq!(st, 404);
+    let (st, _, _) = get("/viewer/../../etc/passwd", "GET");
+    assert_eq!(st, 404);
+}
+
+#[test]
+fn bad_requests_are_refused_cleanly() {
+    let (s, port) = start(&[]);
+    let send = |raw: &[u8]| -> u16 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(raw).unwrap();
+        let mut out = Vec::new();
+        let _ = c.read_to_end(&mut out);
+        String::from_utf8_lossy(&out[..12.min(out.len())])
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(send(b"garbage\r\n\r\n"), 400);
+    assert_eq!(send(b"GET / HTTP/2.0\r\n\r\n"), 505);
+    let big = format!("GET /?{} HTTP/1.1\r\nHost: x\r\n\r\n", "A".repeat(20_000));
+    assert_eq!(send(big.as_bytes()), 431);
+    assert_eq!(
+        send(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"),
+        413
+    );
+    // HTTP/1.0 without keep-alive closes after one answer.
+    assert_eq!(
+        send(b"GET /?FIF=small.tif&OBJ=Max-size HTTP/1.0\r\n\r\n"),
+        200
+    );
+    // Still serving.
+    assert_eq!(
+        send(b"GET /?FIF=small.tif&OBJ=Max-size HTTP/1.0\r\n\r\n"),
+        200
+    );
+    assert!(s.stop().success());
+}

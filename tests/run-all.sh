@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config cmake nasm libzstd-dev libvips-tools libtiff-tools bc
-      nginx-light spawn-fcgi iipimage-server curl"
+      nginx-light spawn-fcgi iipimage-server curl file rpm openrc libfcgi-bin"
 missing=0
-for t in cc pkg-config cmake nasm vips tiffset bc nginx spawn-fcgi curl; do
+for t in cc pkg-config cmake nasm vips tiffset bc nginx spawn-fcgi curl file rpm openrc-run cgi-fcgi; do
   command -v "$t" >/dev/null || missing=1
 done
 [ -x /usr/lib/iipimage-server/iipsrv.fcgi ] || missing=1

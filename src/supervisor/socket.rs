@@ -172,15 +172,13 @@ fn adopt(fd: RawFd) -> Option<Listener> {
     })
 }
 
-/// The listening socket from `--bind`, else from systemd, else fd 0.
+/// The listening socket: systemd's when socket-activated (so one unit's `--bind` works
+/// with and without `tessera.socket`), else `--bind`, else fd 0.
 pub fn acquire_listener(
     bind_addr: Option<&str>,
     backlog: i32,
     unix_mode: u32,
 ) -> Result<Listener, SocketError> {
-    if let Some(a) = bind_addr {
-        return bind(a, backlog, unix_mode);
-    }
     let for_us = std::env::var("LISTEN_PID")
         .ok()
         .and_then(|p| p.parse::<u32>().ok())
@@ -194,8 +192,12 @@ pub fn acquire_listener(
             std::env::remove_var(k);
         }
         if let Some(l) = adopt(3) {
+            log::info!("Using the socket passed by systemd");
             return Ok(l);
         }
+    }
+    if let Some(a) = bind_addr {
+        return bind(a, backlog, unix_mode);
     }
     adopt(0).ok_or(SocketError::NoSocket)
 }

@@ -32,6 +32,10 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", default_value = "sample.tif")]
     pub viewer_image: String,
 
+    /// Serve /health and /metrics (Prometheus text) on this loopback IP:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
     /// Listen backlog (clamped to the kernel's somaxconn).
     #[arg(long, value_name = "N", default_value = "2048")]
     pub backlog: String,

@@ -98,8 +98,22 @@ fn main() {
         tessera::logging::init(&cfg);
         Ok(cfg)
     };
+    let metrics = match cli
+        .metrics
+        .as_deref()
+        .map(supervisor::metrics::bind)
+        .transpose()
+    {
+        Ok(m) => m,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("tessera: {e}");
+            std::process::exit(1);
+        }
+    };
     let opts = Options {
         workers: workers.max(1),
+        metrics,
         ..Options::default()
     };
     let code = if http_mode {

@@ -6,6 +6,7 @@ use crate::fcgi::{Conn, Limits, Params, Stream};
 use crate::image::cache::ImageCache;
 use crate::protocol::{self, Ctx, Outcome};
 use crate::response::Response;
+use crate::supervisor::metrics::Metrics;
 use crate::supervisor::{self, Accepted, Listener, WorkerCtx};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
@@ -16,12 +17,25 @@ use std::time::Instant;
 pub struct Worker {
     pub cfg: Arc<Config>,
     pub images: ImageCache,
+    metrics: Option<&'static Metrics>,
 }
 
 impl Worker {
     pub fn new(cfg: Arc<Config>) -> Self {
         let images = ImageCache::new(cfg.metadata_cache_entries);
-        Worker { cfg, images }
+        Worker {
+            cfg,
+            images,
+            metrics: None,
+        }
+    }
+
+    /// A worker that adds every request to the server's shared metrics.
+    pub fn with_metrics(cfg: Arc<Config>, metrics: &'static Metrics) -> Self {
+        Worker {
+            metrics: Some(metrics),
+            ..Worker::new(cfg)
+        }
     }
 
     /// Answers one request. A panic anywhere below becomes a 500 for this request
@@ -42,18 +56,31 @@ impl Worker {
             Outcome {
                 response: Response::text_error(&cfg, 500, "Internal server error"),
                 head_only: false,
+                protocol: "other",
             }
         });
-        log::debug!(
-            "{} {} {} {} bytes in {} microseconds",
+        let micros = start.elapsed().as_micros() as u64;
+        let bytes = if outcome.head_only {
+            0
+        } else {
+            outcome.response.body.len() as u64
+        };
+        if let Some(m) = self.metrics {
+            m.record(outcome.protocol, outcome.response.status, micros, bytes);
+            let (hits, misses) = self.images.take_counts();
+            m.record_cache(hits, misses);
+        }
+        log::info!(
+            "access method={} protocol={} status={} bytes={} us={} uri={:?}",
             params.get("REQUEST_METHOD").unwrap_or("GET"),
+            outcome.protocol,
+            outcome.response.status,
+            bytes,
+            micros,
             params
                 .get("REQUEST_URI")
                 .or_else(|| params.get("QUERY_STRING"))
-                .unwrap_or(""),
-            outcome.response.status,
-            outcome.response.body.len(),
-            start.elapsed().as_micros()
+                .unwrap_or("")
         );
         outcome
     }
@@ -103,7 +130,7 @@ fn serve_conn<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx) {
 /// The worker's main function, run in each forked process.
 pub fn main(listener: &Listener, cfg: Arc<Config>, ctx: &WorkerCtx) -> i32 {
     crate::logging::init(&cfg);
-    let mut worker = Worker::new(cfg);
+    let mut worker = Worker::with_metrics(cfg, ctx.metrics());
     supervisor::accept_loop(listener, ctx, |accepted| match accepted {
         Accepted::Tcp(s) => {
             let _ = s.set_nodelay(true);
@@ -173,7 +200,7 @@ pub fn main_http(
     opts: &HttpOptions,
 ) -> i32 {
     crate::logging::init(&cfg);
-    let mut worker = Worker::new(cfg);
+    let mut worker = Worker::with_metrics(cfg, ctx.metrics());
     supervisor::accept_loop(listener, ctx, |accepted| match accepted {
         Accepted::Tcp(s) => {
             let _ = s.set_nodelay(true);

@@ -391,3 +391,116 @@ fn systemd_socket_activation_uses_fd_3() {
     let r = s.get("FIF=small.tif&OBJ=Max-size");
     assert_eq!(r.body, b"Max-size:1001 777\r\n");
 }
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    (
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn metrics_and_health_on_loopback() {
+    let mport = free_port();
+    let addr = format!("127.0.0.1:{mport}");
+    let dir = TempDir::new("metrics");
+    let sock = dir.0.join("s.sock");
+    let child = Command::new(bin())
+        .args([
+            "--bind",
+            sock.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--metrics",
+            &addr,
+        ])
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("LOGFILE", dir.0.join("server.log"))
+        .env("VERBOSITY", "1")
+        .env("MEMCACHED_SERVERS", "")
+        .env("URI_MAP", "iiif=>IIIF")
+        .spawn()
+        .unwrap();
+    let s = Server {
+        child,
+        addr: Addr::Unix(sock),
+        dir,
+    };
+    s.wait_ready();
+    assert_eq!(http_get(mport, "/health"), (200, "ok\n".to_string()));
+    for _ in 0..3 {
+        assert_eq!(s.get("FIF=small.tif&JTL=2,0").status, 200);
+    }
+    assert_eq!(s.get("FIF=nope.tif&JTL=2,0").status, 404);
+    let r = s.request(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", "/iiif/small.tif/info.json"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let (st, text) = http_get(mport, "/metrics");
+    assert_eq!(st, 200);
+    assert!(
+        text.contains("tessera_requests_total{protocol=\"iip\",status=\"2xx\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tessera_requests_total{protocol=\"iip\",status=\"4xx\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tessera_requests_total{protocol=\"iiif\",status=\"2xx\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tessera_request_duration_seconds_count 5\n"),
+        "{text}"
+    );
+    assert!(text.contains("tessera_image_cache_hits_total "), "{text}");
+    assert!(text.contains("tessera_workers 2\n"), "{text}");
+    let victim = children(s.pid())[0];
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    assert!(wait_for(
+        || http_get(mport, "/metrics")
+            .1
+            .contains("tessera_worker_restarts_total 1\n"),
+        Duration::from_secs(5)
+    ));
+    s.signal(libc::SIGHUP);
+    assert!(wait_for(
+        || http_get(mport, "/metrics")
+            .1
+            .contains("tessera_reloads_total 1\n"),
+        Duration::from_secs(5)
+    ));
+    assert_eq!(http_get(mport, "/nope").0, 404);
+    // One structured access line per request at VERBOSITY 1.
+    let log = s.log();
+    assert!(
+        log.contains("access method=GET protocol=iip status=200 bytes="),
+        "{log}"
+    );
+    assert!(
+        log.contains("access method=GET protocol=iiif status=200"),
+        "{log}"
+    );
+}
+
+#[test]
+fn metrics_refuse_public_addresses() {
+    let out = Command::new(bin())
+        .args(["--bind", "127.0.0.1:0", "--metrics", "0.0.0.0:9100"])
+        .env("LOGFILE", "-")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}

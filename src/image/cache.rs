@@ -31,6 +31,8 @@ pub struct ImageCache {
     entries: HashMap<PathBuf, Entry>,
     capacity: Option<usize>,
     clock: u64,
+    hits: u64,
+    misses: u64,
 }
 
 impl ImageCache {
@@ -39,6 +41,8 @@ impl ImageCache {
             entries: HashMap::new(),
             capacity,
             clock: 0,
+            hits: 0,
+            misses: 0,
         }
     }
 
@@ -48,6 +52,14 @@ impl ImageCache {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Hits and misses since the last call.
+    pub fn take_counts(&mut self) -> (u64, u64) {
+        (
+            std::mem::take(&mut self.hits),
+            std::mem::take(&mut self.misses),
+        )
     }
 
     pub fn clear(&mut self) {
@@ -63,6 +75,7 @@ impl ImageCache {
         if let Some(e) = self.entries.get_mut(path) {
             if e.mtime == mtime {
                 e.last_used = self.clock;
+                self.hits += 1;
                 return Ok(Opened {
                     image: e.image.clone(),
                     mtime,
@@ -70,6 +83,7 @@ impl ImageCache {
                 });
             }
         }
+        self.misses += 1;
         let image = open(path)?;
         if self.capacity != Some(0) {
             if let Some(cap) = self.capacity {

@@ -46,6 +46,19 @@ impl HttpInfo {
 pub struct Outcome {
     pub response: Response,
     pub head_only: bool,
+    /// `iip`, `iiif`, `deepzoom`, `zoomify` or `other`, for metrics and the access log.
+    pub protocol: &'static str,
+}
+
+/// Which protocol a request string speaks, from its first command.
+fn protocol_of(request: &str) -> &'static str {
+    let first = request.split('=').next().unwrap_or("");
+    match first.to_ascii_lowercase().as_str() {
+        "iiif" => "iiif",
+        "deepzoom" => "deepzoom",
+        "zoomify" => "zoomify",
+        _ => "iip",
+    }
 }
 
 /// Applies `URI_MAP` (iipsrv's rule, but the prefix must be followed by `/` or the end).
@@ -107,6 +120,7 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
             return Outcome {
                 response: Response::status_only(cfg, 204),
                 head_only: false,
+                protocol: "other",
             }
         }
         "GET" | "HEAD" | "POST" => {}
@@ -114,6 +128,7 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
             return Outcome {
                 response: Response::status_only(cfg, 405),
                 head_only: false,
+                protocol: "other",
             }
         }
     }
@@ -131,14 +146,15 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         }
     };
 
-    let response = if http.request_string.is_empty() {
-        Response::banner(cfg)
+    let (response, protocol) = if http.request_string.is_empty() {
+        (Response::banner(cfg), "other")
     } else {
-        iip::run(ctx, &http)
+        (iip::run(ctx, &http), protocol_of(&http.request_string))
     };
     Outcome {
         response,
         head_only,
+        protocol,
     }
 }
 

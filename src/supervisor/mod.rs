@@ -6,6 +6,7 @@
 //! here looks inside one. SIGUSR1 logs statistics (iipsrv exits on it; a service
 //! manager's status probe should not stop the server).
 
+pub mod metrics;
 mod signals;
 mod socket;
 mod stats;
@@ -27,6 +28,7 @@ pub struct WorkerCtx {
     /// Index of this worker's statistics slot.
     pub slot: usize,
     counter: &'static AtomicU64,
+    metrics: &'static metrics::Metrics,
 }
 
 impl WorkerCtx {
@@ -35,17 +37,24 @@ impl WorkerCtx {
         self.counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Server-wide metrics this worker adds to.
+    pub fn metrics(&self) -> &'static metrics::Metrics {
+        self.metrics
+    }
+
     pub fn stopping(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
 }
 
 /// Supervisor settings.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Options {
     pub workers: usize,
     /// How long in-flight requests may take to finish on stop.
     pub shutdown_timeout: Duration,
+    /// Loopback-only `/health` and `/metrics` endpoint served by the supervisor.
+    pub metrics: Option<std::net::TcpListener>,
 }
 
 impl Default for Options {
@@ -53,6 +62,7 @@ impl Default for Options {
         Options {
             workers: 1,
             shutdown_timeout: Duration::from_secs(10),
+            metrics: None,
         }
     }
 }
@@ -155,6 +165,7 @@ impl<C: Send + Sync + 'static> Supervisor<'_, C> {
                     stop: signals::worker_stop_flag(),
                     slot: stat_slot,
                     counter: self.stats.counter(stat_slot),
+                    metrics: self.stats.metrics(),
                 };
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     worker_main(self.listener, self.cfg.clone(), &ctx)
@@ -311,7 +322,29 @@ pub fn run<C: Send + Sync + 'static>(
             .map(|(_, t)| t.saturating_duration_since(now))
             .min()
             .unwrap_or(Duration::from_secs(1));
-        let fired = events.wait(timeout);
+        let metrics_fd = opts.metrics.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        let (fired, metrics_ready) = events.wait_with(timeout, metrics_fd);
+        if metrics_ready {
+            if let Some(l) = &opts.metrics {
+                // Bounded: at most a few queued connections per wake-up.
+                for _ in 0..8 {
+                    let Ok((conn, _)) = l.accept() else { break };
+                    let live = s
+                        .workers
+                        .values()
+                        .filter(|w| w.generation == s.generation)
+                        .count();
+                    metrics::serve_one(conn, live > 0, || {
+                        s.stats.metrics().render(
+                            s.workers.len(),
+                            s.restarts,
+                            s.reloads,
+                            s.stats.total(),
+                        )
+                    });
+                }
+            }
+        }
         if fired.child {
             s.reap(false);
         }

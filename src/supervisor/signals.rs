@@ -76,19 +76,32 @@ impl SupervisorSignals {
 
     /// Waits up to `timeout` for a signal and returns what fired.
     pub fn wait(&self, timeout: Duration) -> Fired {
-        let mut pfd = libc::pollfd {
-            fd: self.read.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        self.wait_with(timeout, None).0
+    }
+
+    /// Like [`wait`](Self::wait), also watching `extra` (a listening socket) for input.
+    pub fn wait_with(&self, timeout: Duration, extra: Option<i32>) -> (Fired, bool) {
+        let mut pfds = [
+            libc::pollfd {
+                fd: self.read.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: extra.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
         let ms = timeout.as_millis().min(60_000) as libc::c_int;
-        // SAFETY: one valid pollfd; EINTR simply ends the wait early.
-        unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: two valid pollfds (a negative fd is ignored); EINTR ends the wait early.
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+        let extra_ready = extra.is_some() && pfds[1].revents & libc::POLLIN != 0;
         let mut buf = [0u8; 64];
         // SAFETY: non-blocking read into a local buffer, draining wake-ups.
         while unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {
         }
-        Fired {
+        let fired = Fired {
             child: CHILD.swap(false, Ordering::SeqCst),
             reload: RELOAD.swap(false, Ordering::SeqCst),
             stats: STATS.swap(false, Ordering::SeqCst),
@@ -97,7 +110,8 @@ impl SupervisorSignals {
                 libc::SIGINT => Some("SIGINT"),
                 _ => Some("SIGTERM"),
             },
-        }
+        };
+        (fired, extra_ready)
     }
 }
 

@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::metrics::Metrics;
+
 const SLOTS: usize = 1024;
 
 pub struct Stats {
     counters: &'static [AtomicU64],
+    metrics: &'static Metrics,
     free: Vec<usize>,
     by_pid: HashMap<i32, usize>,
     retired: u64,
@@ -16,7 +19,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn new() -> nix::Result<Stats> {
-        let len = NonZeroUsize::new(SLOTS * 8).expect("non-zero");
+        let len = NonZeroUsize::new(SLOTS * 8 + std::mem::size_of::<Metrics>()).expect("non-zero");
         // SAFETY: a fresh anonymous shared mapping, never unmapped, holding only atomics
         // (zeroed pages are valid AtomicU64 values).
         let ptr = unsafe {
@@ -30,8 +33,11 @@ impl Stats {
         // SAFETY: the mapping is SLOTS*8 bytes, page-aligned and lives for the process.
         let counters =
             unsafe { std::slice::from_raw_parts(ptr.as_ptr() as *const AtomicU64, SLOTS) };
+        // SAFETY: the metrics block follows the counters, 8-byte aligned, zeroed, never unmapped.
+        let metrics = unsafe { &*((ptr.as_ptr() as *const u8).add(SLOTS * 8) as *const Metrics) };
         Ok(Stats {
             counters,
+            metrics,
             free: (0..SLOTS).rev().collect(),
             by_pid: HashMap::new(),
             retired: 0,
@@ -43,6 +49,10 @@ impl Stats {
         let s = self.free.pop().unwrap_or(0);
         self.counters[s].store(0, Ordering::Relaxed);
         s
+    }
+
+    pub fn metrics(&self) -> &'static Metrics {
+        self.metrics
     }
 
     pub fn counter(&self, slot: usize) -> &'static AtomicU64 {

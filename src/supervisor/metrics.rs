@@ -1,0 +1,234 @@
+//! Server metrics shared by all workers (atomics in the supervisor's shared mapping)
+//! and the supervisor's loopback-only `/health` and `/metrics` (Prometheus text) endpoint.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Protocols requests are counted by.
+pub const PROTOCOLS: [&str; 5] = ["iip", "iiif", "deepzoom", "zoomify", "other"];
+/// Status classes requests are counted by.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// Latency histogram bucket bounds, in seconds.
+pub const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The counters, laid out in shared memory (all fields are atomics, zero is valid).
+#[repr(C)]
+pub struct Metrics {
+    requests: [[AtomicU64; 5]; 5],
+    latency: [AtomicU64; 13],
+    latency_sum_us: AtomicU64,
+    image_cache_hits: AtomicU64,
+    image_cache_misses: AtomicU64,
+    bytes_sent: AtomicU64,
+}
+
+fn protocol_index(p: &str) -> usize {
+    PROTOCOLS.iter().position(|&x| x == p).unwrap_or(4)
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn record(&self, protocol: &str, status: u16, micros: u64, bytes: u64) {
+        let class = ((status / 100).clamp(1, 5) - 1) as usize;
+        self.requests[protocol_index(protocol)][class].fetch_add(1, Ordering::Relaxed);
+        let secs = micros as f64 / 1e6;
+        let b = BUCKETS
+            .iter()
+            .position(|&le| secs <= le)
+            .unwrap_or(BUCKETS.len());
+        self.latency[b].fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Adds image (metadata) cache lookups.
+    pub fn record_cache(&self, hits: u64, misses: u64) {
+        self.image_cache_hits.fetch_add(hits, Ordering::Relaxed);
+        self.image_cache_misses.fetch_add(misses, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition of the counters plus the supervisor's own figures.
+    pub fn render(&self, workers: usize, restarts: u64, reloads: u64, accesses: u64) -> String {
+        let mut s = String::new();
+        s.push_str(
+            "# HELP tessera_requests_total Requests answered, by protocol and status class.\n",
+        );
+        s.push_str("# TYPE tessera_requests_total counter\n");
+        for (p, name) in PROTOCOLS.iter().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                let v = self.requests[p][c].load(Ordering::Relaxed);
+                s.push_str(&format!(
+                    "tessera_requests_total{{protocol=\"{name}\",status=\"{class}\"}} {v}\n"
+                ));
+            }
+        }
+        s.push_str("# HELP tessera_request_duration_seconds Time to answer a request.\n");
+        s.push_str("# TYPE tessera_request_duration_seconds histogram\n");
+        let mut cumulative = 0;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cumulative += self.latency[i].load(Ordering::Relaxed);
+            s.push_str(&format!(
+                "tessera_request_duration_seconds_bucket{{le=\"{le}\"}} {cumulative}\n"
+            ));
+        }
+        cumulative += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
+        s.push_str(&format!(
+            "tessera_request_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}\n"
+        ));
+        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        s.push_str(&format!("tessera_request_duration_seconds_sum {sum}\n"));
+        s.push_str(&format!(
+            "tessera_request_duration_seconds_count {cumulative}\n"
+        ));
+        let gauge = |s: &mut String, name: &str, help: &str, kind: &str, v: u64| {
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        };
+        gauge(
+            &mut s,
+            "tessera_response_bytes_total",
+            "Body bytes sent.",
+            "counter",
+            self.bytes_sent.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "tessera_image_cache_hits_total",
+            "Image header lookups answered from the workers' caches.",
+            "counter",
+            self.image_cache_hits.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "tessera_image_cache_misses_total",
+            "Image headers read from files.",
+            "counter",
+            self.image_cache_misses.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "tessera_workers",
+            "Worker processes running.",
+            "gauge",
+            workers as u64,
+        );
+        gauge(
+            &mut s,
+            "tessera_worker_restarts_total",
+            "Workers replaced after dying.",
+            "counter",
+            restarts,
+        );
+        gauge(
+            &mut s,
+            "tessera_reloads_total",
+            "Graceful reloads (SIGHUP).",
+            "counter",
+            reloads,
+        );
+        gauge(
+            &mut s,
+            "tessera_accesses_total",
+            "Requests counted by the workers.",
+            "counter",
+            accesses,
+        );
+        s
+    }
+}
+
+/// Binds the metrics endpoint; only loopback addresses are accepted.
+pub fn bind(addr: &str) -> Result<TcpListener, String> {
+    let sa: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("--metrics takes an IP:PORT address, not '{addr}'"))?;
+    if !sa.ip().is_loopback() {
+        return Err(format!(
+            "--metrics must listen on a loopback address (127.0.0.1 or [::1]), not {}",
+            sa.ip()
+        ));
+    }
+    let l =
+        TcpListener::bind(sa).map_err(|e| format!("cannot listen on {addr} for metrics: {e}"))?;
+    l.set_nonblocking(true).map_err(|e| e.to_string())?;
+    Ok(l)
+}
+
+/// Answers one connection on the metrics endpoint (bounded in time and size).
+pub fn serve_one(mut s: TcpStream, health_ok: bool, metrics: impl FnOnce() -> String) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..n]);
+    let path = head.split(' ').nth(1).unwrap_or("");
+    let (status, ctype, body) = match path {
+        "/health" if health_ok => ("200 OK", "text/plain", "ok\n".to_owned()),
+        "/health" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "no workers\n".to_owned(),
+        ),
+        "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics()),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "try /health or /metrics\n".to_owned(),
+        ),
+    };
+    let _ = write!(
+        s,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeroed() -> Box<Metrics> {
+        // SAFETY: every field is an atomic integer, for which all-zero bytes are valid.
+        unsafe { Box::new(std::mem::zeroed()) }
+    }
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = zeroed();
+        m.record("iip", 200, 300, 1000);
+        m.record("iiif", 404, 20_000, 10);
+        m.record("nonsense", 503, 9_000_000, 0);
+        m.record_cache(3, 1);
+        let t = m.render(2, 1, 4, 3);
+        assert!(t.contains("tessera_requests_total{protocol=\"iip\",status=\"2xx\"} 1\n"));
+        assert!(t.contains("tessera_requests_total{protocol=\"iiif\",status=\"4xx\"} 1\n"));
+        assert!(t.contains("tessera_requests_total{protocol=\"other\",status=\"5xx\"} 1\n"));
+        assert!(t.contains("tessera_request_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(t.contains("tessera_request_duration_seconds_bucket{le=\"0.025\"} 2\n"));
+        assert!(t.contains("tessera_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(t.contains("tessera_image_cache_hits_total 3\n"));
+        assert!(t.contains("tessera_worker_restarts_total 1\n"));
+        assert!(t.contains("tessera_reloads_total 4\n"));
+        assert!(t.contains("tessera_response_bytes_total 1010\n"));
+    }
+
+    #[test]
+    fn only_loopback_addresses() {
+        assert!(bind("0.0.0.0:0").is_err());
+        assert!(bind("192.168.1.1:9100").is_err());
+        assert!(bind("localhost:9100").is_err());
+        assert!(bind("127.0.0.1:0").is_ok());
+    }
+}

@@ -6,13 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config cmake nasm libzstd-dev libvips-tools libtiff-tools bc
-      nginx-light spawn-fcgi iipimage-server curl file rpm openrc libfcgi-bin"
+      nginx-light spawn-fcgi iipimage-server curl file rpm openrc libfcgi-bin
+      apache2-bin libapache2-mod-fcgid lighttpd"
 missing=0
-for t in cc pkg-config cmake nasm vips tiffset bc nginx spawn-fcgi curl file rpm openrc-run cgi-fcgi; do
+for t in cc pkg-config cmake nasm vips tiffset bc nginx spawn-fcgi curl file rpm openrc-run cgi-fcgi \
+         apache2 lighttpd; do
   command -v "$t" >/dev/null || missing=1
 done
 [ -x /usr/lib/iipimage-server/iipsrv.fcgi ] || missing=1
 [ -e /usr/include/zstd.h ] || missing=1
+[ -e /usr/lib/apache2/modules/mod_fcgid.so ] || missing=1
 if [ "$missing" = 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   # Keep packaged services (nginx, lighttpd) from starting during the install.

@@ -2,6 +2,7 @@
 //! knows which protocol asked.
 
 use crate::encode::Format;
+use crate::pipeline::float::Processing;
 
 /// View state: what modifiers have set for the output commands that follow.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,8 @@ pub struct View {
     pub region: Option<[f64; 4]>,
     /// Colour treatment (`COL`, IIIF quality).
     pub colour: Colour,
+    /// Float processing (`CNT`, `GAM`, `INV`, `CMP`, `CTW`, `CNV`, `SHD`, `MINMAX`).
+    pub processing: Processing,
 }
 
 impl Default for View {
@@ -40,6 +43,7 @@ impl Default for View {
             height: 0,
             region: None,
             colour: Colour::AsIs,
+            processing: Processing::default(),
         }
     }
 }

@@ -4,9 +4,11 @@
 use crate::config::Config;
 use crate::encode::{self, Format};
 use crate::image::cache::Opened;
+use crate::image::Tile;
 use crate::image::{ImageError, StoredCodec};
 use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
+use crate::pipeline::float::{self, Contrast};
 use crate::pipeline::resample::Filter;
 use crate::pipeline::{colour, Raster};
 use crate::response::Response;
@@ -101,31 +103,58 @@ pub fn tile(
         Ok(d) => d,
         Err(e) => return image_error(cfg, client, &e),
     };
+    let hist = match histogram_if_needed(opened, view) {
+        Ok(h) => h,
+        Err(e) => return image_error(cfg, client, &e),
+    };
     let raster = finish(
-        pipeline::to_8bit(decoded),
+        to_raster(decoded, opened, view, hist.as_ref()),
         req.format,
-        view.colour,
-        view.mirror,
-        view.right_angle(),
+        view,
+        hist.as_ref(),
     );
     encode_response(cfg, client, &raster, req.format, view.quality, opened, None)
 }
 
-/// Channel flattening, colour treatment, mirror and rotation: the steps after the
-/// pixels are at their output size (processing.md §2 steps 8–13).
-fn finish(raster: Raster, format: Format, colour: Colour, mirror: bool, angle: u32) -> Raster {
+/// The image histogram (processing.md §1) when stretch or equalisation asks for it:
+/// tile 0 of the smallest level, at 8 bits.
+fn histogram_if_needed(opened: &Opened, view: &View) -> Result<Option<[u64; 256]>, ImageError> {
+    if !view.processing.needs_histogram() {
+        return Ok(None);
+    }
+    let k = opened.image.info().num_levels() - 1;
+    let small = pipeline::to_8bit(opened.image.decode_tile(k, 0)?);
+    Ok(Some(float::histogram(&small)))
+}
+
+/// Native samples to 8 bits: through the float branch when processing asks for it.
+fn to_raster(tile: Tile, opened: &Opened, view: &View, hist: Option<&[u64; 256]>) -> Raster {
+    if view.processing.needs_float() {
+        let info = opened.image.info();
+        float::process(&tile, &info.min, &info.max, &view.processing, hist)
+    } else {
+        pipeline::to_8bit(tile)
+    }
+}
+
+/// Channel flattening, colour treatment, equalisation, mirror and rotation: the steps
+/// after the pixels are at their output size (processing.md §2 steps 8–13).
+fn finish(raster: Raster, format: Format, view: &View, hist: Option<&[u64; 256]>) -> Raster {
     let keep = encode::channels_for(format, raster.channels);
     let mut raster = pipeline::keep_channels(raster, keep);
-    raster = match colour {
+    raster = match view.colour {
         Colour::AsIs => raster,
         Colour::Grey if raster.channels >= 3 => colour::greyscale(&raster),
         Colour::Grey => raster,
         Colour::Bitonal => colour::bilevel(&raster),
     };
-    if mirror {
+    if let (Contrast::Equalise, Some(h)) = (view.processing.contrast, hist) {
+        float::equalise(&mut raster, h);
+    }
+    if view.mirror {
         raster = pipeline::mirror_horizontal(raster);
     }
-    pipeline::rotate(raster, angle)
+    pipeline::rotate(raster, view.right_angle())
 }
 
 fn encode_response(
@@ -198,49 +227,36 @@ pub fn region_at_level(
     (chosen, left, top, width, height)
 }
 
-/// Reads the pixels of a rectangle of level `k` from the tiles that intersect it.
+/// Reads a rectangle of level `k`, at native depth, from the tiles that intersect it.
 fn assemble(
     opened: &Opened,
     k: u32,
-    left: u32,
-    top: u32,
-    width: u32,
-    height: u32,
-    channels: u16,
-) -> Result<Raster, ImageError> {
+    (left, top, width, height): (u32, u32, u32, u32),
+) -> Result<Tile, ImageError> {
     let level = &opened.image.info().levels[k as usize];
     let (tw, th) = (level.tile_width, level.tile_height);
-    let mut out = Raster {
-        width,
-        height,
-        channels,
-        data: vec![0; width as usize * height as usize * channels as usize],
-    };
+    let mut out: Option<Tile> = None;
     for ty in top / th..=(top + height - 1) / th {
         for tx in left / tw..=(left + width - 1) / tw {
             let t = ty * level.columns() + tx;
-            let tile = pipeline::keep_channels(
-                pipeline::to_8bit(opened.image.decode_tile(k, t)?),
-                channels,
-            );
-            if tile.channels != channels {
-                return Err(ImageError::Decode(format!(
-                    "tile {t} has {} channels, expected {channels}",
-                    tile.channels
-                )));
-            }
+            let tile = opened.image.decode_tile(k, t)?;
+            let dst = out.get_or_insert_with(|| pipeline::blank_like(&tile, width, height));
             let (x0, y0) = (tx * tw, ty * th);
             let (sx, sy) = (left.max(x0) - x0, top.max(y0) - y0);
             let (dx, dy) = (x0 + sx - left, y0 + sy - top);
-            pipeline::blit(
-                &mut out,
+            if !pipeline::blit_tile(
+                dst,
                 (dx, dy),
                 &tile,
                 (sx, sy, tile.width - sx, tile.height - sy),
-            );
+            ) {
+                return Err(ImageError::Decode(format!(
+                    "tile {t} differs in depth or channels from its neighbours"
+                )));
+            }
         }
     }
-    Ok(out)
+    out.ok_or_else(|| ImageError::Decode("empty region".into()))
 }
 
 /// `<stem>` of a client path: after the last `/`, before the last `.`.
@@ -277,24 +293,24 @@ pub fn region(
             &format!("Region too large: {width}x{height} source pixels for a {ow}x{oh} output (limit {MAX_REGION_PIXELS} pixels)"),
         );
     }
-    let channels = encode::channels_for(req.format, info.channels);
-    let raster = match assemble(opened, k, left, top, width, height, channels) {
+    let (tile, hist) = match assemble(opened, k, (left, top, width, height))
+        .and_then(|t| Ok((t, histogram_if_needed(opened, view)?)))
+    {
         Ok(r) => r,
         Err(e) => return image_error(cfg, client, &e),
     };
+    let raster = to_raster(tile, opened, view, hist.as_ref());
     let filter = if cfg.interpolation == 0 {
         Filter::Nearest
     } else {
         Filter::Bilinear
     };
     let raster = pipeline::resample::resize(&raster, ow, oh, filter);
-    let raster = finish(
-        raster,
-        req.format,
-        req.colour,
-        view.mirror,
-        view.right_angle(),
-    );
+    let view = View {
+        colour: req.colour,
+        ..view.clone()
+    };
+    let raster = finish(raster, req.format, &view, hist.as_ref());
     let disposition = format!(
         "{}; filename=\"{}_{ow}x{oh}.{}\"",
         if req.attachment {

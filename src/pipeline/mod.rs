@@ -2,6 +2,7 @@
 //! typed buffers: no I/O, no protocol knowledge.
 
 pub mod colour;
+pub mod float;
 pub mod resample;
 
 use crate::image::{Samples, Tile};
@@ -74,6 +75,70 @@ pub fn blit(
         let s = ((sy as usize + row) * src.width as usize + sx as usize) * c;
         dst.data[d..d + w * c].copy_from_slice(&src.data[s..s + w * c]);
     }
+}
+
+fn blit_slice<T: Copy>(
+    dst: &mut [T],
+    dw: usize,
+    (x, y): (usize, usize),
+    src: &[T],
+    sw: usize,
+    (sx, sy, w, h): (usize, usize, usize, usize),
+    c: usize,
+) {
+    for row in 0..h {
+        let d = ((y + row) * dw + x) * c;
+        let s = ((sy + row) * sw + sx) * c;
+        dst[d..d + w * c].copy_from_slice(&src[s..s + w * c]);
+    }
+}
+
+/// A blank tile of `w×h` with the sample type and channels of `like`.
+pub fn blank_like(like: &Tile, w: u32, h: u32) -> Tile {
+    let n = w as usize * h as usize * like.channels as usize;
+    let data = match like.data {
+        Samples::U8(_) => Samples::U8(vec![0; n]),
+        Samples::U16(_) => Samples::U16(vec![0; n]),
+        Samples::U32(_) => Samples::U32(vec![0; n]),
+        Samples::F32(_) => Samples::F32(vec![0.0; n]),
+    };
+    Tile {
+        width: w,
+        height: h,
+        channels: like.channels,
+        data,
+    }
+}
+
+/// Copies the rectangle `(sx, sy, w, h)` of `src` into `dst` at `(x, y)` at native depth,
+/// clipped to both. Returns false when the two differ in sample type or channels.
+pub fn blit_tile(
+    dst: &mut Tile,
+    (x, y): (u32, u32),
+    src: &Tile,
+    (sx, sy, w, h): (u32, u32, u32, u32),
+) -> bool {
+    if dst.channels != src.channels {
+        return false;
+    }
+    let c = dst.channels as usize;
+    let w = w
+        .min(dst.width.saturating_sub(x))
+        .min(src.width.saturating_sub(sx)) as usize;
+    let h = h
+        .min(dst.height.saturating_sub(y))
+        .min(src.height.saturating_sub(sy)) as usize;
+    let (dw, sw) = (dst.width as usize, src.width as usize);
+    let at = (x as usize, y as usize);
+    let rect = (sx as usize, sy as usize, w, h);
+    match (&mut dst.data, &src.data) {
+        (Samples::U8(d), Samples::U8(s)) => blit_slice(d, dw, at, s, sw, rect, c),
+        (Samples::U16(d), Samples::U16(s)) => blit_slice(d, dw, at, s, sw, rect, c),
+        (Samples::U32(d), Samples::U32(s)) => blit_slice(d, dw, at, s, sw, rect, c),
+        (Samples::F32(d), Samples::F32(s)) => blit_slice(d, dw, at, s, sw, rect, c),
+        _ => return false,
+    }
+    true
 }
 
 /// Horizontal mirror (left ↔ right).

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::encode::Format;
 use crate::image::{ImageInfo, ResolutionUnit};
 use crate::model::{Colour, RegionRequest, TileRequest, View};
+use crate::pipeline::float::{Contrast, Processing};
 use crate::render;
 use crate::response::Response;
 use std::fmt::Write as _;
@@ -278,18 +279,20 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     let parsed = parse_region(reg, full).and_then(|region| {
         let (w, h, upscale) = parse_size(size, v, region, full, cfg.max_cvt)?;
         let (mirror, angle) = parse_rotation(rot)?;
-        let (colour, format) = parse_quality_format(qf, cfg)?;
-        Ok((region, w, h, upscale, mirror, angle, colour, format))
+        let (colour, format, processing) = parse_quality_format(qf, cfg)?;
+        Ok((
+            region, w, h, upscale, mirror, angle, colour, format, processing,
+        ))
     });
-    let (region, w, h, upscale, mirror, angle, colour, format) = match parsed {
+    let (region, w, h, upscale, mirror, angle, colour, format, processing) = match parsed {
         Ok(p) => p,
         Err(ParseError::Bad(msg)) => return Response::text_error(cfg, 400, &msg),
-        Err(ParseError::Unsupported(msg)) => return Response::text_error(cfg, 501, &msg),
     };
     let view = View {
         rotation: angle as f64,
         mirror,
         colour,
+        processing,
         ..View::default()
     };
     // The tile fast path: the request is exactly one stored tile (iiif.md §5.6).
@@ -330,11 +333,10 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     render::region(cfg, &cur.opened, &cur.client, &req, &view)
 }
 
-/// A request the parser refuses: 400 for bad syntax, 501 for what this build lacks.
+/// A request the parser refuses (400).
 #[derive(Debug, PartialEq)]
 enum ParseError {
     Bad(String),
-    Unsupported(String),
 }
 
 fn bad(msg: impl Into<String>) -> ParseError {
@@ -517,7 +519,10 @@ fn parse_rotation(text: &str) -> Result<(bool, u32), ParseError> {
 }
 
 /// `quality[.format]` (§5.4); anything from `?` on is ignored.
-fn parse_quality_format(text: &str, cfg: &Config) -> Result<(Colour, Format), ParseError> {
+fn parse_quality_format(
+    text: &str,
+    cfg: &Config,
+) -> Result<(Colour, Format, Processing), ParseError> {
     let text = text.split('?').next().unwrap_or("").to_ascii_lowercase();
     let (quality, ext) = match text.rsplit_once('.') {
         Some((q, e)) => (q.to_owned(), e.to_owned()),
@@ -531,18 +536,30 @@ fn parse_quality_format(text: &str, cfg: &Config) -> Result<(Colour, Format), Pa
         "tif" => Format::Tiff,
         _ => return Err(bad("IIIF :: unsupported output format")),
     };
+    let mut processing = Processing::default();
     let colour = match quality.as_str() {
         "default" | "color" | "native" => Colour::AsIs,
         "gray" | "grey" => Colour::Grey,
         "bitonal" => Colour::Bitonal,
-        "negative" | "stretch" | "equalization" | "log" if cfg.iiif_extensions => {
-            return Err(ParseError::Unsupported(format!(
-                "IIIF quality {quality} needs image processing, which is not available in this build"
-            )))
+        "negative" if cfg.iiif_extensions => {
+            processing.invert = true;
+            Colour::AsIs
+        }
+        "stretch" if cfg.iiif_extensions => {
+            processing.contrast = Contrast::Stretch;
+            Colour::AsIs
+        }
+        "equalization" if cfg.iiif_extensions => {
+            processing.contrast = Contrast::Equalise;
+            Colour::AsIs
+        }
+        "log" if cfg.iiif_extensions => {
+            processing.log = true;
+            Colour::AsIs
         }
         _ => return Err(bad(format!("unsupported quality parameter: {quality}"))),
     };
-    Ok((colour, format))
+    Ok((colour, format, processing))
 }
 
 /// Splits `IIIF_DELIMITER` page selection off an identifier: `Some(None)` means a
@@ -757,26 +774,19 @@ mod tests {
         );
         assert!(matches!(parse_rotation("45"), Err(ParseError::Bad(_))));
         let cfg = Config::from_vars(|_| None);
-        assert_eq!(
-            parse_quality_format("default.jpg", &cfg).unwrap(),
-            (Colour::AsIs, Format::Jpeg)
-        );
-        assert_eq!(
-            parse_quality_format("default", &cfg).unwrap(),
-            (Colour::AsIs, Format::Jpeg)
-        );
-        assert_eq!(
-            parse_quality_format("DEFAULT.JPG?t=1", &cfg).unwrap(),
-            (Colour::AsIs, Format::Jpeg)
-        );
-        assert_eq!(
-            parse_quality_format("gray.png", &cfg).unwrap(),
-            (Colour::Grey, Format::Png)
-        );
-        assert_eq!(
-            parse_quality_format("bitonal.tif", &cfg).unwrap(),
-            (Colour::Bitonal, Format::Tiff)
-        );
+        let qf = |t: &str| {
+            parse_quality_format(t, &cfg)
+                .map(|(c, f, _)| (c, f))
+                .unwrap()
+        };
+        assert_eq!(qf("default.jpg"), (Colour::AsIs, Format::Jpeg));
+        assert_eq!(qf("default"), (Colour::AsIs, Format::Jpeg));
+        assert_eq!(qf("DEFAULT.JPG?t=1"), (Colour::AsIs, Format::Jpeg));
+        assert_eq!(qf("gray.png"), (Colour::Grey, Format::Png));
+        assert_eq!(qf("bitonal.tif"), (Colour::Bitonal, Format::Tiff));
+        let ext = Config::from_vars(|k| (k == "IIIF_EXTENSIONS").then(|| "1".to_string()));
+        assert!(parse_quality_format("negative.jpg", &ext).unwrap().2.invert);
+        assert!(parse_quality_format("log.jpg", &ext).unwrap().2.log);
         assert!(matches!(
             parse_quality_format("default.gif", &cfg),
             Err(ParseError::Bad(_))

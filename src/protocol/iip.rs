@@ -7,6 +7,7 @@ use crate::encode::Format;
 use crate::image::cache::Opened;
 use crate::image::ColourSpace;
 use crate::model::{cvt_size, Colour, RegionRequest, TileRequest, View};
+use crate::pipeline::float::{named_kernel, ColourMap, Contrast};
 use crate::render;
 use crate::response::Response;
 use std::fmt::Write as _;
@@ -74,6 +75,22 @@ pub fn fmt_g9(v: f64) -> String {
 
 fn error_line(code: &str, arg: &str) -> String {
     format!("Error/{}:{} {}\r\n", code.len() + 1 + arg.len(), code, arg)
+}
+
+/// Parses a `CTW` matrix `[a,b,c;d,e,f;…]` (brackets optional): rows by `;`, values by `,`.
+fn parse_matrix(v: &str) -> Option<Vec<Vec<f32>>> {
+    let inner = v.trim().trim_start_matches('[').trim_end_matches(']');
+    let rows: Vec<Vec<f32>> = inner
+        .split(';')
+        .filter(|r| !r.trim().is_empty())
+        .map(|r| {
+            r.split(',')
+                .map(|x| crate::config::atof(x) as f32)
+                .collect()
+        })
+        .collect();
+    (!rows.is_empty() && rows.len() <= 16 && rows.iter().all(|r| !r.is_empty() && r.len() <= 16))
+        .then_some(rows)
 }
 
 /// Parses `r,t` (iip.md §5): without a comma both come from the whole string.
@@ -432,6 +449,82 @@ pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
                 None
             }
             "CVT" => s.cvt(value),
+            "CNT" => {
+                s.view.processing.contrast = match value.to_ascii_lowercase().as_str() {
+                    "eq" | "equalization" => Contrast::Equalise,
+                    "st" | "stretch" => Contrast::Stretch,
+                    v => Contrast::Factor(crate::config::atof(v) as f32),
+                };
+                None
+            }
+            "GAM" => {
+                match value.to_ascii_lowercase().as_str() {
+                    "log" | "logarithm" => s.view.processing.log = true,
+                    v => s.view.processing.gamma = crate::config::atof(v) as f32,
+                }
+                None
+            }
+            "INV" => {
+                s.view.processing.invert = true;
+                None
+            }
+            "CMP" => {
+                s.view.processing.colour_map = match value.to_ascii_lowercase().as_str() {
+                    "hot" => Some(ColourMap::Hot),
+                    "cold" => Some(ColourMap::Cold),
+                    "jet" => Some(ColourMap::Jet),
+                    "red" => Some(ColourMap::Red),
+                    "green" => Some(ColourMap::Green),
+                    "blue" => Some(ColourMap::Blue),
+                    _ => None,
+                };
+                None
+            }
+            "CTW" => {
+                s.view.processing.twist = parse_matrix(&path::url_decode(value));
+                None
+            }
+            "CNV" => {
+                let v = path::url_decode(value).to_ascii_lowercase();
+                let inner = v.trim_start_matches('[').trim_end_matches(']');
+                s.view.processing.kernel = named_kernel(inner).or_else(|| {
+                    let k: Vec<f32> = inner
+                        .split(',')
+                        .map(|x| crate::config::atof(x) as f32)
+                        .collect();
+                    matches!(k.len(), 1 | 9 | 25).then_some(k)
+                });
+                None
+            }
+            "SHD" => {
+                if let Some((h, v)) = value.split_once(',') {
+                    s.view.processing.shade = Some((atoi(h) as i32, atoi(v) as i32));
+                }
+                None
+            }
+            "MINMAX" => {
+                if s.image.is_none() {
+                    s.error("1 3", value);
+                } else if let Some((ch, range)) = value.split_once(':') {
+                    if let Some((a, b)) = range.split_once(',') {
+                        let (a, b) = (crate::config::atof(a) as f32, crate::config::atof(b) as f32);
+                        let channels = s
+                            .image
+                            .as_ref()
+                            .map(|c| c.opened.image.info().channels)
+                            .unwrap_or(0) as i64;
+                        if ch == "-" {
+                            s.view.processing.minmax.push((None, a, b));
+                        } else if (0..channels).contains(&atoi(ch)) {
+                            s.view
+                                .processing
+                                .minmax
+                                .push((Some(atoi(ch) as usize), a, b));
+                        }
+                    }
+                }
+                None
+            }
             "IIIF" => Some(super::iiif::handle(s.ctx, s.http, value)),
             "DEEPZOOM" => Some(super::deepzoom::handle(s.ctx, s.http, value)),
             "ZOOMIFY" => Some(super::zoomify::handle(s.ctx, s.http, value)),

@@ -1,0 +1,109 @@
+//! Image processing commands on tiles and regions (spec test-cases T15–T18, S22, C26–C28, X7, X8).
+
+mod common;
+use common::*;
+
+fn png(bytes: &[u8]) -> (u32, u32, usize, Vec<u8>) {
+    let mut r = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, info.color_type.samples(), buf)
+}
+
+#[test]
+fn tile_processing() {
+    let s = Server::start(&[], 1);
+    let (_, _, c, plain) = png(&s.get("FIF=small.tif&PTL=2,0").body);
+    assert_eq!(c, 3);
+    // S22 invert.
+    let (_, _, _, inv) = png(&s.get("FIF=small.tif&INV&PTL=2,0").body);
+    assert!(plain
+        .iter()
+        .zip(&inv)
+        .all(|(a, b)| (255 - *a as i32 - *b as i32).abs() <= 1));
+    // T16 channel swap by colour twist.
+    let (_, _, _, tw) = png(&s
+        .get("FIF=small.tif&CTW=%5B1,0,0;0,0,1;0,1,0%5D&PTL=2,0")
+        .body);
+    for (p, q) in plain.chunks(3).zip(tw.chunks(3)) {
+        assert!(
+            (p[0] as i32 - q[0] as i32).abs() <= 1
+                && (p[1] as i32 - q[2] as i32).abs() <= 1
+                && (p[2] as i32 - q[1] as i32).abs() <= 1
+        );
+    }
+    // T15, T17, T18 channel counts.
+    assert_eq!(
+        jpeg_dims(&s.get("FIF=small.tif&CTW=[0.33,0.33,0.33]&JTL=2,0").body).2,
+        1
+    );
+    assert_eq!(jpeg_dims(&s.get("FIF=grey.tif&CMP=JET&JTL=2,0").body).2, 3);
+    assert_eq!(
+        jpeg_dims(&s.get("FIF=small.tif&SHD=45,30&JTL=2,0").body).2,
+        1
+    );
+    // X7: MINMAX on channel 0 only.
+    let (_, _, _, mm) = png(&s.get("FIF=small.tif&MINMAX=0:0,128&PTL=2,0").body);
+    for (p, q) in plain.chunks(3).zip(mm.chunks(3)) {
+        let want = ((p[0] as f32) * 255.0 / 128.0).min(255.0) as i32;
+        assert!((q[0] as i32 - want).abs() <= 2, "{} vs {want}", q[0]);
+        assert!((q[1] as i32 - p[1] as i32).abs() <= 1);
+    }
+    // X8: MINMAX needs an image.
+    let r = s.get("MINMAX=0:0,1");
+    assert_eq!(r.status, 400);
+    assert!(r.text().starts_with("Error/"), "{}", r.text());
+    assert!(r.text().contains("1 3"));
+    // Gamma 1 and contrast 1 change nothing; contrast 0 is black.
+    assert_eq!(
+        png(&s.get("FIF=small.tif&GAM=1&CNT=1&PTL=2,0").body).3,
+        plain
+    );
+    let (_, _, _, black) = png(&s.get("FIF=small.tif&CNT=0&PTL=2,0").body);
+    assert!(black.iter().all(|&v| v == 0));
+}
+
+#[test]
+fn region_processing() {
+    let s = Server::start(&[("URI_MAP", "iiif=>IIIF"), ("IIIF_EXTENSIONS", "1")], 1);
+    let (w, h, _, plain) = png(&s.get("FIF=small.tif&WID=100&CVT=png").body);
+    assert_eq!((w, h), (100, 78));
+    // C26
+    for q in ["CNT=st", "CNT=eq"] {
+        let (w, h, _, _) = png(&s.get(&format!("FIF=small.tif&{q}&WID=100&CVT=png")).body);
+        assert_eq!((w, h), (100, 78), "{q}");
+    }
+    // C27: a named kernel works, a malformed one is ignored.
+    assert_eq!(
+        png(&s.get("FIF=small.tif&CNV=sobel&WID=100&CVT=png").body).0,
+        100
+    );
+    assert_eq!(
+        png(&s.get("FIF=small.tif&CNV=[1,2,3]&WID=100&CVT=png").body).3,
+        plain
+    );
+    // C28: the logarithm brightens.
+    let (_, _, _, log) = png(&s.get("FIF=small.tif&GAM=log&WID=100&CVT=png").body);
+    assert!(log.iter().zip(&plain).all(|(l, p)| l >= p));
+    // I43 with IIIF_EXTENSIONS=1.
+    let r = s.request(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", "/iiif/small.tif/full/100,/0/negative.png"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let (_, _, _, neg) = png(&r.body);
+    // Inverted before resampling, so rounding may differ by 2.
+    assert!(neg
+        .iter()
+        .zip(&plain)
+        .all(|(n, p)| (255 - *p as i32 - *n as i32).abs() <= 2));
+    // 16-bit data with an explicit range.
+    let r = s.get("FIF=grey16.tif&MINMAX=-:0,32768&WID=100&CVT=png");
+    assert_eq!(r.status, 200);
+}

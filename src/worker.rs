@@ -38,6 +38,11 @@ impl Worker {
         }
     }
 
+    /// Whether `URI_MAP` routes this request target to a protocol.
+    pub fn is_mapped(&self, target: &str) -> bool {
+        crate::protocol::is_mapped(&self.cfg, target)
+    }
+
     /// Answers one request. A panic anywhere below becomes a 500 for this request
     /// only; the worker keeps serving.
     pub fn answer(&mut self, params: &Params, stdin: &[u8]) -> Outcome {
@@ -180,6 +185,11 @@ fn serve_http<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx, opts: 
             let r = http::viewer::asset(opts.viewer_dir.as_deref(), rel)
                 .unwrap_or_else(|| http::error_response(404, "no such viewer file"));
             (r, req.method == "HEAD")
+        } else if req.query().is_empty()
+            && path != "/fcgi-bin/iipsrv.fcgi"
+            && !worker.is_mapped(&req.target)
+        {
+            (http::error_response(404, "Not found"), req.method == "HEAD")
         } else {
             let out = worker.answer(&req.to_params(), &req.body);
             (out.response, out.head_only)

@@ -130,3 +130,32 @@ fn bad_requests_are_refused_cleanly() {
     );
     assert!(s.stop().success());
 }
+
+#[test]
+fn unknown_paths_are_404_and_dzi_low_levels_render() {
+    let (_s, port) = start(&[]);
+    let get = |path: &str| {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            c,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        read_response(&mut c, false)
+    };
+    assert_eq!(get("/favicon.ico").0, 404);
+    assert_eq!(get("/fcgi-bin/iipsrv.fcgi").0, 200);
+    // D3: DeepZoom levels below the stored pyramid are synthesised at their size.
+    let (st, hs, body) = get("/?DeepZoom=big.tif_files/7/0_0.jpg");
+    assert_eq!(st, 200);
+    assert!(h(&hs, "content-disposition").is_none());
+    assert_eq!(jpeg_size(&body), (79, 47));
+    let (st, _, body) = get("/?DeepZoom=big.tif_files/0/0_0.jpg");
+    assert_eq!(st, 200);
+    assert_eq!(jpeg_size(&body), (1, 1));
+    assert_eq!(get("/?DeepZoom=big.tif_files/7/1_0.jpg").0, 404);
+    assert_eq!(get("/?DeepZoom=big.tif_files/13/20_0.jpg").0, 404);
+    assert_eq!(get("/?DeepZoom=big.tif_files/14/0_0.jpg").0, 404);
+    assert_eq!(get("/?DeepZoom=big.tif_files/x/0_0.jpg").0, 400);
+}

@@ -3,7 +3,7 @@
 use super::iip::open_image;
 use super::{Ctx, HttpInfo};
 use crate::encode::Format;
-use crate::model::{TileRequest, View};
+use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::render;
 use crate::response::Response;
 
@@ -81,11 +81,28 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
     }
     let r = l as i64 - d as i64 + n - 1;
     if r < 0 {
-        return Response::text_error(
-            cfg,
-            501,
-            "DeepZoom: levels below the stored pyramid need region export, not available in this build",
-        );
+        // Below the stored pyramid: one tile, the whole image at the level's size.
+        let (w, h) = level_size(info.width(), info.height(), l);
+        if (x, y) != (0, 0) || w > 256 || h > 256 {
+            return Response::text_error(
+                cfg,
+                404,
+                &format!("DeepZoom: no tile {x}_{y} at level {l}"),
+            );
+        }
+        let req = RegionRequest {
+            region: [0.0, 0.0, 1.0, 1.0],
+            width: w,
+            height: h,
+            format: Format::Jpeg,
+            colour: Colour::AsIs,
+            no_upscale: false,
+            attachment: false,
+        };
+        let mut resp = render::region(cfg, &cur.opened, &cur.client, &req, &View::default());
+        // A tile, not a download.
+        resp.headers.retain(|(k, _)| k != "Content-Disposition");
+        return resp;
     }
     let level = &info.levels[(n - 1 - r) as usize];
     if x >= level.columns() || y >= level.rows() {

@@ -91,6 +91,11 @@ fn map_uri(cfg: &Config, uri: &str) -> Option<String> {
     None
 }
 
+/// Whether `URI_MAP` routes `uri` to a protocol.
+pub fn is_mapped(cfg: &Config, uri: &str) -> bool {
+    map_uri(cfg, uri).is_some()
+}
+
 /// Handles one FastCGI request end to end.
 pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
     let cfg = ctx.cfg;

@@ -13,6 +13,8 @@ pub struct View {
     pub mirror: bool,
     /// Encoder quality from `QLT`; `None` = the format's configured default.
     pub quality: Option<i32>,
+    /// TIFF compression chosen by `QLT=codec:n` (`TIFF_COMPRESSION` codes).
+    pub tiff_codec: Option<i32>,
     /// Horizontal angle (sequence file / stack page).
     pub xangle: i32,
     /// Vertical angle.
@@ -36,6 +38,7 @@ impl Default for View {
             rotation: 0.0,
             mirror: false,
             quality: None,
+            tiff_codec: None,
             xangle: 0,
             yangle: 90,
             layers: 0,

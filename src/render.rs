@@ -20,6 +20,8 @@ pub fn quality_for(cfg: &Config, format: Format, requested: Option<i32>) -> i32 
         (Format::Jpeg, None) => cfg.jpeg_quality,
         (Format::Png, Some(q)) => q.clamp(0, 9),
         (Format::Png, None) => cfg.png_quality,
+        // QLT below 1 asks for lossless WebP.
+        (Format::Webp, Some(q)) if q < 1 => -1,
         (Format::Webp, Some(q)) => q.clamp(-1, 100),
         (Format::Webp, None) => cfg.webp_quality,
         (Format::Avif, Some(q)) => q.clamp(-1, 100),
@@ -113,7 +115,15 @@ pub fn tile(
         view,
         hist.as_ref(),
     );
-    encode_response(cfg, client, &raster, req.format, view.quality, opened, None)
+    encode_response(
+        cfg,
+        client,
+        &raster,
+        req.format,
+        (view.quality, view.tiff_codec),
+        opened,
+        None,
+    )
 }
 
 /// The image histogram (processing.md §1) when stretch or equalisation asks for it:
@@ -162,12 +172,15 @@ fn encode_response(
     client: &str,
     raster: &Raster,
     format: Format,
-    quality: Option<i32>,
+    (quality, tiff_compression): (Option<i32>, Option<i32>),
     opened: &Opened,
     disposition: Option<String>,
 ) -> Response {
     let quality = quality_for(cfg, format, quality);
-    match encode::encode(raster, format, quality) {
+    let opts = encode::Options {
+        tiff_compression: tiff_compression.unwrap_or(cfg.tiff_compression),
+    };
+    match encode::encode(raster, format, quality, opts) {
         Ok(bytes) => Response::content(cfg, format.mime(), bytes, Some(opened.mtime), disposition),
         Err(e @ encode::EncodeError::Unavailable(_)) => {
             Response::text_error(cfg, 501, &e.to_string())
@@ -326,7 +339,7 @@ pub fn region(
         client,
         &raster,
         req.format,
-        view.quality,
+        (view.quality, view.tiff_codec),
         opened,
         Some(disposition),
     )

@@ -277,3 +277,89 @@ fn oversized_regions_are_refused_not_allocated() {
     assert_eq!(r.status, 400);
     assert_eq!(s.get("FIF=small.tif&OBJ=Max-size").status, 200);
 }
+
+/// Width, height and bands of an image file as vips reads it.
+fn vips_header(bytes: &[u8], ext: &str) -> (u32, u32, u32) {
+    let dir = TempDir::new("vh");
+    let f = dir.0.join(format!("img.{ext}"));
+    std::fs::write(&f, bytes).unwrap();
+    let out = sh(&format!(
+        "vipsheader -f width {0}; vipsheader -f height {0}; vipsheader -f bands {0}",
+        f.display()
+    ));
+    let v: Vec<u32> = out.lines().map(|l| l.trim().parse().unwrap()).collect();
+    (v[0], v[1], v[2])
+}
+
+#[test]
+fn webp_and_tiff_outputs() {
+    let s = Server::start(&[("URI_MAP", "iiif=>IIIF")], 1);
+    // T9
+    for (q, mime, ext) in [
+        ("WTL=2,0", "image/webp", "webp"),
+        ("TTL=2,0", "image/tiff", "tif"),
+    ] {
+        let r = s.get(&format!("FIF=small.tif&{q}"));
+        assert_eq!(r.content_type(), mime, "{q}");
+        assert_eq!(vips_header(&r.body, ext), (256, 256, 3), "{q}");
+    }
+    // C11, C12
+    for (cvt, mime) in [
+        ("webp", "image/webp"),
+        ("tiff", "image/tiff"),
+        ("tif", "image/tiff"),
+    ] {
+        let r = s.get(&format!("FIF=small.tif&WID=100&CVT={cvt}"));
+        assert_eq!(r.content_type(), mime, "{cvt}");
+    }
+    // C17: QLT=0 makes lossless WebP.
+    let r = s.get("FIF=small.tif&QLT=0&WID=100&CVT=webp");
+    assert!(r.body.windows(4).any(|w| w == b"VP8L"));
+    // C23: the whole RIFF stream is sent.
+    let r = s.get("FIF=small.tif&HEI=384&CVT=webp");
+    let riff = u32::from_le_bytes(r.body[4..8].try_into().unwrap()) as usize;
+    assert_eq!(r.body.len(), riff + 8);
+    assert_eq!(vips_header(&r.body, "webp").1, 384);
+    // C18, C19 through tiffinfo.
+    let dir = TempDir::new("tif");
+    let f = dir.0.join("t.tif");
+    std::fs::write(&f, s.get("FIF=small.tif&QLT=deflate:6&TTL=2,0").body).unwrap();
+    let info = sh(&format!("tiffinfo {}", f.display()));
+    assert!(info.contains("Compression Scheme: AdobeDeflate"), "{info}");
+    std::fs::write(&f, s.get("FIF=grey.tif&WID=100&CVT=tiff").body).unwrap();
+    let info = sh(&format!("tiffinfo {}", f.display()));
+    assert!(info.contains("Samples/Pixel: 1"), "{info}");
+    assert!(info.contains("min-is-black"), "{info}");
+    // I41, I42
+    let iiif = |a: &str| {
+        s.request(
+            &[
+                ("REQUEST_METHOD", "GET"),
+                ("REQUEST_URI", &format!("/iiif/{a}")),
+            ],
+            b"",
+        )
+    };
+    let r = iiif("small.tif/full/max/0/default.tif");
+    assert_eq!(r.content_type(), "image/tiff");
+    assert_eq!(vips_header(&r.body, "tif"), (1001, 777, 3));
+    let r = iiif("small.tif/full/200,/0/default.webp");
+    assert_eq!(r.content_type(), "image/webp");
+    assert_eq!(vips_header(&r.body, "webp"), (200, 155, 3));
+    // Pixels survive a lossless TIFF round trip.
+    let png_body = s.get("FIF=small.tif&WID=64&CVT=png").body;
+    let tif_body = s.get("FIF=small.tif&WID=64&CVT=tiff").body;
+    let (a, b) = (dir.0.join("a.png"), dir.0.join("b.tif"));
+    std::fs::write(&a, png_body).unwrap();
+    std::fs::write(&b, tif_body).unwrap();
+    let diff = sh(&format!(
+        "vips subtract {} {} {}/d.v && vips abs {}/d.v {}/e.v && vips max {}/e.v",
+        a.display(),
+        b.display(),
+        dir.0.display(),
+        dir.0.display(),
+        dir.0.display(),
+        dir.0.display()
+    ));
+    assert_eq!(diff.trim().parse::<f64>().unwrap(), 0.0);
+}

@@ -2,6 +2,8 @@
 
 pub mod jpeg;
 pub mod png;
+pub mod tiff;
+pub mod webp;
 
 use crate::pipeline::Raster;
 
@@ -45,16 +47,32 @@ pub enum EncodeError {
     Jpeg(String),
     #[error("PNG encoding failed: {0}")]
     Png(String),
+    #[error("WebP encoding failed: {0}")]
+    Webp(String),
+    #[error("TIFF encoding failed: {0}")]
+    Tiff(String),
+}
+
+/// Encoder settings beyond the quality number.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// TIFF compression (`TIFF_COMPRESSION` codes).
+    pub tiff_compression: i32,
 }
 
 /// Encodes `raster` as `format` at `quality` (already clamped to the format's range).
-pub fn encode(raster: &Raster, format: Format, quality: i32) -> Result<Vec<u8>, EncodeError> {
+pub fn encode(
+    raster: &Raster,
+    format: Format,
+    quality: i32,
+    opts: Options,
+) -> Result<Vec<u8>, EncodeError> {
     match format {
         Format::Jpeg => jpeg::encode(raster, quality),
         Format::Png => png::encode(raster, quality),
-        Format::Webp => Err(EncodeError::Unavailable("WebP")),
+        Format::Webp => webp::encode(raster, quality),
         Format::Avif => Err(EncodeError::Unavailable("AVIF")),
-        Format::Tiff => Err(EncodeError::Unavailable("TIFF")),
+        Format::Tiff => tiff::encode(raster, opts.tiff_compression, quality),
     }
 }
 

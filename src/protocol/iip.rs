@@ -404,6 +404,16 @@ pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
                 None
             }
             "QLT" => {
+                if let Some((codec, _)) = value.split_once(':') {
+                    s.view.tiff_codec = Some(match codec.to_ascii_lowercase().as_str() {
+                        "lzw" => 1,
+                        "deflate" => 2,
+                        "jpeg" => 3,
+                        "webp" => 4,
+                        "zstd" => 5,
+                        _ => 0,
+                    });
+                }
                 let n = value.rsplit(':').next().unwrap_or(value);
                 s.view.quality = Some(atoi(n).clamp(-100, 1000) as i32);
                 None

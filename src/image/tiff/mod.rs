@@ -508,6 +508,12 @@ impl Image for TiffImage {
     }
 }
 
+/// Decompresses one chunk (exposed for the TIFF writer's tests).
+#[cfg(test)]
+pub fn decompress_for_tests(compression: u16, src: &[u8], expected: usize) -> Vec<u8> {
+    decode::decompress(compression, src, expected).expect("decodes")
+}
+
 /// The top-left `w×h` pixels of a buffer `stride_px` pixels wide.
 fn crop<T: Copy>(mut src: Vec<T>, stride_px: usize, channels: usize, w: usize, h: usize) -> Vec<T> {
     if stride_px == w {

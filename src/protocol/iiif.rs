@@ -319,7 +319,17 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
             TileRequest { res, tile, format },
             &view,
         );
-        return r;
+        return with_links(
+            r,
+            cfg,
+            http,
+            ident,
+            v,
+            (region, full),
+            (w, h),
+            (mirror, angle),
+            qf,
+        );
     }
     let req = RegionRequest {
         region,
@@ -330,7 +340,100 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         no_upscale: !upscale,
         attachment: false,
     };
-    render::region(cfg, &cur.opened, &cur.client, &req, &view)
+    let r = render::region(cfg, &cur.opened, &cur.client, &req, &view);
+    with_links(
+        r,
+        cfg,
+        http,
+        ident,
+        v,
+        (region, full),
+        (w, h),
+        (mirror, angle),
+        qf,
+    )
+}
+
+/// The id of the service an image request belongs to: the request URI without its
+/// four parameter segments (or `X-IIIF-ID` / `BASE_URL`).
+fn image_service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Option<String> {
+    if let Some(id) = &http.x_iiif_id {
+        return Some(id.clone());
+    }
+    if let Some(base) = &cfg.base_url {
+        return Some(format!("{base}{identifier}"));
+    }
+    let path = url_decode(http.request_uri.as_deref()?.split('?').next().unwrap_or(""));
+    let mut cut = path.as_str();
+    for _ in 0..4 {
+        cut = &cut[..cut.rfind('/')?];
+    }
+    let host = http.host.as_deref().unwrap_or("localhost");
+    Some(format!("{}://{host}{cut}", scheme(http)))
+}
+
+/// Adds the `Link` headers of IIIF image responses: the compliance profile and the
+/// canonical URI of the image (Image API 3 §4.7, 2.1 §4.7).
+#[allow(clippy::too_many_arguments)]
+fn with_links(
+    mut r: Response,
+    cfg: &Config,
+    http: &HttpInfo,
+    ident: &str,
+    v: u32,
+    (region, (fw, fh)): ([f64; 4], (u32, u32)),
+    (w, h): (u32, u32),
+    (mirror, angle): (bool, u32),
+    quality_format: &str,
+) -> Response {
+    if r.status != 200 {
+        return r;
+    }
+    let profile = if v >= 3 {
+        "http://iiif.io/api/image/3/level2.json".to_owned()
+    } else {
+        format!("http://iiif.io/api/image/{v}/level2.json")
+    };
+    // One header line with both links: some clients read only the first `Link` line.
+    let mut link = format!("<{profile}>;rel=\"profile\"");
+    if let Some(id) = image_service_id(cfg, http, ident) {
+        let px = |f: f64, full: u32| (f * full as f64).round() as u64;
+        let reg = if region == [0.0, 0.0, 1.0, 1.0] {
+            "full".to_owned()
+        } else {
+            format!(
+                "{},{},{},{}",
+                px(region[0], fw),
+                px(region[1], fh),
+                px(region[2], fw),
+                px(region[3], fh)
+            )
+        };
+        let (bw, bh) = (px(region[2], fw) as u32, px(region[3], fh) as u32);
+        let size = match v {
+            3.. if (w, h) == (bw, bh) => "max".to_owned(),
+            3.. => format!("{w},{h}"),
+            _ if (w, h) == (bw, bh) => "full".to_owned(),
+            _ => format!("{w},"),
+        };
+        let rot = format!("{}{angle}", if mirror { "!" } else { "" });
+        let qf = quality_format
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let (q, f) = qf.rsplit_once('.').unwrap_or((&qf, "jpg"));
+        let q = if matches!(q, "color" | "native") {
+            "default"
+        } else {
+            q
+        };
+        link.push_str(&format!(
+            ", <{id}/{reg}/{size}/{rot}/{q}.{f}>;rel=\"canonical\""
+        ));
+    }
+    r.headers.push(("Link".into(), link));
+    r
 }
 
 /// A request the parser refuses (400).

@@ -11,6 +11,8 @@ pub struct View {
     pub rotation: f64,
     /// Horizontal mirror before rotation.
     pub mirror: bool,
+    /// Any-angle rotation (IIIF), applied when not a multiple of 90.
+    pub free_rotation: Option<f64>,
     /// Encoder quality from `QLT`; `None` = the format's configured default.
     pub quality: Option<i32>,
     /// TIFF compression chosen by `QLT=codec:n` (`TIFF_COMPRESSION` codes).
@@ -37,6 +39,7 @@ impl Default for View {
         View {
             rotation: 0.0,
             mirror: false,
+            free_rotation: None,
             quality: None,
             tiff_codec: None,
             xangle: 0,

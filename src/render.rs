@@ -164,7 +164,16 @@ fn finish(raster: Raster, format: Format, view: &View, hist: Option<&[u64; 256]>
     if view.mirror {
         raster = pipeline::mirror_horizontal(raster);
     }
-    pipeline::rotate(raster, view.right_angle())
+    match view.free_rotation {
+        Some(a) => {
+            let alpha = matches!(
+                format,
+                Format::Png | Format::Webp | Format::Tiff | Format::Avif
+            );
+            pipeline::rotate_free(&raster, a, alpha)
+        }
+        None => pipeline::rotate(raster, view.right_angle()),
+    }
 }
 
 fn encode_response(

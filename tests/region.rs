@@ -183,6 +183,23 @@ fn iiif_image_requests() {
         r.header("Content-Disposition"),
         Some("inline; filename=\"small_1001x777.jpg\"")
     );
+    // Profile and canonical Link headers, in one header line.
+    assert_eq!(
+        r.header("Link"),
+        Some("<http://iiif.io/api/image/3/level2.json>;rel=\"profile\", <http://localhost/iiif/small.tif/full/max/0/default.jpg>;rel=\"canonical\"")
+    );
+    let r = iiif(&s, "small.tif/pct:10,10,50,50/250,/!90/color.png");
+    assert!(r.raw_head.contains(", <http://localhost/iiif/small.tif/100,78,501,389/250,194/!90/default.png>;rel=\"canonical\""), "{}", r.raw_head);
+    // Any angle: the bounding box, transparent corners in PNG.
+    let r = iiif(&s, "small.tif/full/100,/45/default.png");
+    let (w, h, ct, px) = png_info(&r.body);
+    assert_eq!((w, h, ct), (126, 126, png::ColorType::Rgba));
+    assert_eq!(px[3], 0, "corner is transparent");
+    assert_eq!(px[((63 * 126 + 63) * 4 + 3) as usize], 255);
+    assert_eq!(
+        jpeg_size(&iiif(&s, "small.tif/full/100,/30/default.jpg").body),
+        (126, 118)
+    );
     // Tile fast path: Content-Length, no Content-Disposition.
     for (a, w, h) in [
         ("small.tif/0,0,256,256/256,/0/default.jpg", 256, 256),
@@ -237,7 +254,7 @@ fn iiif_image_requests() {
         ("small.tif/0,0,0,10/max/0/default.jpg", 400),
         ("small.tif/1,2,3/max/0/default.jpg", 400),
         ("small.tif/-10,0,100,100/max/0/default.jpg", 400),
-        ("small.tif/full/max/45/default.jpg", 400),
+        ("small.tif/full/max/400/default.jpg", 400),
         ("small.tif/full/max/x/default.jpg", 400),
         ("small.tif/full/max/0/negative.jpg", 400),
         ("small.tif/full/abc/0/default.jpg", 400),

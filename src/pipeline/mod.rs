@@ -282,3 +282,77 @@ mod tests {
         assert_eq!(mirror_horizontal(m), r);
     }
 }
+
+/// Clockwise rotation by any angle (IIIF): the output is the bounding box of the
+/// rotated image, sampled bilinearly; uncovered pixels are transparent when `alpha`
+/// (an alpha channel is added) and black otherwise.
+pub fn rotate_free(r: &Raster, degrees: f64, alpha: bool) -> Raster {
+    let t = degrees.to_radians();
+    let (s, c) = (t.sin(), t.cos());
+    let (w, h) = (r.width as f64, r.height as f64);
+    let ow = ((w * c.abs() + h * s.abs()) - 1e-6).ceil().max(1.0) as u32;
+    let oh = ((w * s.abs() + h * c.abs()) - 1e-6).ceil().max(1.0) as u32;
+    let ch = r.channels as usize;
+    let add_alpha = alpha && matches!(ch, 1 | 3);
+    let oc = ch + usize::from(add_alpha);
+    let mut data = vec![0u8; ow as usize * oh as usize * oc];
+    let (cx, cy) = (w / 2.0, h / 2.0);
+    let (ocx, ocy) = (ow as f64 / 2.0, oh as f64 / 2.0);
+    let at = |x: usize, y: usize, k: usize| r.data[(y * r.width as usize + x) * ch + k] as f64;
+    for y in 0..oh as usize {
+        for x in 0..ow as usize {
+            let (dx, dy) = (x as f64 + 0.5 - ocx, y as f64 + 0.5 - ocy);
+            let sx = c * dx + s * dy + cx - 0.5;
+            let sy = -s * dx + c * dy + cy - 0.5;
+            if sx < -0.5 || sy < -0.5 || sx > w - 0.5 || sy > h - 0.5 {
+                continue;
+            }
+            let (x0, y0) = (sx.floor().max(0.0), sy.floor().max(0.0));
+            let (fx, fy) = ((sx - x0).clamp(0.0, 1.0), (sy - y0).clamp(0.0, 1.0));
+            let (x0, y0) = (x0 as usize, y0 as usize);
+            let x1 = (x0 + 1).min(r.width as usize - 1);
+            let y1 = (y0 + 1).min(r.height as usize - 1);
+            let o = (y * ow as usize + x) * oc;
+            for k in 0..ch {
+                let top = at(x0, y0, k) * (1.0 - fx) + at(x1, y0, k) * fx;
+                let bottom = at(x0, y1, k) * (1.0 - fx) + at(x1, y1, k) * fx;
+                data[o + k] = (top * (1.0 - fy) + bottom * fy).round() as u8;
+            }
+            if add_alpha {
+                data[o + ch] = 255;
+            }
+        }
+    }
+    Raster {
+        width: ow,
+        height: oh,
+        channels: oc as u16,
+        data,
+    }
+}
+
+#[cfg(test)]
+mod free_rotation_tests {
+    use super::*;
+
+    #[test]
+    fn bounding_box_and_background() {
+        let r = Raster {
+            width: 100,
+            height: 50,
+            channels: 3,
+            data: vec![200; 100 * 50 * 3],
+        };
+        let o = rotate_free(&r, 45.0, true);
+        // 100·cos45 + 50·sin45 = 106.07 → 107 in both directions.
+        assert_eq!((o.width, o.height, o.channels), (107, 107, 4));
+        assert_eq!(&o.data[..4], &[0, 0, 0, 0], "corner is transparent");
+        let mid = ((53 * 107 + 53) * 4) as usize;
+        assert_eq!(&o.data[mid..mid + 4], &[200, 200, 200, 255]);
+        let o = rotate_free(&r, 30.0, false);
+        assert_eq!(o.channels, 3);
+        let same = rotate_free(&r, 0.0, false);
+        assert_eq!((same.width, same.height), (100, 50));
+        assert_eq!(same.data, r.data);
+    }
+}

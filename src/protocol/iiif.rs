@@ -288,8 +288,10 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         Ok(p) => p,
         Err(ParseError::Bad(msg)) => return Response::text_error(cfg, 400, &msg),
     };
+    let right = angle % 90.0 == 0.0;
     let view = View {
-        rotation: angle as f64,
+        rotation: if right { angle } else { 0.0 },
+        free_rotation: (!right).then_some(angle),
         mirror,
         colour,
         processing,
@@ -301,13 +303,17 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     let level = &info.levels[k as usize];
     let want_w = tw.min(level.width - left);
     let want_h = th.min(level.height - top);
-    if left % tw == 0 && top % th == 0 && (w, h) == (want_w, want_h) && (rw, rh) == (want_w, want_h)
+    if right
+        && left % tw == 0
+        && top % th == 0
+        && (w, h) == (want_w, want_h)
+        && (rw, rh) == (want_w, want_h)
     {
         let tile = (top / th) as i64 * level.columns() as i64 + (left / tw) as i64;
         let res = info.num_levels() as i64 - 1 - k as i64;
         // IIP remaps tile indices under a 180° rotation; IIIF names the region itself,
         // so ask for the mirror index to land on this tile.
-        let tile = if angle == 180 {
+        let tile = if angle == 180.0 {
             level.tile_count() as i64 - 1 - tile
         } else {
             tile
@@ -383,7 +389,7 @@ fn with_links(
     v: u32,
     (region, (fw, fh)): ([f64; 4], (u32, u32)),
     (w, h): (u32, u32),
-    (mirror, angle): (bool, u32),
+    (mirror, angle): (bool, f64),
     quality_format: &str,
 ) -> Response {
     if r.status != 200 {
@@ -601,8 +607,8 @@ fn parse_size(
     ))
 }
 
-/// Rotation → (mirror, degrees) for the angles this build renders (§5.3).
-fn parse_rotation(text: &str) -> Result<(bool, u32), ParseError> {
+/// Rotation → (mirror, clockwise degrees in 0..360) (§5.3; any angle, as IIIF allows).
+fn parse_rotation(text: &str) -> Result<(bool, f64), ParseError> {
     let (mirror, n) = match text.strip_prefix('!') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -612,13 +618,10 @@ fn parse_rotation(text: &str) -> Result<(bool, u32), ParseError> {
         .ok()
         .filter(|a: &f64| a.is_finite())
         .ok_or_else(|| bad("IIIF: invalid rotation"))?;
-    match a {
-        a if a == 0.0 || a == 360.0 => Ok((mirror, 0)),
-        a if a == 90.0 || a == 180.0 || a == 270.0 => Ok((mirror, a as u32)),
-        _ => Err(bad(
-            "IIIF: currently implemented rotation angles are 0, 90, 180 and 270 degrees",
-        )),
+    if !(0.0..=360.0).contains(&a) {
+        return Err(bad("IIIF: rotation angles are between 0 and 360 degrees"));
     }
+    Ok((mirror, if a == 360.0 { 0.0 } else { a }))
 }
 
 /// `quality[.format]` (§5.4); anything from `?` on is ignored.
@@ -869,13 +872,15 @@ mod tests {
 
     #[test]
     fn rotations_and_qualities() {
-        assert_eq!(parse_rotation("90").unwrap(), (false, 90));
-        assert_eq!(parse_rotation("!180").unwrap(), (true, 180));
-        assert_eq!(parse_rotation("360").unwrap(), (false, 0));
+        assert_eq!(parse_rotation("90").unwrap(), (false, 90.0));
+        assert_eq!(parse_rotation("!180").unwrap(), (true, 180.0));
+        assert_eq!(parse_rotation("360").unwrap(), (false, 0.0));
+        assert_eq!(parse_rotation("22.5").unwrap(), (false, 22.5));
+        assert!(parse_rotation("361").is_err());
+        assert!(parse_rotation("-5").is_err());
         assert!(
             matches!(parse_rotation("x"), Err(ParseError::Bad(m)) if m == "IIIF: invalid rotation")
         );
-        assert!(matches!(parse_rotation("45"), Err(ParseError::Bad(_))));
         let cfg = Config::from_vars(|_| None);
         let qf = |t: &str| {
             parse_quality_format(t, &cfg)

@@ -191,9 +191,6 @@ fn encode_response(
     };
     match encode::encode(raster, format, quality, opts) {
         Ok(bytes) => Response::content(cfg, format.mime(), bytes, Some(opened.mtime), disposition),
-        Err(e @ encode::EncodeError::Unavailable(_)) => {
-            Response::text_error(cfg, 501, &e.to_string())
-        }
         Err(e) => {
             log::error!("{client}: {e}");
             Response::text_error(cfg, 500, &e.to_string())

@@ -315,6 +315,7 @@ fn webp_and_tiff_outputs() {
     for (q, mime, ext) in [
         ("WTL=2,0", "image/webp", "webp"),
         ("TTL=2,0", "image/tiff", "tif"),
+        ("ATL=2,0", "image/avif", "avif"),
     ] {
         let r = s.get(&format!("FIF=small.tif&{q}"));
         assert_eq!(r.content_type(), mime, "{q}");
@@ -325,6 +326,7 @@ fn webp_and_tiff_outputs() {
         ("webp", "image/webp"),
         ("tiff", "image/tiff"),
         ("tif", "image/tiff"),
+        ("avif", "image/avif"),
     ] {
         let r = s.get(&format!("FIF=small.tif&WID=100&CVT={cvt}"));
         assert_eq!(r.content_type(), mime, "{cvt}");

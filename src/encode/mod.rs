@@ -1,5 +1,6 @@
 //! Encoders from 8-bit rasters to output bitstreams.
 
+pub mod avif;
 pub mod jpeg;
 pub mod png;
 pub mod tiff;
@@ -41,8 +42,6 @@ impl Format {
 /// Why an encoder refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
-    #[error("{0} output is not available in this build")]
-    Unavailable(&'static str),
     #[error("JPEG encoding failed: {0}")]
     Jpeg(String),
     #[error("PNG encoding failed: {0}")]
@@ -51,6 +50,8 @@ pub enum EncodeError {
     Webp(String),
     #[error("TIFF encoding failed: {0}")]
     Tiff(String),
+    #[error("AVIF encoding failed: {0}")]
+    Avif(String),
 }
 
 /// Encoder settings beyond the quality number.
@@ -71,7 +72,7 @@ pub fn encode(
         Format::Jpeg => jpeg::encode(raster, quality),
         Format::Png => png::encode(raster, quality),
         Format::Webp => webp::encode(raster, quality),
-        Format::Avif => Err(EncodeError::Unavailable("AVIF")),
+        Format::Avif => avif::encode(raster, quality),
         Format::Tiff => tiff::encode(raster, opts.tiff_compression, quality),
     }
 }

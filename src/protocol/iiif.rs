@@ -131,7 +131,7 @@ pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Optio
         }
         let _ = write!(
             s,
-            ",\n  \"extraQualities\": [{}],\n  \"extraFormats\": [\"tif\",\"webp\",\"avif\"],\n  \"extraFeatures\": [\"regionByPct\",\"sizeByPct\",\"sizeByConfinedWh\",\"sizeUpscaling\",\"rotationBy90s\",\"mirroring\"]",
+            ",\n  \"extraQualities\": [{}],\n  \"extraFormats\": [\"tif\",\"webp\",\"avif\"],\n  \"extraFeatures\": [\"regionByPct\",\"sizeByPct\",\"sizeByConfinedWh\",\"sizeUpscaling\",\"rotationBy90s\",\"rotationArbitrary\",\"mirroring\"]",
             quoted_list(&q)
         );
         if let Some(r) = rights {
@@ -140,7 +140,7 @@ pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Optio
     } else {
         let _ = write!(
             s,
-            "  \"@id\" : {},\n  \"profile\" : [\n     \"http://iiif.io/api/image/{v}/level2.json\",\n     {{ \"formats\" : [\"jpg\",\"png\",\"tif\",\"webp\",\"avif\"],\n       \"qualities\" : [\"native\",{}],\n       \"supports\" : [\"regionByPct\",\"regionSquare\",\"max\",\"sizeByConfinedWh\",\"sizeByForcedWh\",\"sizeByWh\",\"sizeAboveFull\",\"rotationBy90s\",\"mirroring\"]",
+            "  \"@id\" : {},\n  \"profile\" : [\n     \"http://iiif.io/api/image/{v}/level2.json\",\n     {{ \"formats\" : [\"jpg\",\"png\",\"tif\",\"webp\",\"avif\"],\n       \"qualities\" : [\"native\",{}],\n       \"supports\" : [\"regionByPct\",\"regionSquare\",\"max\",\"sizeByConfinedWh\",\"sizeByForcedWh\",\"sizeByWh\",\"sizeAboveFull\",\"rotationBy90s\",\"rotationArbitrary\",\"mirroring\"]",
             json_str(id),
             quoted_list(&q)
         );
@@ -757,7 +757,7 @@ mod tests {
   "maxHeight" : 5000,
   "extraQualities": ["color","gray","bitonal"],
   "extraFormats": ["tif","webp","avif"],
-  "extraFeatures": ["regionByPct","sizeByPct","sizeByConfinedWh","sizeUpscaling","rotationBy90s","mirroring"],
+  "extraFeatures": ["regionByPct","sizeByPct","sizeByConfinedWh","sizeUpscaling","rotationBy90s","rotationArbitrary","mirroring"],
   "service": [
     {
       "@context": "http://iiif.io/api/annex/services/physdim/1/context.json",

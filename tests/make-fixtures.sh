@@ -42,6 +42,9 @@ vips cast "$T/grey.v" "$T/grey16a.v" ushort
 vips linear "$T/grey16a.v" "$T/grey16.v" 257 0
 vips cast "$T/grey16.v" "$T/grey16c.v" ushort
 vips tiffsave "$T/grey16c.v" "$OUT/grey16.tif" $TILE
+# 32-bit float, values 0..1, floating-point predictor (one level)
+vips linear "$T/grey.v" "$T/greyf.v" 0.00392156862745098 0
+vips tiffsave "$T/greyf.v" "$OUT/float.tif" --tile --tile-width 256 --tile-height 256 --compression deflate --predictor float
 # untiled: the server refuses it with a clear error
 vips tiffsave "$T/small.v" "$OUT/stripped.tif" --compression deflate
 

@@ -107,3 +107,20 @@ fn region_processing() {
     let r = s.get("FIF=grey16.tif&MINMAX=-:0,32768&WID=100&CVT=png");
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn float_tiles_map_zero_to_one_onto_8_bits() {
+    let s = Server::start(&[], 1);
+    let r = s.get("FIF=float.tif&OBJ=Bits-per-channel&OBJ=Min-Max-sample-values");
+    assert_eq!(
+        r.text(),
+        "Bits-per-channel:32\r\nMin-Max-sample-values: 0  1\r\n"
+    );
+    let (w, h, c, f) = png(&s.get("FIF=float.tif&PTL=0,5").body);
+    let (_, _, _, g) = png(&s.get("FIF=grey.tif&PTL=2,5").body);
+    assert_eq!((w, h, c), (256, 256, 1));
+    assert!(f
+        .iter()
+        .zip(&g)
+        .all(|(a, b)| (*a as i32 - *b as i32).abs() <= 1));
+}

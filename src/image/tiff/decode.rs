@@ -96,6 +96,59 @@ pub fn unpredict_u16(data: &mut [u16], width: usize, channels: usize) {
     }
 }
 
+/// 32-bit samples of a tile: undoes predictor 2 (integer differencing) or 3 (the
+/// floating-point predictor: per row, bytes regrouped by significance, then
+/// byte-wise differencing) and returns the words in native order.
+pub fn words32(
+    raw: &mut [u8],
+    width: usize,
+    channels: usize,
+    predictor: u16,
+    little_endian: bool,
+) -> Vec<u32> {
+    let row_words = width * channels;
+    let row_bytes = row_words * 4;
+    if predictor == 3 && row_bytes > 0 {
+        let mut out = Vec::with_capacity(raw.len() / 4);
+        let mut tmp = vec![0u8; row_bytes];
+        for row in raw.chunks_exact_mut(row_bytes) {
+            for i in 1..row_bytes {
+                row[i] = row[i].wrapping_add(row[i - 1]);
+            }
+            // Byte plane b (most significant first) holds byte b of every word.
+            for (i, t) in tmp.chunks_exact_mut(4).enumerate() {
+                for (b, byte) in t.iter_mut().enumerate() {
+                    *byte = row[b * row_words + i];
+                }
+            }
+            out.extend(
+                tmp.chunks_exact(4)
+                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
+            );
+        }
+        return out;
+    }
+    let mut v: Vec<u32> = raw
+        .chunks_exact(4)
+        .map(|c| {
+            let b = [c[0], c[1], c[2], c[3]];
+            if little_endian {
+                u32::from_le_bytes(b)
+            } else {
+                u32::from_be_bytes(b)
+            }
+        })
+        .collect();
+    if predictor == 2 && row_words > 0 {
+        for line in v.chunks_exact_mut(row_words) {
+            for i in channels..row_words {
+                line[i] = line[i].wrapping_add(line[i - channels]);
+            }
+        }
+    }
+    v
+}
+
 thread_local! {
     static JPEG: RefCell<Option<turbojpeg::Decompressor>> = const { RefCell::new(None) };
 }
@@ -151,6 +204,24 @@ mod tests {
         let mut w = vec![65535u16, 1, 1];
         unpredict_u16(&mut w, 3, 1);
         assert_eq!(w, vec![65535, 0, 1]);
+    }
+
+    #[test]
+    fn float_predictor_regroups_bytes() {
+        let vals = [1.5f32, -2.25, 0.015625];
+        // Encode as the float predictor does: planes by significance, then differencing.
+        let bytes: Vec<[u8; 4]> = vals.iter().map(|v| v.to_be_bytes()).collect();
+        let mut row: Vec<u8> = (0..4)
+            .flat_map(|b| bytes.iter().map(move |w| w[b]))
+            .collect();
+        for i in (1..row.len()).rev() {
+            row[i] = row[i].wrapping_sub(row[i - 1]);
+        }
+        let words = words32(&mut row, 3, 1, 3, true);
+        let back: Vec<f32> = words.into_iter().map(f32::from_bits).collect();
+        assert_eq!(back, vals);
+        let mut ints: Vec<u8> = [5u32, 1, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(words32(&mut ints, 3, 1, 2, true), vec![5, 6, 8]);
     }
 
     #[test]

@@ -438,7 +438,8 @@ impl Image for TiffImage {
         let (w, h) = level.tile_size(t).expect("checked");
         let (tw, th) = (level.tile_width as usize, level.tile_height as usize);
         let channels = if d.planar == 2 { 1 } else { d.samples as usize };
-        if d.sample_format == 3 || !matches!(d.bits, 8 | 16) {
+        let float32 = d.sample_format == 3 && d.bits == 32;
+        if !(matches!(d.bits, 8 | 16 | 32) && (d.sample_format != 3 || float32)) {
             return Err(ImageError::Unsupported(format!(
                 "{}-bit {} samples",
                 d.bits,
@@ -478,7 +479,7 @@ impl Image for TiffImage {
                     raw.iter_mut().for_each(|v| *v = 255 - *v);
                 }
                 Samples::U8(crop(raw, tw, channels, w as usize, h as usize))
-            } else {
+            } else if d.bits == 16 {
                 let le = matches!(&self.map[..2], b"II");
                 let mut v: Vec<u16> = raw
                     .chunks_exact(2)
@@ -497,6 +498,19 @@ impl Image for TiffImage {
                     v.iter_mut().for_each(|s| *s = 65535 - *s);
                 }
                 Samples::U16(crop(v, tw, channels, w as usize, h as usize))
+            } else {
+                let le = matches!(&self.map[..2], b"II");
+                let words = decode::words32(&mut raw, tw, channels, d.predictor, le);
+                if float32 {
+                    let v: Vec<f32> = words.into_iter().map(f32::from_bits).collect();
+                    Samples::F32(crop(v, tw, channels, w as usize, h as usize))
+                } else {
+                    let mut v = words;
+                    if d.photometric == 0 {
+                        v.iter_mut().for_each(|s| *s = u32::MAX - *s);
+                    }
+                    Samples::U32(crop(v, tw, channels, w as usize, h as usize))
+                }
             }
         };
         Ok(Tile {

@@ -1,8 +1,22 @@
 //! Shared-memory cache for tessera's forked workers.
 //!
-//! The supervisor creates one region before forking; every worker inherits the
-//! mapping. Until the seqlock cache lands this crate only exposes the budget
-//! arithmetic that the server's configuration already needs.
+//! The supervisor creates one region before forking (a memfd mapped `MAP_SHARED`, so
+//! every worker inherits the same pages; `memmap2::map_anon` would be private after
+//! fork, and the `shared_memory` crate uses named segments and no crash-safe locking).
+//! The region holds a header of counters and size classes of fixed-size entries; a key
+//! maps to a small set of candidate entries per class (set-associative), and a CLOCK
+//! bit per entry picks the victim inside a set, so a scan cannot flush the whole cache.
+//!
+//! Every entry is guarded by a seqlock of atomics: readers never block and copy the
+//! value out, then re-check the sequence, so a torn read is never returned; a writer
+//! takes an entry by CAS from an even to an odd sequence, records its pid, writes, and
+//! publishes with the next even sequence. A writer killed mid-write leaves an odd
+//! sequence that no reader accepts; the next writer (or the supervisor, through
+//! [`Cache::reclaim_dead`]) sees that the owner is gone and frees the entry.
+
+mod region;
+
+pub use region::{Cache, CacheError, Stats};
 
 /// iipsrv's megabyte: `MAX_IMAGE_CACHE_SIZE` is given in units of 1 024 000 bytes.
 pub const IIPSRV_MB: u64 = 1_024_000;
@@ -17,6 +31,23 @@ pub fn budget_bytes(megabytes: f64) -> u64 {
     }
 }
 
+/// A 128-bit cache key from the parts that identify a cached value.
+pub fn key(parts: &[&[u8]]) -> (u64, u64) {
+    // Two independent FNV-1a variants; a collision needs both to collide.
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x6c62_272e_07bb_0142;
+    for p in parts {
+        for &byte in p.iter().chain(std::iter::once(&0xFF)) {
+            a = (a ^ byte as u64).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ byte as u64)
+                .wrapping_mul(0x0000_0100_0000_01b3)
+                .rotate_left(5);
+        }
+    }
+    // Key (0, 0) marks an empty entry.
+    (a | 1, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,5 +59,13 @@ mod tests {
         assert_eq!(budget_bytes(0.0), 0);
         assert_eq!(budget_bytes(-3.0), 0);
         assert_eq!(budget_bytes(f64::NAN), 0);
+    }
+
+    #[test]
+    fn keys_separate_their_parts() {
+        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+        assert_ne!(key(&[b"x"]), key(&[b"y"]));
+        assert_eq!(key(&[b"x", b"1"]), key(&[b"x", b"1"]));
+        assert_ne!(key(&[]), (0, 0));
     }
 }

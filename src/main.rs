@@ -111,9 +111,26 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // The shared tile cache is made before any worker exists so all inherit it.
+    let tiles: Option<&'static shm::Cache> = match shm::Cache::create(cfg.tile_cache_bytes) {
+        Ok(c) => c.map(|c| &*Box::leak(Box::new(c))),
+        Err(e) => {
+            log::error!("{e}; continuing without the shared tile cache");
+            None
+        }
+    };
+    if let Some(c) = tiles {
+        let st = c.stats();
+        log::info!(
+            "Shared tile cache: {} entries, {} bytes",
+            st.entries,
+            st.capacity
+        );
+    }
     let opts = Options {
         workers: workers.max(1),
         metrics,
+        cache: tiles,
         ..Options::default()
     };
     let code = if http_mode {
@@ -126,7 +143,7 @@ fn main() {
             opts,
             load,
             move |l: &supervisor::Listener, c: Arc<Config>, ctx: &supervisor::WorkerCtx| {
-                tessera::worker::main_http(l, c, ctx, &http)
+                tessera::worker::main_http(l, c, ctx, &http, tiles)
             },
             |_cfg: &Config| {},
         )
@@ -135,7 +152,9 @@ fn main() {
             listener,
             opts,
             load,
-            tessera::worker::main,
+            move |l: &supervisor::Listener, c: Arc<Config>, ctx: &supervisor::WorkerCtx| {
+                tessera::worker::main(l, c, ctx, tiles)
+            },
             |_cfg: &Config| {},
         )
     };

@@ -70,7 +70,10 @@ impl View {
         self.mirror
             || self.right_angle() != 0
             || self.rotation != 0.0
+            || self.free_rotation.is_some()
             || self.colour != Colour::AsIs
+            || self.processing.needs_float()
+            || self.processing.needs_histogram()
     }
 }
 
@@ -85,6 +88,22 @@ pub struct TileRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processing_forces_pixels() {
+        let mut v = View::default();
+        assert!(!v.needs_pixels());
+        v.processing.invert = true;
+        assert!(v.needs_pixels());
+        let mut v = View::default();
+        v.processing.contrast = crate::pipeline::float::Contrast::Equalise;
+        assert!(v.needs_pixels());
+        let v = View {
+            free_rotation: Some(10.0),
+            ..View::default()
+        };
+        assert!(v.needs_pixels());
+    }
 
     #[test]
     fn right_angles() {

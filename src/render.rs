@@ -43,6 +43,7 @@ fn image_error(cfg: &Config, client: &str, e: &ImageError) -> Response {
 /// One tile through the tile pipeline (processing.md §2).
 pub fn tile(
     cfg: &Config,
+    cache: Option<&shm::Cache>,
     opened: &Opened,
     client: &str,
     req: TileRequest,
@@ -77,9 +78,59 @@ pub fn tile(
         req.tile as u32
     };
 
+    // Unprocessed tiles go through the shared cache, keyed by everything that shapes them.
+    let quality = quality_for(cfg, req.format, view.quality);
+    let codec = view.tiff_codec.unwrap_or(cfg.tiff_compression);
+    let key = (cache.is_some() && !view.needs_pixels()).then(|| {
+        let mtime = opened
+            .mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        shm::key(&[
+            opened.path.as_os_str().as_encoded_bytes(),
+            &mtime.to_le_bytes(),
+            &[k as u8, req.format as u8],
+            &t.to_le_bytes(),
+            &quality.to_le_bytes(),
+            &codec.to_le_bytes(),
+            &view.layers.to_le_bytes(),
+            &view.xangle.to_le_bytes(),
+            &view.yangle.to_le_bytes(),
+        ])
+    });
+    if let (Some(c), Some(key)) = (cache, key) {
+        if let Some(bytes) = c.get(key) {
+            log::debug!("tile cache hit: {client} {k},{t}");
+            return Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None);
+        }
+    }
+    let bytes = match tile_bytes(cfg, opened, client, (k, t), req.format, view) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let (Some(c), Some(key)) = (cache, key) {
+        if c.put(key, &bytes) {
+            log::debug!("tile cache insert: {client} {k},{t}");
+        }
+    }
+    Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None)
+}
+
+/// The encoded bytes of one tile: the stored bitstream when it can pass through,
+/// else decoded, processed and encoded.
+fn tile_bytes(
+    cfg: &Config,
+    opened: &Opened,
+    client: &str,
+    (k, t): (u32, u32),
+    format: Format,
+    view: &View,
+) -> Result<Vec<u8>, Response> {
+    let info = opened.image.info();
+    let level = &info.levels[k as usize];
     let passthrough = cfg.codec_passthrough
-        && req.format == Format::Jpeg
-        && view.colour == Colour::AsIs
+        && format == Format::Jpeg
         && level.codec == StoredCodec::Jpeg
         && view.quality.is_none()
         && !view.needs_pixels()
@@ -87,42 +138,28 @@ pub fn tile(
         && matches!(info.channels, 1 | 3);
     if passthrough {
         match opened.image.encoded_tile(k, t) {
-            Ok(Some(enc)) => {
-                return Response::content(
-                    cfg,
-                    req.format.mime(),
-                    enc.bytes,
-                    Some(opened.mtime),
-                    None,
-                )
-            }
+            Ok(Some(enc)) => return Ok(enc.bytes),
             Ok(None) => {}
-            Err(e) => return image_error(cfg, client, &e),
+            Err(e) => return Err(image_error(cfg, client, &e)),
         }
     }
-
-    let decoded = match opened.image.decode_tile(k, t) {
-        Ok(d) => d,
-        Err(e) => return image_error(cfg, client, &e),
-    };
-    let hist = match histogram_if_needed(opened, view) {
-        Ok(h) => h,
-        Err(e) => return image_error(cfg, client, &e),
-    };
+    let decoded = opened
+        .image
+        .decode_tile(k, t)
+        .map_err(|e| image_error(cfg, client, &e))?;
+    let hist = histogram_if_needed(opened, view).map_err(|e| image_error(cfg, client, &e))?;
     let raster = finish(
         to_raster(decoded, opened, view, hist.as_ref()),
-        req.format,
+        format,
         view,
         hist.as_ref(),
     );
-    encode_response(
+    encode_bytes(
         cfg,
         client,
         &raster,
-        req.format,
+        format,
         (view.quality, view.tiff_codec),
-        opened,
-        None,
     )
 }
 
@@ -176,26 +213,21 @@ fn finish(raster: Raster, format: Format, view: &View, hist: Option<&[u64; 256]>
     }
 }
 
-fn encode_response(
+fn encode_bytes(
     cfg: &Config,
     client: &str,
     raster: &Raster,
     format: Format,
     (quality, tiff_compression): (Option<i32>, Option<i32>),
-    opened: &Opened,
-    disposition: Option<String>,
-) -> Response {
+) -> Result<Vec<u8>, Response> {
     let quality = quality_for(cfg, format, quality);
     let opts = encode::Options {
         tiff_compression: tiff_compression.unwrap_or(cfg.tiff_compression),
     };
-    match encode::encode(raster, format, quality, opts) {
-        Ok(bytes) => Response::content(cfg, format.mime(), bytes, Some(opened.mtime), disposition),
-        Err(e) => {
-            log::error!("{client}: {e}");
-            Response::text_error(cfg, 500, &e.to_string())
-        }
-    }
+    encode::encode(raster, format, quality, opts).map_err(|e| {
+        log::error!("{client}: {e}");
+        Response::text_error(cfg, 500, &e.to_string())
+    })
 }
 
 /// Most pixels one region export may assemble at its source level.
@@ -340,13 +372,20 @@ pub fn region(
         stem(client),
         req.format.extension()
     );
-    encode_response(
+    match encode_bytes(
         cfg,
         client,
         &raster,
         req.format,
         (view.quality, view.tiff_codec),
-        opened,
-        Some(disposition),
-    )
+    ) {
+        Ok(bytes) => Response::content(
+            cfg,
+            req.format.mime(),
+            bytes,
+            Some(opened.mtime),
+            Some(disposition),
+        ),
+        Err(r) => r,
+    }
 }

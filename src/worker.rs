@@ -18,6 +18,7 @@ pub struct Worker {
     pub cfg: Arc<Config>,
     pub images: ImageCache,
     metrics: Option<&'static Metrics>,
+    tiles: Option<&'static shm::Cache>,
 }
 
 impl Worker {
@@ -27,7 +28,14 @@ impl Worker {
             cfg,
             images,
             metrics: None,
+            tiles: None,
         }
+    }
+
+    /// Serve tiles through the shared cache.
+    pub fn with_tile_cache(mut self, tiles: Option<&'static shm::Cache>) -> Self {
+        self.tiles = tiles;
+        self
     }
 
     /// A worker that adds every request to the server's shared metrics.
@@ -50,7 +58,11 @@ impl Worker {
         let cfg = self.cfg.clone();
         let images = &mut self.images;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut ctx = Ctx { cfg: &cfg, images };
+            let mut ctx = Ctx {
+                cfg: &cfg,
+                images,
+                tiles: self.tiles,
+            };
             protocol::handle(&mut ctx, params, stdin)
         }))
         .unwrap_or_else(|_| {
@@ -133,9 +145,14 @@ fn serve_conn<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx) {
 }
 
 /// The worker's main function, run in each forked process.
-pub fn main(listener: &Listener, cfg: Arc<Config>, ctx: &WorkerCtx) -> i32 {
+pub fn main(
+    listener: &Listener,
+    cfg: Arc<Config>,
+    ctx: &WorkerCtx,
+    tiles: Option<&'static shm::Cache>,
+) -> i32 {
     crate::logging::init(&cfg);
-    let mut worker = Worker::with_metrics(cfg, ctx.metrics());
+    let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
     supervisor::accept_loop(listener, ctx, |accepted| match accepted {
         Accepted::Tcp(s) => {
             let _ = s.set_nodelay(true);
@@ -208,9 +225,10 @@ pub fn main_http(
     cfg: Arc<Config>,
     ctx: &WorkerCtx,
     opts: &HttpOptions,
+    tiles: Option<&'static shm::Cache>,
 ) -> i32 {
     crate::logging::init(&cfg);
-    let mut worker = Worker::with_metrics(cfg, ctx.metrics());
+    let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
     supervisor::accept_loop(listener, ctx, |accepted| match accepted {
         Accepted::Tcp(s) => {
             let _ = s.set_nodelay(true);

@@ -466,6 +466,11 @@ fn metrics_and_health_on_loopback() {
     );
     assert!(text.contains("tessera_image_cache_hits_total "), "{text}");
     assert!(text.contains("tessera_workers 2\n"), "{text}");
+    assert!(
+        text.contains("tessera_tile_cache_inserts_total 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("tessera_tile_cache_hits_total 2\n"), "{text}");
     let victim = children(s.pid())[0];
     unsafe { libc::kill(victim, libc::SIGKILL) };
     assert!(wait_for(

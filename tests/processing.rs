@@ -124,3 +124,24 @@ fn float_tiles_map_zero_to_one_onto_8_bits() {
         .zip(&g)
         .all(|(a, b)| (*a as i32 - *b as i32).abs() <= 1));
 }
+
+#[test]
+fn processing_is_applied_to_passed_through_jpeg_tiles() {
+    let s = Server::start(&[], 1);
+    let plain = s.get("FIF=big.tif&JTL=5,0").body;
+    let inv = s.get("FIF=big.tif&INV&JTL=5,0").body;
+    assert_ne!(plain, inv);
+    let a = turbojpeg::decompress(&plain, turbojpeg::PixelFormat::RGB).unwrap();
+    let b = turbojpeg::decompress(&inv, turbojpeg::PixelFormat::RGB).unwrap();
+    let mean_sum: f64 = a
+        .pixels
+        .iter()
+        .zip(&b.pixels)
+        .map(|(x, y)| *x as f64 + *y as f64)
+        .sum::<f64>()
+        / a.pixels.len() as f64;
+    assert!(
+        (mean_sum - 255.0).abs() < 6.0,
+        "x + inverted x ≈ 255, got {mean_sum}"
+    );
+}

@@ -466,6 +466,15 @@ impl Cache {
     }
 }
 
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("size", &self.size)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 impl Drop for Cache {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping; no reference into it outlives the handle.

@@ -18,6 +18,8 @@ pub struct Opened {
     pub mtime: SystemTime,
     /// True when the header was (re)read for this request rather than found cached.
     pub reloaded: bool,
+    /// The resolved file path (part of shared-cache keys).
+    pub path: PathBuf,
 }
 
 struct Entry {
@@ -80,6 +82,7 @@ impl ImageCache {
                     image: e.image.clone(),
                     mtime,
                     reloaded: false,
+                    path: path.to_owned(),
                 });
             }
         }
@@ -112,6 +115,7 @@ impl ImageCache {
             image,
             mtime,
             reloaded: true,
+            path: path.to_owned(),
         })
     }
 }

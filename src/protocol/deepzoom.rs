@@ -111,6 +111,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
     let t = y as i64 * level.columns() as i64 + x as i64;
     render::tile(
         cfg,
+        ctx.tiles,
         &cur.opened,
         &cur.client,
         TileRequest {

@@ -320,6 +320,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         };
         let r = render::tile(
             cfg,
+            ctx.tiles,
             &cur.opened,
             &cur.client,
             TileRequest { res, tile, format },

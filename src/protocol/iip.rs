@@ -297,6 +297,7 @@ impl Session<'_, '_> {
         let (res, tile) = parse_tile_arg(arg);
         Some(render::tile(
             self.ctx.cfg,
+            self.ctx.tiles,
             &cur.opened,
             &cur.client,
             TileRequest { res, tile, format },

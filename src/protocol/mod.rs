@@ -20,6 +20,8 @@ use crate::response::Response;
 pub struct Ctx<'a> {
     pub cfg: &'a Config,
     pub images: &'a mut ImageCache,
+    /// The shared tile cache, when `MAX_IMAGE_CACHE_SIZE` is not 0.
+    pub tiles: Option<&'a shm::Cache>,
 }
 
 /// The HTTP facts of one request that handlers consult.

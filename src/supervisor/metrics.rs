@@ -142,6 +142,60 @@ impl Metrics {
     }
 }
 
+/// Prometheus lines for the shared tile cache.
+pub fn render_cache(t: &shm::Stats) -> String {
+    let mut s = String::new();
+    for (name, help, kind, v) in [
+        (
+            "tessera_tile_cache_hits_total",
+            "Tiles answered from the shared cache.",
+            "counter",
+            t.hits,
+        ),
+        (
+            "tessera_tile_cache_misses_total",
+            "Tile lookups that missed.",
+            "counter",
+            t.misses,
+        ),
+        (
+            "tessera_tile_cache_inserts_total",
+            "Tiles stored.",
+            "counter",
+            t.inserts,
+        ),
+        (
+            "tessera_tile_cache_evictions_total",
+            "Tiles evicted to make room.",
+            "counter",
+            t.evictions,
+        ),
+        (
+            "tessera_tile_cache_bytes",
+            "Bytes of tiles held.",
+            "gauge",
+            t.bytes,
+        ),
+        (
+            "tessera_tile_cache_capacity_bytes",
+            "Bytes of tiles the cache can hold.",
+            "gauge",
+            t.capacity,
+        ),
+        (
+            "tessera_tile_cache_reclaimed_total",
+            "Entries freed after a worker died writing them.",
+            "counter",
+            t.reclaimed,
+        ),
+    ] {
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
+    }
+    s
+}
+
 /// Binds the metrics endpoint; only loopback addresses are accepted.
 pub fn bind(addr: &str) -> Result<TcpListener, String> {
     let sa: SocketAddr = addr

@@ -55,6 +55,9 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// Loopback-only `/health` and `/metrics` endpoint served by the supervisor.
     pub metrics: Option<std::net::TcpListener>,
+    /// The shared tile cache: emptied on reload, repaired when a worker dies,
+    /// reported on SIGUSR1 and in the metrics.
+    pub cache: Option<&'static shm::Cache>,
 }
 
 impl Default for Options {
@@ -63,6 +66,7 @@ impl Default for Options {
             workers: 1,
             shutdown_timeout: Duration::from_secs(10),
             metrics: None,
+            cache: None,
         }
     }
 }
@@ -138,6 +142,7 @@ struct Supervisor<'a, C> {
     backoff: Backoff,
     restarts: u64,
     reloads: u64,
+    cache: Option<&'static shm::Cache>,
 }
 
 fn describe(status: WaitStatus) -> String {
@@ -203,6 +208,14 @@ impl<C: Send + Sync + 'static> Supervisor<'_, C> {
                         continue;
                     };
                     self.stats.retire(pid.as_raw());
+                    if let Some(c) = self.cache {
+                        // A worker killed mid-write leaves an entry locked; free it before
+                        // its pid can be reused.
+                        let n = c.reclaim_dead();
+                        if n > 0 {
+                            log::warn!("Reclaimed {n} shared-cache entries left by worker {pid}");
+                        }
+                    }
                     if stopping || w.generation != self.generation {
                         log::info!("Worker {pid} {}", describe(status));
                         continue;
@@ -237,6 +250,13 @@ impl<C: Send + Sync + 'static> Supervisor<'_, C> {
     }
 
     fn log_statistics(&self) {
+        if let Some(c) = self.cache {
+            let t = c.stats();
+            log::info!(
+                "Tile cache: {} hits, {} misses, {} inserts, {} evictions, {} of {} bytes, {} reclaimed entries",
+                t.hits, t.misses, t.inserts, t.evictions, t.bytes, t.capacity, t.reclaimed
+            );
+        }
         log::info!(
             "Statistics: {} workers, generation {}, {} restarts, {} reloads, {} accesses in total",
             self.workers.len(),
@@ -298,6 +318,7 @@ pub fn run<C: Send + Sync + 'static>(
         },
         restarts: 0,
         reloads: 0,
+        cache: opts.cache,
     };
     for slot in 0..opts.workers {
         s.spawn(slot, &worker_main);
@@ -335,12 +356,16 @@ pub fn run<C: Send + Sync + 'static>(
                         .filter(|w| w.generation == s.generation)
                         .count();
                     metrics::serve_one(conn, live > 0, || {
-                        s.stats.metrics().render(
+                        let mut text = s.stats.metrics().render(
                             s.workers.len(),
                             s.restarts,
                             s.reloads,
                             s.stats.total(),
-                        )
+                        );
+                        if let Some(c) = s.cache {
+                            text.push_str(&metrics::render_cache(&c.stats()));
+                        }
+                        text
                     });
                 }
             }
@@ -366,6 +391,9 @@ pub fn run<C: Send + Sync + 'static>(
                         s.spawn(slot, &worker_main);
                     }
                     s.signal_generation(Signal::SIGTERM, |w| w.generation <= old);
+                    if let Some(c) = s.cache {
+                        c.clear();
+                    }
                     on_reload(&s.cfg);
                 }
                 Err(e) => log::error!("Reload failed, keeping the running configuration: {e}"),

@@ -1,0 +1,75 @@
+//! The shared tile cache through the server: one worker's tile is another's hit,
+//! reloads empty it, changed files are never served stale, size 0 disables it.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+fn log_pids(log: &str, what: &str) -> Vec<i32> {
+    log.lines()
+        .filter(|l| l.contains(what))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_tile_cached_by_one_worker_is_a_hit_in_another() {
+    let s = Server::start(&[("VERBOSITY", "3")], 2);
+    let first = s.get("FIF=small.tif&JTL=2,5").body;
+    let mut inserted = Vec::new();
+    let mut hit_elsewhere = false;
+    for _ in 0..200 {
+        assert_eq!(
+            s.get("FIF=small.tif&JTL=2,5").body,
+            first,
+            "cached bytes equal fresh ones"
+        );
+        let log = s.log();
+        inserted = log_pids(&log, "tile cache insert: small.tif");
+        let hits = log_pids(&log, "tile cache hit: small.tif");
+        if inserted.len() == 1 && hits.iter().any(|p| *p != inserted[0]) {
+            hit_elsewhere = true;
+            break;
+        }
+    }
+    assert_eq!(inserted.len(), 1, "inserted once: {}", s.log());
+    assert!(hit_elsewhere, "no hit in the other worker: {}", s.log());
+    // A reload empties it: the next request inserts again.
+    s.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(s.get("FIF=small.tif&JTL=2,5").body, first);
+    assert_eq!(
+        log_pids(&s.log(), "tile cache insert: small.tif").len(),
+        2,
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn changed_files_are_not_served_stale() {
+    let dir = TempDir::new("stale");
+    std::fs::copy(fixtures().join("small.tif"), dir.0.join("x.tif")).unwrap();
+    let prefix = format!("{}/", dir.0.display());
+    let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
+    let a = s.get("FIF=x.tif&JTL=2,0").body;
+    assert_eq!(jpeg_dims(&a).2, 3);
+    assert_eq!(s.get("FIF=x.tif&JTL=2,0").body, a);
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::copy(fixtures().join("grey.tif"), dir.0.join("x.tif")).unwrap();
+    let b = s.get("FIF=x.tif&JTL=2,0").body;
+    assert_eq!(
+        jpeg_dims(&b).2,
+        1,
+        "the new file's tile, not the cached one"
+    );
+}
+
+#[test]
+fn size_zero_disables_the_cache() {
+    let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "0")], 1);
+    for _ in 0..3 {
+        assert_eq!(s.get("FIF=small.tif&JTL=2,5").status, 200);
+    }
+    assert!(!s.log().contains("tile cache"), "{}", s.log());
+}

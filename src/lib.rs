@@ -13,6 +13,7 @@ pub mod fcgi;
 pub mod http;
 pub mod image;
 pub mod logging;
+pub mod memcached;
 pub mod model;
 pub mod pipeline;
 pub mod protocol;

@@ -225,6 +225,27 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Parses what [`to_cgi`](Self::to_cgi) wrote (for responses kept in memcached).
+    pub fn from_cgi(bytes: &[u8]) -> Option<Response> {
+        let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&bytes[..end]).ok()?;
+        let mut status = 200;
+        let mut headers = Vec::new();
+        for line in head.split("\r\n") {
+            let (k, v) = line.split_once(": ")?;
+            if k == "Status" {
+                status = v.get(..3)?.parse().ok()?;
+            } else {
+                headers.push((k.to_owned(), v.to_owned()));
+            }
+        }
+        Some(Response {
+            status,
+            headers,
+            body: bytes[end + 4..].to_vec(),
+        })
+    }
+
     /// Serialises the CGI header block and, unless `head_only`, the body.
     pub fn to_cgi(&self, head_only: bool) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + if head_only { 0 } else { self.body.len() });
@@ -314,6 +335,21 @@ mod tests {
             assert!(s.ends_with("Content-Length: 0\r\n\r\n") || cors);
             assert_eq!(s.contains("Access-Control-Allow-Origin"), cors);
         }
+    }
+
+    #[test]
+    fn cgi_round_trip() {
+        let r = Response::content(
+            &cfg(Some("*")),
+            "image/png",
+            vec![0, 13, 10, 13, 10, 1],
+            None,
+            None,
+        );
+        assert_eq!(Response::from_cgi(&r.to_cgi(false)), Some(r));
+        let e = Response::text_error(&cfg(None), 404, "gone");
+        assert_eq!(Response::from_cgi(&e.to_cgi(false)), Some(e));
+        assert_eq!(Response::from_cgi(b"no header end"), None);
     }
 
     #[test]

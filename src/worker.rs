@@ -19,16 +19,20 @@ pub struct Worker {
     pub images: ImageCache,
     metrics: Option<&'static Metrics>,
     tiles: Option<&'static shm::Cache>,
+    memcached: Option<crate::memcached::Client>,
 }
 
 impl Worker {
     pub fn new(cfg: Arc<Config>) -> Self {
         let images = ImageCache::new(cfg.metadata_cache_entries);
+        let memcached =
+            crate::memcached::Client::new(&cfg.memcached_servers, cfg.memcached_timeout);
         Worker {
             cfg,
             images,
             metrics: None,
             tiles: None,
+            memcached,
         }
     }
 
@@ -57,11 +61,14 @@ impl Worker {
         let start = Instant::now();
         let cfg = self.cfg.clone();
         let images = &mut self.images;
+        let tiles = self.tiles;
+        let memcached = &mut self.memcached;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut ctx = Ctx {
                 cfg: &cfg,
                 images,
-                tiles: self.tiles,
+                tiles,
+                memcached: memcached.as_mut(),
             };
             protocol::handle(&mut ctx, params, stdin)
         }))

@@ -22,6 +22,8 @@ pub struct Ctx<'a> {
     pub images: &'a mut ImageCache,
     /// The shared tile cache, when `MAX_IMAGE_CACHE_SIZE` is not 0.
     pub tiles: Option<&'a shm::Cache>,
+    /// The memcached second level, when `MEMCACHED_SERVERS` names servers.
+    pub memcached: Option<&'a mut crate::memcached::Client>,
 }
 
 /// The HTTP facts of one request that handlers consult.
@@ -153,11 +155,35 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         }
     };
 
-    let (response, protocol) = if http.request_string.is_empty() {
-        (Response::banner(cfg), "other")
-    } else {
-        (iip::run(ctx, &http), protocol_of(&http.request_string))
-    };
+    if http.request_string.is_empty() {
+        return Outcome {
+            response: Response::banner(cfg),
+            head_only,
+            protocol: "other",
+        };
+    }
+    let protocol = protocol_of(&http.request_string);
+    // memcached holds whole responses by request; conditional requests bypass it.
+    let mc_key = (ctx.memcached.is_some() && http.if_modified_since.is_none())
+        .then(|| crate::memcached::Client::key(&http.request_string));
+    if let (Some(mc), Some(key)) = (ctx.memcached.as_deref_mut(), mc_key.as_deref()) {
+        if let Some(response) = mc.get(key).and_then(|b| Response::from_cgi(&b)) {
+            return Outcome {
+                response,
+                head_only,
+                protocol,
+            };
+        }
+    }
+    let response = iip::run(ctx, &http);
+    // Never kept: errors, 304s, and info.json (it depends on Host and Accept).
+    let keep = response.status == 200
+        && !response
+            .header("Content-Type")
+            .is_some_and(|t| t.starts_with("application/ld+json"));
+    if let (Some(mc), Some(key), true) = (ctx.memcached.as_deref_mut(), mc_key.as_deref(), keep) {
+        mc.set(key, &response.to_cgi(false));
+    }
     Outcome {
         response,
         head_only,

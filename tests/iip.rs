@@ -429,3 +429,45 @@ fn path_handling() {
         .text()
         .contains("not tiled"));
 }
+
+#[test]
+fn plain_jpeg_sources_have_virtual_levels() {
+    let s = Server::start(&[("URI_MAP", "iiif=>IIIF")], 1);
+    let r = s.get("FIF=photo.jpg&OBJ=Resolution-number&OBJ=Resolutions&OBJ=Tile-size");
+    assert_eq!(
+        body_lines(&r),
+        [
+            "Resolution-number:4",
+            "Resolutions:250 187,500 375,1000 750,2000 1500",
+            "Tile-size:256 256"
+        ]
+    );
+    assert_eq!(jpeg_size(&s.get("FIF=photo.jpg&JTL=3,5").body), (256, 256));
+    assert_eq!(jpeg_size(&s.get("FIF=photo.jpg&JTL=0,0").body), (250, 187));
+    assert_eq!(jpeg_size(&s.get("FIF=photo.jpg&JTL=3,47").body), (208, 220));
+    assert_eq!(
+        jpeg_size(&s.get("FIF=photo.jpg&WID=300&CVT=jpeg").body),
+        (300, 225)
+    );
+    let r = s.request(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", "/iiif/photo.jpg/full/max/0/default.jpg"),
+        ],
+        b"",
+    );
+    assert_eq!(jpeg_size(&r.body), (2000, 1500));
+    // Pixels follow the source: red falls from left to right.
+    let r = s.get("FIF=photo.jpg&PTL=0,0");
+    let mut rd = png::Decoder::new(std::io::Cursor::new(r.body))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; rd.output_buffer_size().unwrap()];
+    rd.next_frame(&mut buf).unwrap();
+    assert!(
+        buf[0] > 230 && buf[(249) * 3] < 25,
+        "{} {}",
+        buf[0],
+        buf[249 * 3]
+    );
+}

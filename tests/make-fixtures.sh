@@ -28,6 +28,8 @@ gradient() {
 TILE="--tile --pyramid --tile-width 256 --tile-height 256"
 gradient 5000 3000 big
 gradient 1001 777 small
+gradient 2000 1500 photo
+vips jpegsave "$T/photo.v" "$OUT/photo.jpg" --Q 90
 vips tiffsave "$T/big.v" "$OUT/big.tif" $TILE --compression jpeg --Q 90
 vips tiffsave "$T/big.v" "$OUT/big_subifd.tif" $TILE --compression jpeg --Q 90 --subifd
 vips tiffsave "$T/big.v" "$OUT/big_bigtiff.tif" $TILE --compression jpeg --Q 90 --bigtiff

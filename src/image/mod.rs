@@ -10,6 +10,7 @@
 
 pub mod cache;
 pub mod jp2;
+pub mod jpeg;
 pub mod tiff;
 
 use std::collections::BTreeMap;
@@ -200,6 +201,7 @@ pub fn open(path: &Path) -> Result<Arc<dyn Image>, ImageError> {
     match &map[..4] {
         b"II*\0" | b"MM\0*" | b"II+\0" | b"MM\0+" => Ok(Arc::new(tiff::TiffImage::parse(map)?)),
         _ if map[..3] == *b"I I" => Ok(Arc::new(tiff::TiffImage::parse(map)?)),
+        [0xFF, 0xD8, 0xFF, _] => Ok(Arc::new(jpeg::JpegImage::parse(map)?)),
         _ if map.len() >= 12 && map[..12] == jp2::SIGNATURE => {
             Ok(Arc::new(jp2::Jp2Image::parse(map)?))
         }

@@ -1,0 +1,187 @@
+//! Plain JPEG files with a virtual pyramid (images.md §5): levels halve with floor
+//! until both sides fit 256; a level is decoded with libjpeg-turbo's DCT scaling
+//! (1/1 … 1/8, then every 2^(k−3)-th pixel) and tiles are cut from it. JPEG has no
+//! random access, so the last decoded level is kept (up to 64 MiB) for the next tile.
+
+use super::{
+    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, SampleFormat, Samples,
+    StoredCodec, Tile,
+};
+use std::sync::{Arc, Mutex};
+
+const KEEP_BYTES: usize = 64 << 20;
+const MAX_PIXELS: u64 = 1 << 30;
+
+pub struct JpegImage {
+    map: memmap2::Mmap,
+    info: ImageInfo,
+    last: Mutex<Option<(u32, Arc<Vec<u8>>, usize, usize)>>,
+}
+
+fn err(e: impl std::fmt::Display) -> ImageError {
+    ImageError::Decode(format!("JPEG: {e}"))
+}
+
+/// The virtual levels of a `w×h` JPEG.
+pub fn levels(w: u32, h: u32) -> Vec<Level> {
+    let mut out = vec![];
+    let (mut lw, mut lh) = (w, h);
+    loop {
+        out.push(Level {
+            width: lw.max(1),
+            height: lh.max(1),
+            tile_width: 256,
+            tile_height: 256,
+            codec: StoredCodec::Jpeg,
+        });
+        if (lw <= 256 && lh <= 256) || out.len() >= 32 {
+            break;
+        }
+        lw /= 2;
+        lh /= 2;
+    }
+    out
+}
+
+impl JpegImage {
+    pub fn parse(map: memmap2::Mmap) -> Result<JpegImage, ImageError> {
+        let h = turbojpeg::read_header(&map[..]).map_err(err)?;
+        if h.width == 0 || h.height == 0 || (h.width as u64 * h.height as u64) > MAX_PIXELS {
+            return Err(ImageError::Unsupported(format!(
+                "JPEG of {}x{}",
+                h.width, h.height
+            )));
+        }
+        let grey = h.colorspace == turbojpeg::Colorspace::Gray;
+        let channels = if grey { 1 } else { 3 };
+        let info = ImageInfo {
+            levels: levels(h.width as u32, h.height as u32),
+            channels,
+            bits_per_sample: 8,
+            sample_format: SampleFormat::Unsigned,
+            colour: if grey {
+                ColourSpace::Greyscale
+            } else {
+                ColourSpace::Srgb
+            },
+            min: vec![0.0; channels as usize],
+            max: vec![255.0; channels as usize],
+            dpi_x: 0.0,
+            dpi_y: 0.0,
+            resolution_unit: Default::default(),
+            metadata: Default::default(),
+            icc: None,
+            xmp: None,
+            horizontal_views: vec![0],
+            vertical_views: vec![90],
+            quality_layers: 0,
+        };
+        Ok(JpegImage {
+            map,
+            info,
+            last: Mutex::new(None),
+        })
+    }
+
+    /// Pixels of level `k`: (data, width, height).
+    fn level(&self, k: u32) -> Result<(Arc<Vec<u8>>, usize, usize), ImageError> {
+        if let Some((lk, data, w, h)) = self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+        {
+            if *lk == k {
+                return Ok((data.clone(), *w, *h));
+            }
+        }
+        let c = self.info.channels as usize;
+        let format = if c == 1 {
+            turbojpeg::PixelFormat::GRAY
+        } else {
+            turbojpeg::PixelFormat::RGB
+        };
+        let mut d = turbojpeg::Decompressor::new().map_err(err)?;
+        let head = d.read_header(&self.map[..]).map_err(err)?;
+        let scale = turbojpeg::ScalingFactor::new(1, 1 << k.min(3));
+        d.set_scaling_factor(scale).map_err(err)?;
+        let scaled = head.scaled(scale);
+        let (sw, sh) = (scaled.width, scaled.height);
+        let mut px = vec![0u8; sw * sh * c];
+        d.decompress(
+            &self.map[..],
+            turbojpeg::Image {
+                pixels: &mut px[..],
+                width: sw,
+                pitch: sw * c,
+                height: sh,
+                format,
+            },
+        )
+        .map_err(err)?;
+        let lv = &self.info.levels[k as usize];
+        let (lw, lh) = (lv.width as usize, lv.height as usize);
+        let step = 1usize << k.saturating_sub(3);
+        let mut out = Vec::with_capacity(lw * lh * c);
+        for y in 0..lh {
+            let sy = (y * step).min(sh - 1);
+            for x in 0..lw {
+                let sx = (x * step).min(sw - 1);
+                let i = (sy * sw + sx) * c;
+                out.extend_from_slice(&px[i..i + c]);
+            }
+        }
+        let data = Arc::new(out);
+        if data.len() <= KEEP_BYTES {
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((k, data.clone(), lw, lh));
+        }
+        Ok((data, lw, lh))
+    }
+}
+
+impl Image for JpegImage {
+    fn info(&self) -> &ImageInfo {
+        &self.info
+    }
+
+    fn encoded_tile(&self, _k: u32, _t: u32) -> Result<Option<EncodedTile>, ImageError> {
+        Ok(None)
+    }
+
+    fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError> {
+        let level = self
+            .info
+            .levels
+            .get(k as usize)
+            .ok_or(ImageError::NoSuchLevel(k))?;
+        let (tw, th) = level.tile_size(t).ok_or(ImageError::NoSuchTile(t))?;
+        let (data, lw, _) = self.level(k)?;
+        let c = self.info.channels as usize;
+        let (x0, y0) = (
+            (t % level.columns() * 256) as usize,
+            (t / level.columns() * 256) as usize,
+        );
+        let mut out = Vec::with_capacity(tw as usize * th as usize * c);
+        for y in y0..y0 + th as usize {
+            let i = (y * lw + x0) * c;
+            out.extend_from_slice(&data[i..i + tw as usize * c]);
+        }
+        Ok(Tile {
+            width: tw,
+            height: th,
+            channels: c as u16,
+            data: Samples::U8(out),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_levels_f10() {
+        let sizes: Vec<(u32, u32)> = levels(2000, 1500)
+            .iter()
+            .map(|l| (l.width, l.height))
+            .collect();
+        assert_eq!(sizes, [(2000, 1500), (1000, 750), (500, 375), (250, 187)]);
+        assert_eq!(levels(200, 100).len(), 1);
+    }
+}

@@ -12,10 +12,13 @@ use std::sync::{Arc, Mutex};
 const KEEP_BYTES: usize = 64 << 20;
 const MAX_PIXELS: u64 = 1 << 30;
 
+/// A decoded level: its number, pixels, width and height.
+type DecodedLevel = (u32, Arc<Vec<u8>>, usize, usize);
+
 pub struct JpegImage {
     map: memmap2::Mmap,
     info: ImageInfo,
-    last: Mutex<Option<(u32, Arc<Vec<u8>>, usize, usize)>>,
+    last: Mutex<Option<DecodedLevel>>,
 }
 
 fn err(e: impl std::fmt::Display) -> ImageError {

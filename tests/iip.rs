@@ -471,3 +471,41 @@ fn plain_jpeg_sources_have_virtual_levels() {
         buf[249 * 3]
     );
 }
+
+#[test]
+fn jpeg2000_sources() {
+    let s = Server::start(&[], 1);
+    let r = s.get("FIF=small.jp2&OBJ=Resolution-number&OBJ=Resolutions&OBJ=Max-size");
+    assert_eq!(
+        body_lines(&r),
+        [
+            "Resolution-number:3",
+            "Resolutions:251 195,501 389,1001 777",
+            "Max-size:1001 777"
+        ]
+    );
+    // T20: right-hand edge tiles decode.
+    assert_eq!(jpeg_size(&s.get("FIF=small.jp2&JTL=2,3").body), (233, 256));
+    assert_eq!(jpeg_size(&s.get("FIF=small.jp2&JTL=2,15").body), (233, 9));
+    assert_eq!(jpeg_size(&s.get("FIF=small.jp2&JTL=0,0").body), (251, 195));
+    // T19: lossless JPEG2000 and deflate TIFF of the same pixels give the same PNG tile.
+    assert_eq!(
+        s.get("FIF=small.jp2&PTL=2,1").body,
+        s.get("FIF=small.tif&PTL=2,1").body
+    );
+    assert_eq!(
+        s.get("FIF=small.jp2&PTL=2,14").body,
+        s.get("FIF=small.tif&PTL=2,14").body
+    );
+    // Virtual levels below a single stored resolution.
+    let r = s.get("FIF=flat.jp2&OBJ=Resolution-number");
+    assert_eq!(body_lines(&r), ["Resolution-number:3"]);
+    assert_eq!(jpeg_size(&s.get("FIF=flat.jp2&JTL=0,0").body), (251, 195));
+    assert_eq!(jpeg_size(&s.get("FIF=flat.jp2&JTL=1,3").body), (245, 133));
+    // Region export from JPEG2000.
+    assert_eq!(
+        jpeg_size(&s.get("FIF=small.jp2&WID=300&CVT=jpeg").body),
+        (300, 233)
+    );
+    assert_eq!(s.get("FIF=small.jp2&JTL=2,16").status, 404);
+}

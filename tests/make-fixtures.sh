@@ -3,7 +3,7 @@
 # libtiff's tools. Usage: tests/make-fixtures.sh OUT_DIR. Deterministic; ~5 s.
 set -euo pipefail
 OUT=${1:?usage: make-fixtures.sh OUT_DIR}
-for t in vips tiffset tiffcp; do
+for t in vips tiffset tiffcp opj_compress; do
   command -v "$t" >/dev/null || { echo "missing $t (apt-get install libvips-tools libtiff-tools)" >&2; exit 1; }
 done
 mkdir -p "$OUT"
@@ -30,6 +30,11 @@ gradient 5000 3000 big
 gradient 1001 777 small
 gradient 2000 1500 photo
 vips jpegsave "$T/photo.v" "$OUT/photo.jpg" --Q 90
+# JPEG2000, lossless, 3 resolutions (1001x777, 501x389, 251x195), as the spec corpus
+vips ppmsave "$T/small.v" "$T/small.ppm"
+opj_compress -i "$T/small.ppm" -o "$OUT/small.jp2" -n 3 >/dev/null
+# one resolution only: the server adds virtual levels below it
+opj_compress -i "$T/small.ppm" -o "$OUT/flat.jp2" -n 1 >/dev/null
 vips tiffsave "$T/big.v" "$OUT/big.tif" $TILE --compression jpeg --Q 90
 vips tiffsave "$T/big.v" "$OUT/big_subifd.tif" $TILE --compression jpeg --Q 90 --subifd
 vips tiffsave "$T/big.v" "$OUT/big_bigtiff.tif" $TILE --compression jpeg --Q 90 --bigtiff

@@ -7,10 +7,10 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config cmake nasm libzstd-dev libvips-tools libtiff-tools bc
       nginx-light spawn-fcgi iipimage-server curl file rpm openrc libfcgi-bin
-      apache2-bin libapache2-mod-fcgid lighttpd memcached"
+      apache2-bin libapache2-mod-fcgid lighttpd memcached libopenjp2-tools"
 missing=0
 for t in cc pkg-config cmake nasm vips tiffset bc nginx spawn-fcgi curl file rpm openrc-run cgi-fcgi \
-         apache2 lighttpd memcached; do
+         apache2 lighttpd memcached opj_compress; do
   command -v "$t" >/dev/null || missing=1
 done
 [ -x /usr/lib/iipimage-server/iipsrv.fcgi ] || missing=1

@@ -1,9 +1,10 @@
-//! JPEG2000 (JP2 container) headers read from a memory map: size, resolutions,
-//! components and quality layers, so metadata requests work for JP2 archives.
-//! Tile decoding needs the OpenJPEG reader and answers "unsupported" until then.
+//! JPEG2000 (JP2 container) images from a memory map: the header (size, resolutions,
+//! components, quality layers) is read here; tiles are 256×256 windows decoded by
+//! OpenJPEG at a reduced resolution, with virtual levels below the smallest stored one.
 
 use super::{
-    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, SampleFormat, StoredCodec, Tile,
+    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, SampleFormat, Samples,
+    StoredCodec, Tile,
 };
 
 /// The JP2 signature box that starts every JP2/JPX file.
@@ -152,8 +153,9 @@ pub fn levels(h: &Header) -> Vec<Level> {
 
 /// An opened JP2 file.
 pub struct Jp2Image {
-    _map: memmap2::Mmap,
+    map: memmap2::Mmap,
     info: ImageInfo,
+    resolutions: u32,
 }
 
 impl Jp2Image {
@@ -188,7 +190,11 @@ impl Jp2Image {
             vertical_views: vec![90],
             quality_layers: h.layers,
         };
-        Ok(Jp2Image { _map: map, info })
+        Ok(Jp2Image {
+            map,
+            info,
+            resolutions: h.resolutions,
+        })
     }
 }
 
@@ -199,10 +205,82 @@ impl Image for Jp2Image {
     fn encoded_tile(&self, _k: u32, _t: u32) -> Result<Option<EncodedTile>, ImageError> {
         Ok(None)
     }
-    fn decode_tile(&self, _k: u32, _t: u32) -> Result<Tile, ImageError> {
-        Err(ImageError::Unsupported(
-            "JPEG2000 tile decoding in this build".into(),
-        ))
+    fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError> {
+        let level = self
+            .info
+            .levels
+            .get(k as usize)
+            .ok_or(ImageError::NoSuchLevel(k))?;
+        let (tw, th) = level.tile_size(t).ok_or(ImageError::NoSuchTile(t))?;
+        let (col, row) = (t % level.columns(), t / level.columns());
+        // Stored levels decode at `reduce = k`; virtual ones decode the smallest stored
+        // level and keep every step-th pixel (powers of two, images.md §4).
+        let reduce = k.min(self.resolutions.saturating_sub(1));
+        let step = 1usize << (k - reduce).min(30);
+        let scale = 1u64 << k.min(40);
+        let clip = |v: u64, full: u32| v.min(full as u64) as u32;
+        let window = (
+            clip(col as u64 * 256 * scale, self.info.width()),
+            clip(row as u64 * 256 * scale, self.info.height()),
+            clip((col as u64 * 256 + tw as u64) * scale, self.info.width()),
+            clip((row as u64 * 256 + th as u64) * scale, self.info.height()),
+        );
+        let d = super::openjpeg::decode(&self.map, reduce, 0, window)
+            .map_err(|e| ImageError::Decode(format!("OpenJPEG error :: {e}")))?;
+        let c = d.channels;
+        let (w, h) = (tw as usize, th as usize);
+        // Sample (x, y) of the tile, clamped to what the decoder returned.
+        let at = |x: usize, y: usize, ch: usize| -> i32 {
+            let sx = (x * step).min(d.width - 1);
+            let sy = (y * step).min(d.height - 1);
+            d.samples[(sy * d.width + sx) * c + ch]
+        };
+        let bits = d.precision.clamp(1, 16);
+        let mask = (1i32 << bits) - 1;
+        let data = if bits <= 8 {
+            let expand = |v: i32| -> u8 {
+                let v = v.clamp(0, mask);
+                match bits {
+                    1 => (v * 255) as u8,
+                    2 => (v * 85) as u8,
+                    4 => (v * 17) as u8,
+                    6 => ((v << 2) | (v >> 4)) as u8,
+                    8 => v as u8,
+                    _ => ((v * 255) / mask.max(1)).min(255) as u8,
+                }
+            };
+            let mut out = Vec::with_capacity(w * h * c);
+            for y in 0..h {
+                for x in 0..w {
+                    for ch in 0..c {
+                        out.push(expand(at(x, y, ch)));
+                    }
+                }
+            }
+            Samples::U8(out)
+        } else {
+            let mut out = Vec::with_capacity(w * h * c);
+            for y in 0..h {
+                for x in 0..w {
+                    for ch in 0..c {
+                        let v = at(x, y, ch).clamp(0, mask) as u32;
+                        let v = if bits < 16 {
+                            (v << (16 - bits)) | (v >> (2 * bits - 16))
+                        } else {
+                            v
+                        };
+                        out.push(v as u16);
+                    }
+                }
+            }
+            Samples::U16(out)
+        };
+        Ok(Tile {
+            width: tw,
+            height: th,
+            channels: c as u16,
+            data,
+        })
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod jp2;
 pub mod jpeg;
+mod openjpeg;
 pub mod tiff;
 
 use std::collections::BTreeMap;

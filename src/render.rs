@@ -284,6 +284,9 @@ fn assemble(
     k: u32,
     (left, top, width, height): (u32, u32, u32, u32),
 ) -> Result<Tile, ImageError> {
+    if let Some(r) = opened.image.decode_region(k, (left, top, width, height)) {
+        return r;
+    }
     let level = &opened.image.info().levels[k as usize];
     let (tw, th) = (level.tile_width, level.tile_height);
     let mut out: Option<Tile> = None;

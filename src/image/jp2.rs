@@ -213,6 +213,28 @@ impl Image for Jp2Image {
             .ok_or(ImageError::NoSuchLevel(k))?;
         let (tw, th) = level.tile_size(t).ok_or(ImageError::NoSuchTile(t))?;
         let (col, row) = (t % level.columns(), t / level.columns());
+        self.window(k, (col * 256, row * 256, tw, th))
+    }
+
+    fn decode_region(
+        &self,
+        k: u32,
+        rect: (u32, u32, u32, u32),
+    ) -> Option<Result<Tile, ImageError>> {
+        Some(self.window(k, rect))
+    }
+}
+
+impl Jp2Image {
+    /// Decodes the rectangle `(left, top, w, h)` of level `k`.
+    fn window(
+        &self,
+        k: u32,
+        (left, top, tw, th): (u32, u32, u32, u32),
+    ) -> Result<Tile, ImageError> {
+        if k as usize >= self.info.levels.len() || tw == 0 || th == 0 {
+            return Err(ImageError::NoSuchLevel(k));
+        }
         // Stored levels decode at `reduce = k`; virtual ones decode the smallest stored
         // level and keep every step-th pixel (powers of two, images.md §4).
         let reduce = k.min(self.resolutions.saturating_sub(1));
@@ -220,10 +242,10 @@ impl Image for Jp2Image {
         let scale = 1u64 << k.min(40);
         let clip = |v: u64, full: u32| v.min(full as u64) as u32;
         let window = (
-            clip(col as u64 * 256 * scale, self.info.width()),
-            clip(row as u64 * 256 * scale, self.info.height()),
-            clip((col as u64 * 256 + tw as u64) * scale, self.info.width()),
-            clip((row as u64 * 256 + th as u64) * scale, self.info.height()),
+            clip(left as u64 * scale, self.info.width()),
+            clip(top as u64 * scale, self.info.height()),
+            clip((left as u64 + tw as u64) * scale, self.info.width()),
+            clip((top as u64 + th as u64) * scale, self.info.height()),
         );
         let d = super::openjpeg::decode(&self.map, reduce, 0, window)
             .map_err(|e| ImageError::Decode(format!("OpenJPEG error :: {e}")))?;

@@ -187,6 +187,16 @@ pub trait Image: Send + Sync {
     fn encoded_tile(&self, k: u32, t: u32) -> Result<Option<EncodedTile>, ImageError>;
     /// Decode tile `t` of level `k`.
     fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError>;
+
+    /// Decode the rectangle `(left, top, width, height)` of level `k` in one pass, for
+    /// formats that decode windows directly (JPEG2000). `None`: assemble from tiles.
+    fn decode_region(
+        &self,
+        _k: u32,
+        _rect: (u32, u32, u32, u32),
+    ) -> Option<Result<Tile, ImageError>> {
+        None
+    }
 }
 
 /// Open `path` and detect its format from its first bytes.

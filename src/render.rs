@@ -278,8 +278,9 @@ pub fn region_at_level(
     (chosen, left, top, width, height)
 }
 
-/// Reads a rectangle of level `k`, at native depth, from the tiles that intersect it.
-fn assemble(
+/// Reads a rectangle of level `k`, at native depth: one window decode where the format
+/// has it, else from the tiles that intersect it.
+pub fn assemble(
     opened: &Opened,
     k: u32,
     (left, top, width, height): (u32, u32, u32, u32),

@@ -509,3 +509,61 @@ fn jpeg2000_sources() {
     );
     assert_eq!(s.get("FIF=small.jp2&JTL=2,16").status, 404);
 }
+
+#[test]
+fn til_spectra_and_profiles() {
+    let s = Server::start(&[], 1);
+    // T26: column-major FlashPix tile records.
+    let r = s.get("FIF=small.tif&TIL=1,0-3");
+    assert_eq!(r.content_type(), "application/vnd.netfpx");
+    let mut rest = &r.body[..];
+    let mut order = Vec::new();
+    while !rest.is_empty() {
+        let colon = rest.iter().position(|&b| b == b':').unwrap();
+        let head = std::str::from_utf8(&rest[..colon]).unwrap().to_owned();
+        let len: usize = head.rsplit('/').next().unwrap().parse().unwrap();
+        let parts: Vec<&str> = head.split(',').collect();
+        order.push(parts[2].parse::<u32>().unwrap());
+        let rec = &rest[colon + 1..colon + 1 + len];
+        assert_eq!(&rec[..8], &[2, 0, 0, 0, 0, 0x11, 0, 0]);
+        assert_eq!(&rec[8..10], &[0xFF, 0xD8]);
+        assert_eq!(&rest[colon + 1 + len..colon + 3 + len], b"\r\n");
+        rest = &rest[colon + 3 + len..];
+    }
+    assert_eq!(order, [0, 2, 1, 3]);
+    // X1, X2
+    let r = s.get("FIF=small.tif&SPECTRA=2,0,5,5");
+    assert_eq!(r.content_type(), "application/xml");
+    let t = r.text();
+    assert_eq!(t.matches("<point>").count(), 1);
+    assert!(t.contains("<wavelength>0</wavelength>"));
+    let (_, _, png_px) = {
+        let mut rd = png::Decoder::new(std::io::Cursor::new(s.get("FIF=small.tif&PTL=2,0").body))
+            .read_info()
+            .unwrap();
+        let mut buf = vec![0; rd.output_buffer_size().unwrap()];
+        rd.next_frame(&mut buf).unwrap();
+        ((), (), buf)
+    };
+    let expected = format!(
+        "<reflectance>{:.6}</reflectance>",
+        png_px[(5 * 256 + 5) * 3] as f64 / 255.0
+    );
+    assert!(t.contains(&expected), "{t} vs {expected}");
+    assert_eq!(s.get("FIF=small.tif&SPECTRA=2,0,300,5").status, 400);
+    // X4, X6
+    let r = s.get("FIF=small.tif&PFL=2:10,10-15,10");
+    assert_eq!(r.content_type(), "application/json");
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["profile"].as_array().unwrap().len(), 15);
+    assert_eq!(
+        v["profile"][0].as_u64().unwrap(),
+        png_px[(10 * 256 + 10) * 3] as u64
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&s.get("FIF=small.tif&PFL=2:10,10-10,14").body).unwrap();
+    assert_eq!(v["profile"].as_array().unwrap().len(), 12);
+    assert_eq!(s.get("FIF=small.tif&PFL=9:0,0").status, 400);
+    assert_eq!(s.get("FIF=small.tif&PFL=2:1001,0").status, 400);
+    assert_eq!(s.get("PFL=2:0,0").status, 400);
+}

@@ -347,6 +347,81 @@ impl Session<'_, '_> {
     }
 }
 
+/// `TIL=r,t1-t2` (iip.md §6): the tiles of the rectangle from t1 (top-left) to t2
+/// (bottom-right), column by column, in FlashPix tile records.
+fn til(
+    cfg: &crate::config::Config,
+    tiles: Option<&shm::Cache>,
+    cur: &Current,
+    arg: &str,
+    view: &View,
+) -> Response {
+    let (r, range) = arg.split_once(',').unwrap_or((arg, "0"));
+    let r = atoi(r);
+    let (t1, t2) = match range.split_once('-') {
+        Some((a, b)) => (atoi(a), atoi(b)),
+        None => (atoi(range), atoi(range)),
+    };
+    let info = cur.opened.image.info();
+    let n = info.num_levels() as i64;
+    if r < 0 || r >= n || t1 < 0 || t2 < 0 {
+        return Response::text_error(
+            cfg,
+            404,
+            &format!("TIL :: Invalid resolution or tile: {arg}"),
+        );
+    }
+    let level = &info.levels[(n - 1 - r) as usize];
+    let (cols, count) = (level.columns() as i64, level.tile_count() as i64);
+    if t1 >= count || t2 >= count {
+        return Response::text_error(
+            cfg,
+            404,
+            &format!("TIL :: Asked for non-existent tile: {arg}"),
+        );
+    }
+    let t2 = t2.max(t1);
+    let (c1, r1, c2, r2) = (t1 % cols, t1 / cols, t2 % cols, t2 / cols);
+    let (c1, c2) = (c1.min(c2), c1.max(c2));
+    if (c2 - c1 + 1) * (r2 - r1 + 1) > 1024 {
+        return Response::text_error(cfg, 400, "TIL :: at most 1024 tiles per request");
+    }
+    let mut body = Vec::new();
+    for c in c1..=c2 {
+        for row in r1..=r2 {
+            let t = row * cols + c;
+            let req = TileRequest {
+                res: r,
+                tile: t,
+                format: Format::Jpeg,
+            };
+            let resp = render::tile(cfg, tiles, &cur.opened, &cur.client, req, view);
+            if resp.status != 200 {
+                return resp;
+            }
+            let kind: u8 = if info.bits_per_sample == 16 { 3 } else { 2 };
+            body.extend_from_slice(format!("Tile,{r},{t},0/{}:", resp.body.len() + 8).as_bytes());
+            body.extend_from_slice(&[kind, 0, 0, 0, 0, 0x11, 0, 0]);
+            body.extend_from_slice(&resp.body);
+            body.extend_from_slice(b"\r\n");
+        }
+    }
+    Response {
+        status: 200,
+        headers: vec![
+            ("Server".into(), crate::response::SERVER.into()),
+            ("Content-Type".into(), "application/vnd.netfpx".into()),
+            (
+                "Last-Modified".into(),
+                crate::response::http_date(cur.opened.mtime),
+            ),
+            ("Cache-Control".into(), "max-age=86400".into()),
+            ("Content-Length".into(), body.len().to_string()),
+        ],
+        body,
+    }
+}
+
 /// Runs the commands of `http.request_string` and returns the response.
 pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
     let cfg = ctx.cfg;
@@ -460,6 +535,17 @@ pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
                 None
             }
             "CVT" => s.cvt(value),
+            "SPECTRA" | "PFL" | "TIL" => match &s.image {
+                None => {
+                    s.error("1 3", "");
+                    None
+                }
+                Some(cur) => Some(match name.to_ascii_uppercase().as_str() {
+                    "SPECTRA" => super::science::spectra(s.ctx.cfg, cur, value),
+                    "PFL" => super::science::profile(s.ctx.cfg, cur, value),
+                    _ => til(s.ctx.cfg, s.ctx.tiles, cur, value, &s.view),
+                }),
+            },
             "CNT" => {
                 s.view.processing.contrast = match value.to_ascii_lowercase().as_str() {
                     "eq" | "equalization" => Contrast::Equalise,

@@ -9,6 +9,7 @@ pub mod deepzoom;
 pub mod iiif;
 pub mod iip;
 pub mod path;
+pub mod science;
 pub mod zoomify;
 
 use crate::config::{Config, MappedProtocol};

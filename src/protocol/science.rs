@@ -1,0 +1,117 @@
+//! IIP's scientific read-outs (iip.md §9): `SPECTRA` (per-band value at a point) and
+//! `PFL` (raw values along a line), over the bands of an image (one for a single file).
+
+use super::iip::Current;
+use crate::config::{atoi, Config};
+use crate::image::Samples;
+use crate::render;
+use crate::response::Response;
+
+fn sample_text(data: &Samples, i: usize) -> String {
+    match data {
+        Samples::U8(v) => v[i].to_string(),
+        Samples::U16(v) => v[i].to_string(),
+        Samples::U32(v) => v[i].to_string(),
+        Samples::F32(v) => format!("{:.9}", v[i]),
+    }
+}
+
+/// `SPECTRA=r,t,x,y`: the first channel at pixel (x, y) of tile t, normalised for
+/// integer depths.
+pub fn spectra(cfg: &Config, cur: &Current, arg: &str) -> Response {
+    let v: Vec<i64> = arg.split(',').map(atoi).collect();
+    let [r, t, x, y] = v[..] else {
+        return Response::text_error(cfg, 400, "SPECTRA :: expected r,t,x,y");
+    };
+    let info = cur.opened.image.info();
+    let n = info.num_levels() as i64;
+    if r < 0 || r >= n || t < 0 {
+        return Response::text_error(
+            cfg,
+            400,
+            &format!("SPECTRA :: Invalid resolution or tile: {r},{t}"),
+        );
+    }
+    let k = (n - 1 - r) as u32;
+    let tile = match cur.opened.image.decode_tile(k, t as u32) {
+        Ok(tile) => tile,
+        Err(e) => return Response::text_error(cfg, 404, &format!("{}: {e}", cur.client)),
+    };
+    if x < 0 || y < 0 || x >= tile.width as i64 || y >= tile.height as i64 {
+        return Response::text_error(
+            cfg,
+            400,
+            "SPECTRA :: Error: x,y coordinates outside of tile boundaries",
+        );
+    }
+    let i = (y as usize * tile.width as usize + x as usize) * tile.channels as usize;
+    let value = match &tile.data {
+        Samples::U8(d) => d[i] as f64 / 255.0,
+        Samples::U16(d) => d[i] as f64 / 65535.0,
+        Samples::U32(d) => d[i] as f64,
+        Samples::F32(d) => d[i] as f64,
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<spectra>\n\t<point>\n\t\t<wavelength>{}</wavelength>\n\t\t<reflectance>{value:.6}</reflectance>\n\t</point>\n</spectra>",
+        info.horizontal_views.first().copied().unwrap_or(0)
+    );
+    Response::content(
+        cfg,
+        "application/xml",
+        body.into_bytes(),
+        Some(cur.opened.mtime),
+        None,
+    )
+}
+
+/// `PFL=r:x1,y1-x2,y2` or `r:x,y`: raw values along a horizontal or vertical line.
+pub fn profile(cfg: &Config, cur: &Current, arg: &str) -> Response {
+    let Some((r, coords)) = arg.split_once(':') else {
+        return Response::text_error(cfg, 400, "PFL :: expected r:x1,y1-x2,y2");
+    };
+    let info = cur.opened.image.info();
+    let n = info.num_levels() as i64;
+    let r = atoi(r);
+    if r < 0 || r >= n {
+        return Response::text_error(cfg, 400, &format!("PFL :: Invalid resolution number: {r}"));
+    }
+    let k = (n - 1 - r) as u32;
+    let level = &info.levels[k as usize];
+    let point = |s: &str| -> Option<(i64, i64)> {
+        let (x, y) = s.split_once(',')?;
+        Some((atoi(x), atoi(y)))
+    };
+    let (p1, p2) = match coords.split_once('-') {
+        Some((a, b)) => (point(a), point(b)),
+        None => (point(coords), point(coords)),
+    };
+    let (Some((x1, y1)), Some((x2, y2))) = (p1, p2) else {
+        return Response::text_error(cfg, 400, "PFL :: expected r:x1,y1-x2,y2");
+    };
+    let inside =
+        |x: i64, y: i64| x >= 0 && y >= 0 && x < level.width as i64 && y < level.height as i64;
+    if !inside(x1, y1) || !inside(x2.max(x1), y2.max(y1)) || (x2 > x1 && x2 > level.width as i64) {
+        return Response::text_error(cfg, 400, &format!("PFL :: Invalid coordinates: {coords}"));
+    }
+    let rect = if x2 > x1 {
+        (x1 as u32, y1 as u32, (x2 - x1) as u32, 1)
+    } else if y2 > y1 {
+        (x1 as u32, y1 as u32, 1, (y2 - y1) as u32)
+    } else {
+        (x1 as u32, y1 as u32, 1, 1)
+    };
+    let tile = match render::assemble(&cur.opened, k, rect) {
+        Ok(t) => t,
+        Err(e) => return Response::text_error(cfg, 404, &format!("{}: {e}", cur.client)),
+    };
+    let count = tile.width as usize * tile.height as usize * tile.channels as usize;
+    let values: Vec<String> = (0..count).map(|i| sample_text(&tile.data, i)).collect();
+    let body = format!("{{\n\t\"profile\": [{}]\n}}", values.join(","));
+    Response::content(
+        cfg,
+        "application/json",
+        body.into_bytes(),
+        Some(cur.opened.mtime),
+        None,
+    )
+}

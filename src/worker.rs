@@ -181,7 +181,7 @@ pub struct HttpOptions {
 fn serve_http<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx, opts: &HttpOptions) {
     use crate::http::{self, HttpError};
     let mut conn = match http::Conn::new(stream, std::time::Duration::from_secs(30)) {
-        Ok(c) => c,
+        Ok(c) => c.with_stop_flag(ctx.stop),
         Err(e) => {
             log::warn!("cannot set up connection: {e}");
             return;

@@ -36,6 +36,9 @@ pub struct Conn<S: Stream> {
     limits: Limits,
     stop: Option<&'static AtomicBool>,
     out: Vec<u8>,
+    /// Whether a request was answered: only then is an idle connection a kept-alive one
+    /// that a stopping worker may close.
+    served: bool,
 }
 
 struct Pending {
@@ -59,6 +62,7 @@ impl<S: Stream> Conn<S> {
             limits,
             stop: None,
             out: Vec::with_capacity(64 * 1024),
+            served: false,
         })
     }
 
@@ -86,7 +90,10 @@ impl<S: Stream> Conn<S> {
                 Ok(0) => return Err(FcgiError::Truncated),
                 Ok(k) => self.end += k,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {
+                    // A new connection is always answered; only a kept-alive one that
+                    // sits idle between requests is given up when the worker stops.
                     if at_boundary
+                        && self.served
                         && self.end == 0
                         && self.stop.is_some_and(|f| f.load(Ordering::Relaxed))
                     {
@@ -265,6 +272,7 @@ impl<S: Stream> Conn<S> {
         self.out
             .reserve(body.len() + body.len() / record::MAX_CONTENT * 16 + 64);
         record::write_response(&mut self.out, req.id, body);
+        self.served = true;
         self.send()
     }
 

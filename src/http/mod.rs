@@ -85,6 +85,9 @@ pub enum HttpError {
 pub struct Conn<S: Stream> {
     stream: S,
     buf: Vec<u8>,
+    /// Whether a response was written (an idle connection is then a kept-alive one).
+    served: bool,
+    stop: Option<&'static std::sync::atomic::AtomicBool>,
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {
@@ -140,7 +143,34 @@ impl<S: Stream> Conn<S> {
         Ok(Conn {
             stream,
             buf: Vec::with_capacity(4096),
+            served: false,
+            stop: None,
         })
+    }
+
+    /// A flag that, once set, lets an idle kept-alive connection close on a signal.
+    pub fn with_stop_flag(mut self, flag: &'static std::sync::atomic::AtomicBool) -> Self {
+        self.stop = Some(flag);
+        self
+    }
+
+    /// One read; EINTR is retried unless the worker is stopping on an idle kept-alive
+    /// connection.
+    fn read_some(&mut self, chunk: &mut [u8]) -> Result<usize, HttpError> {
+        loop {
+            match self.stream.read(chunk) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    let stopping = self
+                        .stop
+                        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
+                    if stopping && self.served && self.buf.is_empty() {
+                        return Err(HttpError::Closed);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// The next request; `Err(Closed)` when the client closed between requests.
@@ -153,7 +183,7 @@ impl<S: Stream> Conn<S> {
             if self.buf.len() > MAX_HEAD {
                 return Err(HttpError::Bad(431, "request head too large"));
             }
-            let n = self.stream.read(&mut chunk)?;
+            let n = self.read_some(&mut chunk)?;
             if n == 0 {
                 return Err(if self.buf.is_empty() {
                     HttpError::Closed
@@ -184,7 +214,7 @@ impl<S: Stream> Conn<S> {
             return Err(HttpError::Bad(413, "request body too large"));
         }
         while self.buf.len() < len {
-            let n = self.stream.read(&mut chunk)?;
+            let n = self.read_some(&mut chunk)?;
             if n == 0 {
                 return Err(HttpError::Bad(400, "truncated request body"));
             }
@@ -197,6 +227,7 @@ impl<S: Stream> Conn<S> {
     /// Writes a response; `head_only` omits the body (HEAD).
     pub fn respond(&mut self, r: &Response, head_only: bool, keep_alive: bool) -> io::Result<()> {
         let bytes = serialize(r, head_only, keep_alive);
+        self.served = true;
         self.stream.write_all(&bytes)
     }
 

@@ -3,8 +3,7 @@
 //! OpenJPEG at a reduced resolution, with virtual levels below the smallest stored one.
 
 use super::{
-    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, SampleFormat, Samples,
-    StoredCodec, Tile,
+    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, Samples, StoredCodec, Tile,
 };
 
 /// The JP2 signature box that starts every JP2/JPX file.
@@ -171,25 +170,8 @@ impl Jp2Image {
             (3, _) => ColourSpace::Srgb,
             _ => ColourSpace::None,
         };
-        let max = if h.bits <= 8 { 255.0 } else { 65535.0 };
-        let info = ImageInfo {
-            levels: levels(&h),
-            channels,
-            bits_per_sample: h.bits as u16,
-            sample_format: SampleFormat::Unsigned,
-            colour,
-            min: vec![0.0; channels as usize],
-            max: vec![max; channels as usize],
-            dpi_x: 0.0,
-            dpi_y: 0.0,
-            resolution_unit: Default::default(),
-            metadata: Default::default(),
-            icc: None,
-            xmp: None,
-            horizontal_views: vec![0],
-            vertical_views: vec![90],
-            quality_layers: h.layers,
-        };
+        let mut info = ImageInfo::plain(levels(&h), channels, h.bits as u16, colour);
+        info.quality_layers = h.layers;
         Ok(Jp2Image {
             map,
             info,

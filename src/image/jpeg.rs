@@ -4,8 +4,7 @@
 //! random access, so the last decoded level is kept (up to 64 MiB) for the next tile.
 
 use super::{
-    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, SampleFormat, Samples,
-    StoredCodec, Tile,
+    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, Samples, StoredCodec, Tile,
 };
 use std::sync::{Arc, Mutex};
 
@@ -57,28 +56,12 @@ impl JpegImage {
         }
         let grey = h.colorspace == turbojpeg::Colorspace::Gray;
         let channels = if grey { 1 } else { 3 };
-        let info = ImageInfo {
-            levels: levels(h.width as u32, h.height as u32),
-            channels,
-            bits_per_sample: 8,
-            sample_format: SampleFormat::Unsigned,
-            colour: if grey {
-                ColourSpace::Greyscale
-            } else {
-                ColourSpace::Srgb
-            },
-            min: vec![0.0; channels as usize],
-            max: vec![255.0; channels as usize],
-            dpi_x: 0.0,
-            dpi_y: 0.0,
-            resolution_unit: Default::default(),
-            metadata: Default::default(),
-            icc: None,
-            xmp: None,
-            horizontal_views: vec![0],
-            vertical_views: vec![90],
-            quality_layers: 0,
+        let colour = if grey {
+            ColourSpace::Greyscale
+        } else {
+            ColourSpace::Srgb
         };
+        let info = ImageInfo::plain(levels(h.width as u32, h.height as u32), channels, 8, colour);
         Ok(JpegImage {
             map,
             info,

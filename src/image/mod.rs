@@ -141,6 +141,30 @@ pub struct ImageInfo {
 }
 
 impl ImageInfo {
+    /// Unsigned integer samples with the full range of their depth, no resolution,
+    /// no metadata, a single view: the starting point of every reader.
+    pub fn plain(levels: Vec<Level>, channels: u16, bits: u16, colour: ColourSpace) -> ImageInfo {
+        let max = if bits <= 8 { 255.0 } else { 65535.0 };
+        ImageInfo {
+            levels,
+            channels,
+            bits_per_sample: bits,
+            sample_format: SampleFormat::Unsigned,
+            colour,
+            min: vec![0.0; channels as usize],
+            max: vec![max; channels as usize],
+            dpi_x: 0.0,
+            dpi_y: 0.0,
+            resolution_unit: ResolutionUnit::Unknown,
+            metadata: BTreeMap::new(),
+            icc: None,
+            xmp: None,
+            horizontal_views: vec![0],
+            vertical_views: vec![90],
+            quality_layers: 0,
+        }
+    }
+
     pub fn width(&self) -> u32 {
         self.levels[0].width
     }

@@ -689,36 +689,22 @@ fn split_page<'a>(cfg: &Config, ident: &'a str) -> (&'a str, Option<Option<u32>>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{ColourSpace, Level, SampleFormat, StoredCodec};
+    use crate::image::{ColourSpace, Level, StoredCodec};
 
     fn info(levels: &[(u32, u32)], dpi: f64) -> ImageInfo {
-        ImageInfo {
-            levels: levels
-                .iter()
-                .map(|&(width, height)| Level {
-                    width,
-                    height,
-                    tile_width: 256,
-                    tile_height: 256,
-                    codec: StoredCodec::Jpeg,
-                })
-                .collect(),
-            channels: 3,
-            bits_per_sample: 8,
-            sample_format: SampleFormat::Unsigned,
-            colour: ColourSpace::Srgb,
-            min: vec![0.0; 3],
-            max: vec![255.0; 3],
-            dpi_x: dpi,
-            dpi_y: dpi,
-            resolution_unit: ResolutionUnit::Centimetre,
-            metadata: Default::default(),
-            icc: None,
-            xmp: None,
-            horizontal_views: vec![0],
-            vertical_views: vec![90],
-            quality_layers: 0,
-        }
+        let levels = levels
+            .iter()
+            .map(|&(width, height)| Level {
+                width,
+                height,
+                tile_width: 256,
+                tile_height: 256,
+                codec: StoredCodec::Jpeg,
+            })
+            .collect();
+        let mut i = ImageInfo::plain(levels, 3, 8, ColourSpace::Srgb);
+        (i.dpi_x, i.dpi_y, i.resolution_unit) = (dpi, dpi, ResolutionUnit::Centimetre);
+        i
     }
 
     #[test]

@@ -108,36 +108,20 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::image::{ColourSpace, Level, SampleFormat, StoredCodec};
+    use crate::image::{ColourSpace, Level, StoredCodec};
 
     fn info(levels: &[(u32, u32)]) -> ImageInfo {
-        ImageInfo {
-            levels: levels
-                .iter()
-                .map(|&(width, height)| Level {
-                    width,
-                    height,
-                    tile_width: 256,
-                    tile_height: 256,
-                    codec: StoredCodec::Jpeg,
-                })
-                .collect(),
-            channels: 3,
-            bits_per_sample: 8,
-            sample_format: SampleFormat::Unsigned,
-            colour: ColourSpace::Srgb,
-            min: vec![],
-            max: vec![],
-            dpi_x: 0.0,
-            dpi_y: 0.0,
-            resolution_unit: Default::default(),
-            metadata: Default::default(),
-            icc: None,
-            xmp: None,
-            horizontal_views: vec![0],
-            vertical_views: vec![90],
-            quality_layers: 0,
-        }
+        let levels = levels
+            .iter()
+            .map(|&(width, height)| Level {
+                width,
+                height,
+                tile_width: 256,
+                tile_height: 256,
+                codec: StoredCodec::Jpeg,
+            })
+            .collect();
+        ImageInfo::plain(levels, 3, 8, ColourSpace::Srgb)
     }
 
     #[test]

@@ -87,9 +87,12 @@ check "service stops with status 0" test "$code" = 0
 # --- OpenRC script through openrc-run
 if command -v openrc-run >/dev/null; then
   cp /usr/share/tessera/openrc/tessera.initd /etc/init.d/tessera
+  # Debian's openrc package does not create /etc/conf.d.
+  mkdir -p /etc/conf.d
   sed "s/^TESSERA_BIND=.*/TESSERA_BIND=\"$BIND\"/; s/^TESSERA_USER=.*/TESSERA_USER=\"tessera\"/; s|^FILESYSTEM_PREFIX=.*|FILESYSTEM_PREFIX=\"/usr/share/tessera/images/\"|; s|^LOGFILE=.*|LOGFILE=\"/var/log/tessera/openrc.log\"|" \
     /usr/share/tessera/openrc/tessera.confd > /etc/conf.d/tessera
   mkdir -p /run/openrc; [ -e /run/openrc/softlevel ] || touch /run/openrc/softlevel
+  openrc-run /etc/init.d/tessera zap >/dev/null 2>&1 || true
   check "openrc start" bash -c "openrc-run /etc/init.d/tessera start >/dev/null 2>&1"
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
   check "openrc service answers" bash -c "SCRIPT_FILENAME=/x REQUEST_METHOD=GET QUERY_STRING='FIF=sample.tif&OBJ=Max-size' cgi-fcgi -bind -connect $BIND 2>/dev/null | grep -q 'Max-size:4096 3072' || (exec 3<>/dev/tcp/127.0.0.1/$PORT)"

@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::encode::{self, Format};
 use crate::image::cache::Opened;
 use crate::image::Tile;
-use crate::image::{ImageError, StoredCodec};
+use crate::image::{ColourSpace, ImageError, StoredCodec};
 use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
 use crate::pipeline::float::{self, Contrast};
@@ -49,6 +49,11 @@ pub fn tile(
     req: TileRequest,
     view: &View,
 ) -> Response {
+    let opened = match opened.for_view(view.xangle) {
+        Ok(o) => o,
+        Err(e) => return image_error(cfg, client, &e),
+    };
+    let opened = &*opened;
     let info = opened.image.info();
     let n = info.num_levels() as i64;
     if req.res < 0 || req.res >= n || req.tile < 0 {
@@ -129,13 +134,17 @@ fn tile_bytes(
 ) -> Result<Vec<u8>, Response> {
     let info = opened.image.info();
     let level = &info.levels[k as usize];
+    let same_codec = match (format, level.codec) {
+        (Format::Jpeg, StoredCodec::Jpeg) => matches!(info.channels, 1 | 3),
+        (Format::Webp, StoredCodec::Webp) => matches!(info.channels, 3 | 4),
+        _ => false,
+    };
     let passthrough = cfg.codec_passthrough
-        && format == Format::Jpeg
-        && level.codec == StoredCodec::Jpeg
+        && same_codec
         && view.quality.is_none()
         && !view.needs_pixels()
         && info.bits_per_sample == 8
-        && matches!(info.channels, 1 | 3);
+        && info.colour != ColourSpace::CieLab;
     if passthrough {
         match opened.image.encoded_tile(k, t) {
             Ok(Some(enc)) => return Ok(enc.bytes),
@@ -176,8 +185,16 @@ fn histogram_if_needed(opened: &Opened, view: &View) -> Result<Option<[u64; 256]
 
 /// Native samples to 8 bits: through the float branch when processing asks for it.
 fn to_raster(tile: Tile, opened: &Opened, view: &View, hist: Option<&[u64; 256]>) -> Raster {
+    let info = opened.image.info();
+    if info.colour == ColourSpace::CieLab && tile.channels >= 3 {
+        let srgb = colour::cielab_tile_to_srgb(&tile);
+        return if view.processing.needs_float() {
+            float::process(&srgb, &[0.0; 3], &[1.0; 3], &view.processing, hist)
+        } else {
+            pipeline::to_8bit_rounded(srgb)
+        };
+    }
     if view.processing.needs_float() {
-        let info = opened.image.info();
         float::process(&tile, &info.min, &info.max, &view.processing, hist)
     } else {
         pipeline::to_8bit(tile)
@@ -331,6 +348,11 @@ pub fn region(
     req: &RegionRequest,
     view: &View,
 ) -> Response {
+    let opened = match opened.for_view(view.xangle) {
+        Ok(o) => o,
+        Err(e) => return image_error(cfg, client, &e),
+    };
+    let opened = &*opened;
     let info = opened.image.info();
     let (mut ow, mut oh) = (req.width.max(1), req.height.max(1));
     let (k, left, top, width, height) = region_at_level(info, req.region, ow, oh);

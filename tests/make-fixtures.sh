@@ -55,6 +55,39 @@ vips tiffsave "$T/greyf.v" "$OUT/float.tif" --tile --tile-width 256 --tile-heigh
 # untiled: the server refuses it with a clear error
 vips tiffsave "$T/small.v" "$OUT/stripped.tif" --compression deflate
 
+# Source variants: depths, photometrics, layouts and codecs (images.md §3)
+vips tiffsave "$T/grey.v" "$OUT/bits1.tif" $TILE --bitdepth 1
+vips tiffsave "$T/grey.v" "$OUT/bits2.tif" $TILE --bitdepth 2
+vips tiffsave "$T/grey.v" "$OUT/bits4.tif" $TILE --bitdepth 4
+vips tiffsave "$T/grey.v" "$OUT/miniswhite.tif" $TILE --miniswhite --compression deflate
+vips tiffsave "$T/small.v" "$OUT/small_webp.tif" $TILE --compression webp --Q 90
+tiffcp -c packbits "$OUT/small_none.tif" "$OUT/small_packbits.tif"
+tiffcp -p separate "$OUT/small_none.tif" "$OUT/planar.tif"
+vips tiffsave "$T/small.v" "$T/strip.tif"
+tiffmedian "$T/strip.tif" "$T/pal.tif" >/dev/null
+tiffcp -t -w 256 -l 256 "$T/pal.tif" "$OUT/palette.tif"
+vips colourspace "$T/small.v" "$T/labq.v" labq
+vips tiffsave "$T/labq.v" "$OUT/lab8.tif" $TILE
+vips colourspace "$T/small.v" "$T/labs.v" labs
+vips tiffsave "$T/labs.v" "$OUT/lab16.tif" $TILE
+vips colourspace "$T/small.v" "$T/labf.v" lab
+vips tiffsave "$T/labf.v" "$OUT/labf.tif" $TILE
+vips cast "$T/small.v" "$T/rgb16a.v" ushort
+vips linear "$T/rgb16a.v" "$T/rgb16b.v" 257 0
+vips cast "$T/rgb16b.v" "$T/rgb16.v" ushort
+vips tiffsave "$T/rgb16.v" "$OUT/rgb16.tif" $TILE --compression lzw --predictor horizontal
+vips bandjoin "$T/small.v $T/grey.v $T/small-x.v" "$T/five.v"
+vips cast "$T/five.v" "$T/five8.v" uchar
+vips tiffsave "$T/five8.v" "$OUT/fiveband.tif" $TILE --compression deflate
+# A 3-page stack (red, green, blue; 600x400), each page with a SubIFD pyramid
+vips black "$T/k.v" 600 400 --bands 3
+vips linear "$T/k.v" "$T/red.v" "1 1 1" "255 0 0" --uchar
+vips linear "$T/k.v" "$T/green.v" "1 1 1" "0 255 0" --uchar
+vips linear "$T/k.v" "$T/blue.v" "1 1 1" "0 0 255" --uchar
+vips join "$T/red.v" "$T/green.v" "$T/rg.v" vertical
+vips join "$T/rg.v" "$T/blue.v" "$T/rgbstack.v" vertical
+vips tiffsave "$T/rgbstack.v" "$OUT/stack.tif" --page-height 400 $TILE --subifd
+
 cp "$OUT/small.tif" "$OUT/meta.tif"
 tiffset -s 270 'A "quoted" description' "$OUT/meta.tif"
 tiffset -s 315 'Jane Doe' "$OUT/meta.tif"

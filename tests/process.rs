@@ -235,6 +235,11 @@ fn truncated_and_garbage_fastcgi_do_not_kill_workers() {
     let Addr::Tcp(port) = s.addr else {
         unreachable!()
     };
+    // The socket listens before the worker is forked: wait for it.
+    assert!(wait_for(
+        || children(s.pid()).len() == 1,
+        Duration::from_secs(10)
+    ));
     let before = children(s.pid());
     // A header that promises more content than is sent, then EOF.
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -4,13 +4,8 @@ mod common;
 use common::*;
 
 fn png(bytes: &[u8]) -> (u32, u32, usize, Vec<u8>) {
-    let mut r = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()))
-        .read_info()
-        .unwrap();
-    let mut buf = vec![0; r.output_buffer_size().unwrap()];
-    let info = r.next_frame(&mut buf).unwrap();
-    buf.truncate(info.buffer_size());
-    (info.width, info.height, info.color_type.samples(), buf)
+    let (w, h, ct, px) = png_decode(bytes);
+    (w, h, ct.samples(), px)
 }
 
 #[test]

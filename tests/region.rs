@@ -3,16 +3,6 @@
 mod common;
 use common::*;
 
-fn png_info(bytes: &[u8]) -> (u32, u32, png::ColorType, Vec<u8>) {
-    let mut r = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()))
-        .read_info()
-        .unwrap();
-    let mut buf = vec![0; r.output_buffer_size().unwrap()];
-    let info = r.next_frame(&mut buf).unwrap();
-    buf.truncate(info.buffer_size());
-    (info.width, info.height, info.color_type, buf)
-}
-
 #[test]
 fn cvt_sizes_and_headers() {
     let s = Server::start(&[], 1);
@@ -97,14 +87,14 @@ fn cvt_limits_and_colour() {
         (1001, 777)
     );
     // C16: greyscale PNG of the whole image.
-    let (w, h, ct, _) = png_info(&s.get("FIF=small.tif&COL=grey&CVT=png").body);
+    let (w, h, ct, _) = png_decode(&s.get("FIF=small.tif&COL=grey&CVT=png").body);
     assert_eq!((w, h, ct), (1001, 777, png::ColorType::Grayscale));
     // T13/T14 on tiles.
     assert_eq!(
         jpeg_dims(&s.get("FIF=small.tif&COL=grey&JTL=2,0").body).2,
         1
     );
-    let (_, _, ct, px) = png_info(&s.get("FIF=small.tif&COL=binary&PTL=2,0").body);
+    let (_, _, ct, px) = png_decode(&s.get("FIF=small.tif&COL=binary&PTL=2,0").body);
     assert_eq!(ct, png::ColorType::Grayscale);
     assert!(px.iter().all(|&v| v == 0 || v == 255));
     assert!(px.contains(&0) && px.contains(&255));
@@ -114,9 +104,9 @@ fn cvt_limits_and_colour() {
 fn region_pixels_match_the_source() {
     let s = Server::start(&[], 1);
     // Lossless round trip: a region at native size equals the tiles it was cut from.
-    let (w, h, _, region) = png_info(&s.get("FIF=small.tif&RGN=0.2,0.3,0.25,0.25&CVT=png").body);
+    let (w, h, _, region) = png_decode(&s.get("FIF=small.tif&RGN=0.2,0.3,0.25,0.25&CVT=png").body);
     assert_eq!((w, h), (250, 194));
-    let (_, _, _, full) = png_info(&s.get("FIF=small.tif&CVT=png").body);
+    let (_, _, _, full) = png_decode(&s.get("FIF=small.tif&CVT=png").body);
     let (x0, y0) = (
         (0.2f64 * 1001.0).round() as usize,
         (0.3f64 * 777.0).round() as usize,
@@ -127,7 +117,7 @@ fn region_pixels_match_the_source() {
         assert_eq!(a, b, "pixel {x},{y}");
     }
     // The fixture's red channel falls from left to right; a downscaled export keeps that.
-    let (w, _, _, small) = png_info(&s.get("FIF=small.tif&WID=100&CVT=png").body);
+    let (w, _, _, small) = png_decode(&s.get("FIF=small.tif&WID=100&CVT=png").body);
     assert_eq!(w, 100);
     assert!(
         small[0] > 240 && small[99 * 3] < 15,
@@ -192,7 +182,7 @@ fn iiif_image_requests() {
     assert!(r.raw_head.contains(", <http://localhost/iiif/small.tif/100,78,501,389/250,194/!90/default.png>;rel=\"canonical\""), "{}", r.raw_head);
     // Any angle: the bounding box, transparent corners in PNG.
     let r = iiif(&s, "small.tif/full/100,/45/default.png");
-    let (w, h, ct, px) = png_info(&r.body);
+    let (w, h, ct, px) = png_decode(&r.body);
     assert_eq!((w, h, ct), (126, 126, png::ColorType::Rgba));
     assert_eq!(px[3], 0, "corner is transparent");
     assert_eq!(px[((63 * 126 + 63) * 4 + 3) as usize], 255);
@@ -220,11 +210,11 @@ fn iiif_image_requests() {
     assert_eq!(tile.body, fast.body);
     // Rotation, mirroring, qualities, formats.
     let r = iiif(&s, "small.tif/100,100,300,200/max/90/default.png");
-    let (w, h, _, _) = png_info(&r.body);
+    let (w, h, _, _) = png_decode(&r.body);
     assert_eq!((w, h), (200, 300));
-    let (_, _, _, plain) = png_info(&iiif(&s, "small.tif/full/max/0/default.png").body);
-    let (_, _, _, flipped) = png_info(&iiif(&s, "small.tif/full/max/!180/default.png").body);
-    let (_, _, _, mirrored) = png_info(&iiif(&s, "small.tif/full/max/!0/default.png").body);
+    let (_, _, _, plain) = png_decode(&iiif(&s, "small.tif/full/max/0/default.png").body);
+    let (_, _, _, flipped) = png_decode(&iiif(&s, "small.tif/full/max/!180/default.png").body);
+    let (_, _, _, mirrored) = png_decode(&iiif(&s, "small.tif/full/max/!0/default.png").body);
     for (x, y) in [(0usize, 0usize), (500, 300), (1000, 776)] {
         assert_eq!(
             flipped[(y * 1001 + x) * 3..][..3],
@@ -243,7 +233,7 @@ fn iiif_image_requests() {
         jpeg_dims(&iiif(&s, "small.tif/full/max/0/grey.jpg").body).2,
         1
     );
-    let (_, _, ct, px) = png_info(&iiif(&s, "small.tif/full/max/0/bitonal.png").body);
+    let (_, _, ct, px) = png_decode(&iiif(&s, "small.tif/full/max/0/bitonal.png").body);
     assert_eq!(ct, png::ColorType::Grayscale);
     assert!(px.iter().all(|&v| v == 0 || v == 255));
     // Errors.

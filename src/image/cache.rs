@@ -22,6 +22,20 @@ pub struct Opened {
     pub path: PathBuf,
 }
 
+impl Opened {
+    /// The same file seen from horizontal view `x` (stack page); itself for images
+    /// with a single view.
+    pub fn for_view(&self, x: i32) -> Result<std::borrow::Cow<'_, Opened>, ImageError> {
+        match self.image.view(x) {
+            None => Ok(std::borrow::Cow::Borrowed(self)),
+            Some(image) => Ok(std::borrow::Cow::Owned(Opened {
+                image: image?,
+                ..self.clone()
+            })),
+        }
+    }
+}
+
 struct Entry {
     image: Arc<dyn Image>,
     mtime: SystemTime,

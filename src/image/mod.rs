@@ -38,6 +38,8 @@ pub enum ImageError {
     NoSuchTile(u32),
     #[error("Asked for non-existent resolution: {0}")]
     NoSuchLevel(u32),
+    #[error("Asked for non-existent view or stack page: {0}")]
+    NoSuchView(i32),
     #[error("Tile decoding failed: {0}")]
     Decode(String),
 }
@@ -212,6 +214,12 @@ pub trait Image: Send + Sync {
     /// Decode tile `t` of level `k`.
     fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError>;
 
+    /// The image seen from horizontal view `x` (a stack page). `None` for images with
+    /// a single view, which ignore the angle.
+    fn view(&self, _x: i32) -> Option<Result<Arc<dyn Image>, ImageError>> {
+        None
+    }
+
     /// Decode the rectangle `(left, top, width, height)` of level `k` in one pass, for
     /// formats that decode windows directly (JPEG2000). `None`: assemble from tiles.
     fn decode_region(
@@ -230,6 +238,22 @@ pub fn open(path: &Path) -> Result<Arc<dyn Image>, ImageError> {
     // which is the accepted risk of serving from memory maps (iipsrv's files are immutable
     // while served, and a changed mtime reopens the file).
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(ImageError::Open)?;
+    from_map(map)
+}
+
+/// Opens an image held in memory (a copy in an anonymous map), as `open` would the
+/// same bytes in a file: for tools and fuzzing.
+pub fn open_bytes(bytes: &[u8]) -> Result<Arc<dyn Image>, ImageError> {
+    let mut anon = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(ImageError::Open)?;
+    anon[..bytes.len()].copy_from_slice(bytes);
+    let map = anon.make_read_only().map_err(ImageError::Open)?;
+    if bytes.len() < 10 {
+        return Err(ImageError::TooShort);
+    }
+    from_map(map)
+}
+
+fn from_map(map: memmap2::Mmap) -> Result<Arc<dyn Image>, ImageError> {
     if map.len() < 10 {
         return Err(ImageError::TooShort);
     }

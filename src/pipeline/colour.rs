@@ -1,6 +1,87 @@
-//! Greyscale and bilevel conversions (processing.md §4.14–4.16).
+//! Colour conversions: CIELAB to sRGB (processing.md §4.1), greyscale and bilevel
+//! (§4.14–4.16).
 
 use super::Raster;
+use crate::image::{Samples, Tile};
+
+/// One CIELAB pixel (L 0..100, a, b) to sRGB in 0..1 (D65 white).
+pub fn lab_to_srgb(l: f32, a: f32, b: f32) -> [f32; 3] {
+    const XN: f32 = 95.047;
+    const YN: f32 = 100.0;
+    const ZN: f32 = 108.8827;
+    let (y, fy) = if l < 8.0 {
+        let y = l * YN / 903.3;
+        (y, 7.787 * (y / YN) + 16.0 / 116.0)
+    } else {
+        let fy = (l + 16.0) / 116.0;
+        (YN * fy * fy * fy, fy)
+    };
+    let f = |t: f32, n: f32| {
+        if t < 0.2069 {
+            n * (t - 0.13793) / 7.787
+        } else {
+            n * t * t * t
+        }
+    };
+    let x = f(a / 500.0 + fy, XN) / 100.0;
+    let z = f(fy - b / 200.0, ZN) / 100.0;
+    let y = y / 100.0;
+    let lin = [
+        3.2406255 * x - 1.537208 * y - 0.4986286 * z,
+        -0.9689307 * x + 1.8757561 * y + 0.0415175 * z,
+        0.0557101 * x - 0.2040211 * y + 1.0569959 * z,
+    ];
+    lin.map(|c| {
+        let c = c.max(0.0);
+        let v = if c <= 0.0031308 {
+            12.92 * c
+        } else {
+            1.055 * c.powf(1.0 / 2.4) - 0.055
+        };
+        v.min(1.0)
+    })
+}
+
+/// A CIELAB tile (8-bit, 16-bit or float encoding) as float sRGB 0..1, 3 channels;
+/// channels after the third are dropped.
+pub fn cielab_tile_to_srgb(tile: &Tile) -> Tile {
+    let c = tile.channels as usize;
+    let n = tile.width as usize * tile.height as usize;
+    let mut out = Vec::with_capacity(n * 3);
+    let lab = |i: usize| -> (f32, f32, f32) {
+        match &tile.data {
+            Samples::U8(v) => (
+                v[i] as f32 / 2.55,
+                v[i + 1] as i8 as f32,
+                v[i + 2] as i8 as f32,
+            ),
+            // Full 16-bit precision: iipsrv's `>> 8` keeps whole a*/b* units only.
+            Samples::U16(v) => (
+                v[i] as f32 / 655.35,
+                (v[i + 1] as i16) as f32 / 256.0,
+                (v[i + 2] as i16) as f32 / 256.0,
+            ),
+            Samples::U32(v) => (
+                (v[i] >> 24) as f32 / 2.55,
+                (v[i + 1] >> 24) as u8 as i8 as f32,
+                (v[i + 2] >> 24) as u8 as i8 as f32,
+            ),
+            Samples::F32(v) => (v[i], v[i + 1], v[i + 2]),
+        }
+    };
+    if c >= 3 {
+        for p in 0..n {
+            let (l, a, b) = lab(p * c);
+            out.extend(lab_to_srgb(l, a, b));
+        }
+    }
+    Tile {
+        width: tile.width,
+        height: tile.height,
+        channels: 3,
+        data: Samples::F32(out),
+    }
+}
 
 /// Rec. 601 luma of the first three channels (F20: red 76, green 149, blue 29).
 pub fn greyscale(r: &Raster) -> Raster {
@@ -74,6 +155,19 @@ pub fn bilevel(r: &Raster) -> Raster {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cielab_reference_colours() {
+        let to8 = |p: [f32; 3]| p.map(|c| (c * 255.0).round() as u8);
+        assert_eq!(to8(super::lab_to_srgb(100.0, 0.0, 0.0)), [255, 255, 255]);
+        assert_eq!(to8(super::lab_to_srgb(0.0, 0.0, 0.0)), [0, 0, 0]);
+        // sRGB red is Lab(53.24, 80.09, 67.20)
+        let red = to8(super::lab_to_srgb(53.24, 80.09, 67.20));
+        assert!(red[0] >= 253 && red[1] <= 3 && red[2] <= 3, "{red:?}");
+        // mid grey: L 53.39 is sRGB 128
+        let g = to8(super::lab_to_srgb(53.39, 0.0, 0.0));
+        assert!(g.iter().all(|&v| (127..=129).contains(&v)), "{g:?}");
+    }
+
     use super::*;
 
     #[test]

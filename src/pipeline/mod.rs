@@ -36,6 +36,23 @@ pub fn to_8bit(tile: Tile) -> Raster {
     }
 }
 
+/// As [`to_8bit`], with float samples rounded to the nearest level: for data converted
+/// here (CIELAB) rather than stored as float.
+pub fn to_8bit_rounded(tile: Tile) -> Raster {
+    match tile.data {
+        Samples::F32(v) => Raster {
+            width: tile.width,
+            height: tile.height,
+            channels: tile.channels,
+            data: v
+                .iter()
+                .map(|&s| (s.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
+                .collect(),
+        },
+        _ => to_8bit(tile),
+    }
+}
+
 /// Keeps the first `n` channels of every pixel.
 pub fn keep_channels(r: Raster, n: u16) -> Raster {
     if n >= r.channels {

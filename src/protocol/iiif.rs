@@ -295,6 +295,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         mirror,
         colour,
         processing,
+        xangle: page.flatten().map_or(0, |p| p.min(i32::MAX as u32) as i32),
         ..View::default()
     };
     // The tile fast path: the request is exactly one stored tile (iiif.md §5.6).

@@ -33,28 +33,36 @@ pub fn spectra(cfg: &Config, cur: &Current, arg: &str) -> Response {
         );
     }
     let k = (n - 1 - r) as u32;
-    let tile = match cur.opened.image.decode_tile(k, t as u32) {
-        Ok(tile) => tile,
-        Err(e) => return Response::text_error(cfg, 404, &format!("{}: {e}", cur.client)),
-    };
-    if x < 0 || y < 0 || x >= tile.width as i64 || y >= tile.height as i64 {
-        return Response::text_error(
-            cfg,
-            400,
-            "SPECTRA :: Error: x,y coordinates outside of tile boundaries",
-        );
+    // One point per view: stack pages and sequence angles are wavelengths.
+    let mut points = String::new();
+    for &view in &info.horizontal_views {
+        let tile = match cur
+            .opened
+            .for_view(view)
+            .and_then(|o| o.image.decode_tile(k, t as u32))
+        {
+            Ok(tile) => tile,
+            Err(e) => return Response::text_error(cfg, 404, &format!("{}: {e}", cur.client)),
+        };
+        if x < 0 || y < 0 || x >= tile.width as i64 || y >= tile.height as i64 {
+            return Response::text_error(
+                cfg,
+                400,
+                "SPECTRA :: Error: x,y coordinates outside of tile boundaries",
+            );
+        }
+        let i = (y as usize * tile.width as usize + x as usize) * tile.channels as usize;
+        let value = match &tile.data {
+            Samples::U8(d) => d[i] as f64 / 255.0,
+            Samples::U16(d) => d[i] as f64 / 65535.0,
+            Samples::U32(d) => d[i] as f64,
+            Samples::F32(d) => d[i] as f64,
+        };
+        points.push_str(&format!(
+            "\t<point>\n\t\t<wavelength>{view}</wavelength>\n\t\t<reflectance>{value:.6}</reflectance>\n\t</point>\n"
+        ));
     }
-    let i = (y as usize * tile.width as usize + x as usize) * tile.channels as usize;
-    let value = match &tile.data {
-        Samples::U8(d) => d[i] as f64 / 255.0,
-        Samples::U16(d) => d[i] as f64 / 65535.0,
-        Samples::U32(d) => d[i] as f64,
-        Samples::F32(d) => d[i] as f64,
-    };
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<spectra>\n\t<point>\n\t\t<wavelength>{}</wavelength>\n\t\t<reflectance>{value:.6}</reflectance>\n\t</point>\n</spectra>",
-        info.horizontal_views.first().copied().unwrap_or(0)
-    );
+    let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<spectra>\n{points}</spectra>");
     Response::content(
         cfg,
         "application/xml",

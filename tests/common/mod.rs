@@ -14,6 +14,12 @@ pub fn fixtures() -> PathBuf {
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
     let done = dir.join(".complete");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make-fixtures.sh");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    // A corpus older than its script is rebuilt.
+    if done.exists() && mtime(&done) < mtime(&script) {
+        let _ = std::fs::remove_file(&done);
+    }
     if done.exists() {
         return dir;
     }
@@ -24,7 +30,6 @@ pub fn fixtures() -> PathBuf {
             return dir;
         }
         if std::fs::create_dir(&lock).is_ok() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/make-fixtures.sh");
             let st = Command::new("bash")
                 .arg(script)
                 .arg(&dir)
@@ -330,4 +335,15 @@ pub fn read_all(mut r: impl Read) -> Vec<u8> {
 pub fn jpeg_size(bytes: &[u8]) -> (usize, usize) {
     let (w, h, _) = jpeg_dims(bytes);
     (w, h)
+}
+
+/// Decodes a PNG: width, height, colour type and samples.
+pub fn png_decode(bytes: &[u8]) -> (u32, u32, png::ColorType, Vec<u8>) {
+    let mut r = png::Decoder::new(std::io::Cursor::new(bytes.to_vec()))
+        .read_info()
+        .unwrap();
+    let mut buf = vec![0; r.output_buffer_size().unwrap()];
+    let info = r.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info.width, info.height, info.color_type, buf)
 }

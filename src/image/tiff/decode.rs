@@ -1,5 +1,5 @@
-//! Tile decompression: none, LZW, deflate, zstd and JPEG, plus the horizontal
-//! predictor. Output sizes are fixed by the tile geometry, never by the file.
+//! Tile decompression: none, LZW, deflate, zstd, PackBits, JPEG and WebP, the
+//! horizontal predictors and sub-byte unpacking. Output sizes are fixed by the tile geometry, never by the file.
 
 use crate::image::ImageError;
 use std::cell::RefCell;
@@ -66,8 +66,106 @@ pub fn decompress(compression: u16, src: &[u8], expected: usize) -> Result<Vec<u
             }
             Ok(out)
         }
+        32773 => packbits(src, expected),
         other => Err(ImageError::Unsupported(format!("TIFF compression {other}"))),
     }
+}
+
+/// PackBits run-length decoding into exactly `expected` bytes.
+fn packbits(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
+    let mut out = Vec::with_capacity(expected);
+    let mut i = 0;
+    while out.len() < expected && i < src.len() {
+        let n = src[i] as i8;
+        i += 1;
+        if n >= 0 {
+            let len = n as usize + 1;
+            let lit = src
+                .get(i..i + len)
+                .ok_or_else(|| err("PackBits literal runs past the tile"))?;
+            out.extend_from_slice(lit);
+            i += len;
+        } else if n != -128 {
+            let b = *src
+                .get(i)
+                .ok_or_else(|| err("PackBits run runs past the tile"))?;
+            out.resize(out.len() + (1 - n as isize) as usize, b);
+            i += 1;
+        }
+    }
+    if out.len() < expected {
+        return Err(err(format!(
+            "PackBits tile holds {} of {expected} bytes",
+            out.len()
+        )));
+    }
+    out.truncate(expected);
+    Ok(out)
+}
+
+/// Unpacks MSB-first `bits`-wide samples (rows start on byte boundaries) into one
+/// `u16` per sample, `per_row` samples per row, `rows` rows.
+pub fn unpack_bits(raw: &[u8], bits: u16, per_row: usize, rows: usize) -> Vec<u16> {
+    let row_bytes = (per_row * bits as usize).div_ceil(8);
+    let mut out = Vec::with_capacity(per_row * rows);
+    let mask = (1u32 << bits) - 1;
+    for row in raw.chunks(row_bytes).take(rows) {
+        let mut acc = 0u32;
+        let mut have = 0u16;
+        let mut bytes = row.iter();
+        for _ in 0..per_row {
+            while have < bits {
+                acc = (acc << 8) | u32::from(*bytes.next().unwrap_or(&0));
+                have += 8;
+            }
+            have -= bits;
+            out.push(((acc >> have) & mask) as u16);
+            acc &= (1 << have) - 1;
+        }
+    }
+    out
+}
+
+/// Decodes a WebP tile to interleaved 8-bit RGB or RGBA (`channels` 3 or 4).
+pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), ImageError> {
+    let (mut w, mut h) = (0i32, 0i32);
+    // SAFETY: the pointers and length describe `bitstream`; libwebp only reads them.
+    let ok =
+        unsafe { libwebp_sys::WebPGetInfo(bitstream.as_ptr(), bitstream.len(), &mut w, &mut h) };
+    if ok == 0 || w <= 0 || h <= 0 || w > 16384 || h > 16384 {
+        return Err(err("WebP: invalid bitstream"));
+    }
+    let (w, h) = (w as usize, h as usize);
+    let c = channels as usize;
+    let mut out = vec![0u8; w * h * c];
+    // SAFETY: `out` holds exactly `h` rows of `w * c` bytes, the size passed in.
+    let p = unsafe {
+        match channels {
+            3 => libwebp_sys::WebPDecodeRGBInto(
+                bitstream.as_ptr(),
+                bitstream.len(),
+                out.as_mut_ptr(),
+                out.len(),
+                (w * c) as i32,
+            ),
+            4 => libwebp_sys::WebPDecodeRGBAInto(
+                bitstream.as_ptr(),
+                bitstream.len(),
+                out.as_mut_ptr(),
+                out.len(),
+                (w * c) as i32,
+            ),
+            n => {
+                return Err(ImageError::Unsupported(format!(
+                    "WebP tiles with {n} channels"
+                )))
+            }
+        }
+    };
+    if p.is_null() {
+        return Err(err("WebP: corrupt bitstream"));
+    }
+    Ok((w, h, out))
 }
 
 /// Undoes horizontal differencing (predictor 2) on 8-bit samples.
@@ -255,5 +353,35 @@ mod tests {
         ));
         assert!(decompress(8, b"garbage!", 64).is_err());
         assert!(jpeg(b"\xff\xd8garbage", 3).is_err());
+    }
+
+    #[test]
+    fn packbits_runs_and_literals() {
+        // literal of 3, run of 4 x 0xAA, no-op, literal of 1
+        let src = [2u8, 1, 2, 3, 0xFD, 0xAA, 0x80, 0, 9];
+        assert_eq!(
+            decompress(32773, &src, 8).unwrap(),
+            vec![1, 2, 3, 0xAA, 0xAA, 0xAA, 0xAA, 9]
+        );
+        assert!(decompress(32773, &src, 9).is_err(), "short output");
+        assert!(
+            decompress(32773, &[5u8, 1, 2], 6).is_err(),
+            "literal past end"
+        );
+    }
+
+    #[test]
+    fn sub_byte_and_odd_depths_unpack() {
+        // 1-bit, 10 samples per row: rows padded to 2 bytes
+        let v = unpack_bits(&[0b1010_0000, 0b1100_0000, 0xFF, 0xFF], 1, 10, 2);
+        assert_eq!(&v[..10], &[1, 0, 1, 0, 0, 0, 0, 0, 1, 1]);
+        assert_eq!(&v[10..], &[1; 10]);
+        // 12-bit: 0xABC, 0x123
+        assert_eq!(
+            unpack_bits(&[0xAB, 0xC1, 0x23], 12, 2, 1),
+            vec![0xABC, 0x123]
+        );
+        // 4-bit with a short row: missing bytes read as zero, never past the buffer
+        assert_eq!(unpack_bits(&[0x12], 4, 4, 1), vec![1, 2, 0, 0]);
     }
 }

@@ -14,6 +14,7 @@ use super::{
 };
 use ifd::{Ifd, Reader};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 /// Largest tile side accepted.
 const MAX_TILE_SIDE: u64 = 16384;
@@ -38,6 +39,7 @@ mod tag {
     pub const Y_RESOLUTION: u16 = 283;
     pub const PLANAR_CONFIG: u16 = 284;
     pub const PAGE_NAME: u16 = 285;
+    pub const COLOR_MAP: u16 = 320;
     pub const RESOLUTION_UNIT: u16 = 296;
     pub const SOFTWARE: u16 = 305;
     pub const DATE_TIME: u16 = 306;
@@ -73,12 +75,17 @@ struct LevelData {
     planar: u16,
     sample_format: u16,
     ycbcr_subsampling: bool,
+    /// Palette images: the 16-bit red, green and blue tables, one after the other.
+    colour_map: Option<Vec<u16>>,
 }
 
-/// An opened TIFF.
+/// An opened TIFF, showing one page of its stack (page 0 unless chosen by [`Image::view`]).
 pub struct TiffImage {
-    map: memmap2::Mmap,
+    map: Arc<memmap2::Mmap>,
     info: ImageInfo,
+    /// Levels of every stack page (a plain pyramid is a stack of one page).
+    pages: Arc<Vec<Vec<LevelData>>>,
+    /// The levels of the page shown.
     levels: Vec<LevelData>,
 }
 
@@ -152,6 +159,25 @@ fn level_of(r: &Reader, d: &Ifd) -> Result<(Level, LevelData), ImageError> {
         )));
     }
     let compression = opt_uint(r, d, tag::COMPRESSION, 1)? as u16;
+    let photometric = opt_uint(r, d, tag::PHOTOMETRIC, 1)? as u16;
+    let colour_map = match (photometric, d.get(tag::COLOR_MAP)) {
+        (3, Some(e)) if bits <= 16 => {
+            let map: Vec<u16> = r.uints(e)?.into_iter().map(|v| v as u16).collect();
+            if map.len() as u64 != 3 << bits {
+                return Err(ImageError::Malformed(format!(
+                    "ColorMap of {} entries for {bits}-bit indices",
+                    map.len()
+                )));
+            }
+            Some(map)
+        }
+        (3, _) => {
+            return Err(ImageError::Malformed(
+                "palette image without a usable ColorMap".into(),
+            ))
+        }
+        _ => None,
+    };
     let jpeg_tables = match d.get(tag::JPEG_TABLES) {
         Some(e) => {
             let b = r.raw(e)?;
@@ -172,14 +198,24 @@ fn level_of(r: &Reader, d: &Ifd) -> Result<(Level, LevelData), ImageError> {
         compression,
         predictor: opt_uint(r, d, tag::PREDICTOR, 1)? as u16,
         jpeg_tables,
-        photometric: opt_uint(r, d, tag::PHOTOMETRIC, 1)? as u16,
+        photometric,
         samples: samples as u16,
         bits: bits as u16,
         planar: planar as u16,
         sample_format: opt_uint(r, d, tag::SAMPLE_FORMAT, 1)? as u16,
         ycbcr_subsampling: d.get(tag::YCBCR_SUBSAMPLING).is_some(),
+        colour_map,
     };
     Ok((level, data))
+}
+
+/// Whether a stack page has the level sizes of page 0 (pages are served on page 0's grid).
+fn same_geometry(page: &[(Level, LevelData)], first: &[(Level, LevelData)]) -> bool {
+    page.len() == first.len()
+        && page
+            .iter()
+            .zip(first)
+            .all(|((a, da), (b, db))| a == b && da.samples == db.samples && da.bits == db.bits)
 }
 
 /// Expands an n-bit (9–15) value to 16 bits as the tile reader does.
@@ -203,41 +239,100 @@ impl TiffImage {
             }
             let mut levels = vec![level_of(&r, &ifd0)?];
             let mut visited = HashSet::from([first]);
-
-            if let Some(e) = ifd0.get(tag::SUB_IFDS) {
-                for off in r.uints(e)?.into_iter().take(MAX_IFDS) {
-                    if !visited.insert(off) {
-                        continue;
-                    }
-                    let Ok(sub) = r.ifd(off) else { continue };
-                    if opt_uint(&r, &sub, tag::NEW_SUBFILE_TYPE, 0)? & 1 == 1 && is_tiled(&sub) {
-                        levels.push(level_of(&r, &sub)?);
+            let subifd_levels = |d: &Ifd,
+                                 visited: &mut HashSet<u64>|
+             -> Result<Vec<(Level, LevelData)>, ImageError> {
+                let mut out = Vec::new();
+                if let Some(e) = d.get(tag::SUB_IFDS) {
+                    for off in r.uints(e)?.into_iter().take(MAX_IFDS) {
+                        if !visited.insert(off) {
+                            continue;
+                        }
+                        let Ok(sub) = r.ifd(off) else { continue };
+                        if opt_uint(&r, &sub, tag::NEW_SUBFILE_TYPE, 0)? & 1 == 1 && is_tiled(&sub)
+                        {
+                            out.push(level_of(&r, &sub)?);
+                        }
                     }
                 }
-            }
-            if levels.len() == 1 {
-                let mut next = ifd0.next;
+                Ok(out)
+            };
+            levels.extend(subifd_levels(&ifd0, &mut visited)?);
+            let is_page = |d: &Ifd| -> bool {
+                matches!(opt_uint(&r, d, tag::NEW_SUBFILE_TYPE, 0), Ok(t) if t & 2 == 2)
+            };
+            // Further stack pages (images.md §3.7), each with the geometry of page 0.
+            let mut pages: Vec<Vec<(Level, LevelData)>> = Vec::new();
+            let mut next = ifd0.next;
+            if levels.len() > 1 {
                 while next != 0 && visited.len() < MAX_IFDS {
                     if !visited.insert(next) {
                         return Err(ImageError::Malformed("directory chain loops".into()));
                     }
                     let d = r.ifd(next)?;
-                    if is_tiled(&d) {
-                        levels.push(level_of(&r, &d)?);
-                    }
                     next = d.next;
+                    if !(is_page(&d) && is_tiled(&d)) {
+                        continue;
+                    }
+                    let mut page = vec![level_of(&r, &d)?];
+                    page.extend(subifd_levels(&d, &mut visited)?);
+                    if same_geometry(&page, &levels) {
+                        pages.push(page);
+                    }
+                }
+            } else {
+                let mut chain = Vec::new();
+                while next != 0 && visited.len() < MAX_IFDS {
+                    if !visited.insert(next) {
+                        return Err(ImageError::Malformed("directory chain loops".into()));
+                    }
+                    let d = r.ifd(next)?;
+                    next = d.next;
+                    if is_tiled(&d) {
+                        chain.push((is_page(&d), level_of(&r, &d)?));
+                    }
+                }
+                // Classic stack: IFD 1 the size of IFD 0, pages of type 2.
+                let stack = is_page(&ifd0)
+                    && chain.first().is_some_and(|(p, (l, _))| {
+                        *p && (l.width, l.height) == (levels[0].0.width, levels[0].0.height)
+                    });
+                for (p, l) in chain {
+                    if !stack {
+                        levels.push(l);
+                    } else if p && same_geometry(std::slice::from_ref(&l), &levels) {
+                        pages.push(vec![l]);
+                    }
                 }
             }
-            let info = Self::info_of(&r, &ifd0, &levels)?;
+            // Some writers (vips) drop SampleFormat from reduced levels: they share the
+            // sample type of the full image.
+            let f0 = (levels[0].1.sample_format, levels[0].1.bits);
+            for (_, d) in levels.iter_mut().chain(pages.iter_mut().flatten()) {
+                if d.sample_format == 1 && d.bits == f0.1 {
+                    d.sample_format = f0.0;
+                }
+            }
+            let mut info = Self::info_of(&r, &ifd0, &levels)?;
+            if !pages.is_empty() {
+                info.horizontal_views = (0..=pages.len() as i32).collect();
+            }
             let (levels, data): (Vec<Level>, Vec<LevelData>) = levels.into_iter().unzip();
-            (levels, data, info)
+            let mut all = vec![data];
+            all.extend(
+                pages
+                    .into_iter()
+                    .map(|p| p.into_iter().map(|(_, d)| d).collect()),
+            );
+            (levels, all, info)
         };
         let mut info = info;
         info.levels = levels;
         Ok(TiffImage {
-            map,
+            map: Arc::new(map),
             info,
-            levels: data,
+            levels: data[0].clone(),
+            pages: Arc::new(data),
         })
     }
 
@@ -247,8 +342,11 @@ impl TiffImage {
         levels: &[(Level, LevelData)],
     ) -> Result<ImageInfo, ImageError> {
         let l0 = &levels[0].1;
-        let channels = l0.samples;
-        let bits = l0.bits;
+        // Palette indices are expanded to 8-bit RGB on decode.
+        let (channels, bits) = match l0.photometric {
+            3 => (3, 8),
+            _ => (l0.samples, l0.bits),
+        };
         let sample_format = if l0.sample_format == 3 {
             SampleFormat::Float
         } else {
@@ -411,10 +509,37 @@ impl Image for TiffImage {
         &self.info
     }
 
+    fn view(&self, x: i32) -> Option<Result<Arc<dyn Image>, ImageError>> {
+        if self.pages.len() < 2 {
+            return None;
+        }
+        let Some(levels) = usize::try_from(x).ok().and_then(|p| self.pages.get(p)) else {
+            return Some(Err(ImageError::NoSuchView(x)));
+        };
+        Some(Ok(Arc::new(TiffImage {
+            map: Arc::clone(&self.map),
+            info: self.info.clone(),
+            pages: Arc::clone(&self.pages),
+            levels: levels.clone(),
+        })))
+    }
+
     fn encoded_tile(&self, k: u32, t: u32) -> Result<Option<EncodedTile>, ImageError> {
         let (level, d) = self.check(k, t)?;
         let complete = level.tile_size(t) == Some((level.tile_width, level.tile_height));
+        if d.compression == 50001 {
+            let passable = complete && d.bits == 8 && d.planar == 1 && matches!(d.samples, 3 | 4);
+            let bytes = self.stored(d, t)?;
+            if !passable || bytes.len() < 12 || &bytes[..4] != b"RIFF" || &bytes[8..12] != b"WEBP" {
+                return Ok(None);
+            }
+            return Ok(Some(EncodedTile {
+                codec: StoredCodec::Webp,
+                bytes: bytes.to_vec(),
+            }));
+        }
         let passable = d.compression == 7
+            && !matches!(d.photometric, 3 | 8)
             && complete
             && d.bits == 8
             && d.planar == 1
@@ -437,50 +562,76 @@ impl Image for TiffImage {
         let (level, d) = self.check(k, t)?;
         let (w, h) = level.tile_size(t).expect("checked");
         let (tw, th) = (level.tile_width as usize, level.tile_height as usize);
-        let channels = if d.planar == 2 { 1 } else { d.samples as usize };
-        let float32 = d.sample_format == 3 && d.bits == 32;
-        if !(matches!(d.bits, 8 | 16 | 32) && (d.sample_format != 3 || float32)) {
-            return Err(ImageError::Unsupported(format!(
-                "{}-bit {} samples",
-                d.bits,
-                if d.sample_format == 3 {
-                    "float"
-                } else {
-                    "integer"
+        let planes = if d.planar == 2 { d.samples as usize } else { 1 };
+        let per_chunk = d.samples as usize / planes;
+        let tiles = level.tile_count();
+        let mut chunks = Vec::with_capacity(planes);
+        for p in 0..planes {
+            chunks.push(self.decode_chunk(d, p as u32 * tiles + t, tw, th, per_chunk)?);
+        }
+        let (samples, channels) = match chunks.len() {
+            1 => (chunks.pop().expect("one chunk"), per_chunk),
+            _ => (
+                interleave(chunks)
+                    .ok_or_else(|| ImageError::Decode("planes decode differently".into()))?,
+                planes,
+            ),
+        };
+        let (samples, channels) = self.finish_samples(d, samples, channels)?;
+        Ok(Tile {
+            width: w,
+            height: h,
+            channels: channels as u16,
+            data: crop_samples(samples, tw, channels, w as usize, h as usize),
+        })
+    }
+}
+
+/// Largest decoded tile accepted, in bytes.
+const MAX_TILE_BYTES: usize = 256 << 20;
+
+impl TiffImage {
+    /// Decodes one stored chunk (a tile, or one plane of it) at its full `tw×th` size.
+    /// 8-bit data comes back as `U8`; 1–6 and 10–14-bit data as unexpanded `U16`
+    /// values; 16 and 32-bit as stored; 64-bit float narrowed to `F32`.
+    fn decode_chunk(
+        &self,
+        d: &LevelData,
+        chunk: u32,
+        tw: usize,
+        th: usize,
+        channels: usize,
+    ) -> Result<Samples, ImageError> {
+        let bits = d.bits as usize;
+        let row_bytes = (tw * channels * bits).div_ceil(8);
+        let expected = row_bytes
+            .checked_mul(th)
+            .filter(|&n| n <= MAX_TILE_BYTES)
+            .ok_or_else(|| ImageError::Malformed(format!("tiles of {tw}x{th}x{channels}")))?;
+        match d.compression {
+            6 | 7 => {
+                if d.bits != 8 {
+                    return Err(ImageError::Unsupported("JPEG tiles above 8 bits".into()));
                 }
-            )));
-        }
-        if !matches!(d.photometric, 0..=2 | 5 | 6) {
-            return Err(ImageError::Unsupported(format!(
-                "photometric interpretation {}",
-                d.photometric
-            )));
-        }
-        let samples: Samples = if d.compression == 7 {
-            if d.bits != 8 {
-                return Err(ImageError::Unsupported("JPEG tiles above 8 bits".into()));
+                let (jw, jh, px) = decode::jpeg(&self.jpeg_bitstream(d, chunk)?, channels as u16)?;
+                return Ok(Samples::U8(fit(px, (jw, jh), channels, (tw, th))?));
             }
-            let (jw, jh, px) = decode::jpeg(&self.jpeg_bitstream(d, t)?, channels as u16)?;
-            if jw < w as usize || jh < h as usize {
-                return Err(ImageError::Decode(format!(
-                    "JPEG tile {t} is {jw}x{jh}, expected {tw}x{th}"
-                )));
+            50001 => {
+                let (jw, jh, px) = decode::webp(self.stored(d, chunk)?, channels as u16)?;
+                return Ok(Samples::U8(fit(px, (jw, jh), channels, (tw, th))?));
             }
-            Samples::U8(crop(px, jw, channels, w as usize, h as usize))
-        } else {
-            let bytes_per = d.bits as usize / 8;
-            let expected = tw * th * channels * bytes_per;
-            let mut raw = decode::decompress(d.compression, self.stored(d, t)?, expected)?;
-            if d.bits == 8 {
+            _ => {}
+        }
+        let mut raw = decode::decompress(d.compression, self.stored(d, chunk)?, expected)?;
+        let le = matches!(&self.map[..2], b"II");
+        Ok(match (d.bits, d.sample_format) {
+            (8, _) => {
                 if d.predictor == 2 {
                     decode::unpredict_u8(&mut raw, tw, channels);
                 }
-                if d.photometric == 0 {
-                    raw.iter_mut().for_each(|v| *v = 255 - *v);
-                }
-                Samples::U8(crop(raw, tw, channels, w as usize, h as usize))
-            } else if d.bits == 16 {
-                let le = matches!(&self.map[..2], b"II");
+                Samples::U8(raw)
+            }
+            (16, f) if f != 3 => {
                 let mut v: Vec<u16> = raw
                     .chunks_exact(2)
                     .map(|c| {
@@ -494,31 +645,216 @@ impl Image for TiffImage {
                 if d.predictor == 2 {
                     decode::unpredict_u16(&mut v, tw, channels);
                 }
-                if d.photometric == 0 {
+                Samples::U16(v)
+            }
+            (32, 3) => {
+                let words = decode::words32(&mut raw, tw, channels, d.predictor, le);
+                Samples::F32(words.into_iter().map(f32::from_bits).collect())
+            }
+            (32, _) => Samples::U32(decode::words32(&mut raw, tw, channels, d.predictor, le)),
+            (64, 3) if d.predictor == 1 => Samples::F32(
+                raw.chunks_exact(8)
+                    .map(|c| {
+                        let b = c.try_into().expect("8 bytes");
+                        let v = if le {
+                            f64::from_le_bytes(b)
+                        } else {
+                            f64::from_be_bytes(b)
+                        };
+                        v as f32
+                    })
+                    .collect(),
+            ),
+            (1 | 2 | 4 | 6 | 10 | 12 | 14, f) if f != 3 => {
+                Samples::U16(decode::unpack_bits(&raw, d.bits, tw * channels, th))
+            }
+            (b, f) => {
+                return Err(ImageError::Unsupported(format!(
+                    "bit depth: {b}-bit {} samples{}",
+                    if f == 3 { "float" } else { "integer" },
+                    if d.predictor != 1 {
+                        " with a predictor"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        })
+    }
+
+    /// Applies the photometric interpretation and depth expansion (images.md §3.2–3.3):
+    /// palette indices through the colour map, 1–6-bit data to 8 bits, 10–14-bit to
+    /// 16 bits, MinIsWhite inverted at every depth, signed integers offset to unsigned.
+    fn finish_samples(
+        &self,
+        d: &LevelData,
+        samples: Samples,
+        channels: usize,
+    ) -> Result<(Samples, usize), ImageError> {
+        if d.photometric == 3 {
+            let map = d
+                .colour_map
+                .as_ref()
+                .ok_or_else(|| ImageError::Malformed("palette image without a ColorMap".into()))?;
+            let n = map.len() / 3;
+            let index = |i: usize| i.min(n - 1);
+            let rgb = |i: usize| {
+                let i = index(i);
+                [
+                    (map[i] >> 8) as u8,
+                    (map[n + i] >> 8) as u8,
+                    (map[2 * n + i] >> 8) as u8,
+                ]
+            };
+            let out: Vec<u8> = match samples {
+                Samples::U8(v) => v.iter().flat_map(|&i| rgb(i as usize)).collect(),
+                Samples::U16(v) => v.iter().flat_map(|&i| rgb(i as usize)).collect(),
+                _ => return Err(ImageError::Unsupported("palette of this depth".into())),
+            };
+            return Ok((Samples::U8(out), 3));
+        }
+        let invert = d.photometric == 0;
+        let signed = d.sample_format == 2 && d.photometric != 8;
+        let samples = match samples {
+            Samples::U16(v) if d.bits < 8 => {
+                let b = d.bits;
+                Samples::U8(
+                    v.into_iter()
+                        .map(|s| {
+                            let x = match b {
+                                1 => s * 255,
+                                2 => s * 85,
+                                4 => s * 17,
+                                _ => (s << 2) | (s >> 4),
+                            } as u8;
+                            if invert {
+                                255 - x
+                            } else {
+                                x
+                            }
+                        })
+                        .collect(),
+                )
+            }
+            Samples::U16(mut v) => {
+                let b = d.bits;
+                if b < 16 {
+                    v.iter_mut()
+                        .for_each(|s| *s = (*s << (16 - b)) | (*s >> (2 * b - 16)));
+                }
+                if signed {
+                    v.iter_mut().for_each(|s| *s ^= 0x8000);
+                }
+                if invert {
                     v.iter_mut().for_each(|s| *s = 65535 - *s);
                 }
-                Samples::U16(crop(v, tw, channels, w as usize, h as usize))
-            } else {
-                let le = matches!(&self.map[..2], b"II");
-                let words = decode::words32(&mut raw, tw, channels, d.predictor, le);
-                if float32 {
-                    let v: Vec<f32> = words.into_iter().map(f32::from_bits).collect();
-                    Samples::F32(crop(v, tw, channels, w as usize, h as usize))
-                } else {
-                    let mut v = words;
-                    if d.photometric == 0 {
-                        v.iter_mut().for_each(|s| *s = u32::MAX - *s);
-                    }
-                    Samples::U32(crop(v, tw, channels, w as usize, h as usize))
+                Samples::U16(v)
+            }
+            Samples::U8(mut v) => {
+                if signed {
+                    v.iter_mut().for_each(|s| *s ^= 0x80);
                 }
+                if invert {
+                    v.iter_mut().for_each(|s| *s = 255 - *s);
+                }
+                Samples::U8(v)
+            }
+            Samples::U32(mut v) => {
+                if signed {
+                    v.iter_mut().for_each(|s| *s ^= 0x8000_0000);
+                }
+                if invert {
+                    v.iter_mut().for_each(|s| *s = u32::MAX - *s);
+                }
+                Samples::U32(v)
+            }
+            Samples::F32(mut v) => {
+                if invert {
+                    v.iter_mut().for_each(|s| *s = 1.0 - *s);
+                }
+                Samples::F32(v)
             }
         };
-        Ok(Tile {
-            width: w,
-            height: h,
-            channels: channels as u16,
-            data: samples,
+        Ok((samples, channels))
+    }
+}
+
+/// A decoded `jw×jh` chunk as exactly `tw×th` pixels: codecs may store edge tiles
+/// at their cropped size, which is padded here; a smaller chunk is an error.
+fn fit(
+    px: Vec<u8>,
+    (jw, jh): (usize, usize),
+    channels: usize,
+    (tw, th): (usize, usize),
+) -> Result<Vec<u8>, ImageError> {
+    if jw == tw && jh == th {
+        return Ok(px);
+    }
+    if jw < tw || jh < th {
+        return Err(ImageError::Decode(format!(
+            "tile is {jw}x{jh}, expected {tw}x{th}"
+        )));
+    }
+    let mut out = Vec::with_capacity(tw * th * channels);
+    for row in px.chunks_exact(jw * channels).take(th) {
+        out.extend_from_slice(&row[..tw * channels]);
+    }
+    Ok(out)
+}
+
+/// Interleaves single-channel planes into one buffer of `planes.len()` channels;
+/// `None` when the planes differ in type or size.
+fn interleave(planes: Vec<Samples>) -> Option<Samples> {
+    let lens: Vec<usize> = planes
+        .iter()
+        .map(|p| match p {
+            Samples::U8(v) => v.len(),
+            Samples::U16(v) => v.len(),
+            Samples::U32(v) => v.len(),
+            Samples::F32(v) => v.len(),
         })
+        .collect();
+    if lens.windows(2).any(|w| w[0] != w[1]) {
+        return None;
+    }
+    fn weave<T: Copy>(planes: Vec<Vec<T>>) -> Vec<T> {
+        let n = planes.iter().map(Vec::len).min().unwrap_or(0);
+        let mut out = Vec::with_capacity(n * planes.len());
+        for i in 0..n {
+            out.extend(planes.iter().map(|p| p[i]));
+        }
+        out
+    }
+    macro_rules! all_of {
+        ($variant:ident) => {
+            planes
+                .iter()
+                .all(|p| matches!(p, Samples::$variant(_)))
+                .then(|| {
+                    Samples::$variant(weave(
+                        planes
+                            .iter()
+                            .map(|p| match p {
+                                Samples::$variant(v) => v.clone(),
+                                _ => unreachable!("checked above"),
+                            })
+                            .collect(),
+                    ))
+                })
+        };
+    }
+    all_of!(U8)
+        .or_else(|| all_of!(U16))
+        .or_else(|| all_of!(U32))
+        .or_else(|| all_of!(F32))
+}
+
+fn crop_samples(s: Samples, tw: usize, c: usize, w: usize, h: usize) -> Samples {
+    match s {
+        Samples::U8(v) => Samples::U8(crop(v, tw, c, w, h)),
+        Samples::U16(v) => Samples::U16(crop(v, tw, c, w, h)),
+        Samples::U32(v) => Samples::U32(crop(v, tw, c, w, h)),
+        Samples::F32(v) => Samples::F32(crop(v, tw, c, w, h)),
     }
 }
 

@@ -1,0 +1,22 @@
+//! Fuzzes the TIFF directory walker and tile decoders: any byte string must open
+//! or fail with an error, and every tile of every level it claims must decode or
+//! fail with an error, within bounded memory.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // Keep inputs TIFF-shaped so the walker, not format detection, gets the coverage.
+    if data.len() < 8 || !(data.starts_with(b"II") || data.starts_with(b"MM")) {
+        return;
+    }
+    if let Ok(img) = tessera::image::open_bytes(data) {
+        let info = img.info().clone();
+        for (k, level) in info.levels.iter().enumerate().take(8) {
+            for t in 0..level.tile_count().min(4) {
+                let _ = img.decode_tile(k as u32, t);
+                let _ = img.encoded_tile(k as u32, t);
+            }
+        }
+    }
+});

@@ -1,0 +1,268 @@
+//! Image sources against vips: for every stored variant (depths, photometrics,
+//! layouts, codecs, containers) tiles at the largest, a middle and the smallest
+//! resolution match vips's decode of the same area (images.md §3–5). Lossless 8-bit
+//! sources must be identical; lossy or normalised ones within a mean absolute
+//! difference of 2 per sample.
+
+mod common;
+use common::*;
+
+/// How vips reads level `k` of a fixture, and what turns its decode into our 8-bit output.
+struct Case {
+    file: &'static str,
+    /// vips load options for level k (`{k}` and `{k1}` = k-1 are substituted).
+    level: &'static str,
+    /// The file vips decodes, when it cannot read `file` itself.
+    reference: Option<&'static str>,
+    /// vips operation bringing its decode to 8-bit bands as we encode them.
+    post: Post,
+    max_mad: f64,
+}
+
+#[derive(Clone, Copy)]
+enum Post {
+    None,
+    Msb,
+    Float,
+    Lab,
+    FirstThree,
+}
+
+fn png_pixels(bytes: &[u8]) -> (u32, u32, usize, Vec<u8>) {
+    let (w, h, ct, px) = png_decode(bytes);
+    assert_eq!(px.len(), (w * h) as usize * ct.samples(), "8-bit PNG");
+    (w, h, ct.samples(), px)
+}
+
+fn level_spec(case: &Case, k: u32) -> String {
+    if k == 0 && case.level.contains("{k1}") {
+        return String::new();
+    }
+    let s = case
+        .level
+        .replace("{k1}", &k.saturating_sub(1).to_string())
+        .replace("{k}", &k.to_string())
+        .replace("{s}", &(1u32 << k).to_string());
+    if s.is_empty() {
+        s
+    } else {
+        format!("[{s}]")
+    }
+}
+
+/// vips's decode of `(x, y, w, h)` of level `k`, as 8-bit samples.
+fn vips_area(
+    dir: &TempDir,
+    case: &Case,
+    k: u32,
+    (x, y, w, h): (u32, u32, u32, u32),
+) -> (usize, Vec<u8>) {
+    let src = fixtures().join(case.reference.unwrap_or(case.file));
+    let d = dir.0.display();
+    let input = format!("{}{}", src.display(), level_spec(case, k));
+    let post = match case.post {
+        Post::None => format!("cp {d}/c.v {d}/p.v"),
+        Post::Msb => format!("vips msb {d}/c.v {d}/p.v"),
+        Post::Float => format!("vips linear {d}/c.v {d}/p.v 255 0 --uchar"),
+        Post::Lab => format!("vips colourspace {d}/c.v {d}/p.v srgb"),
+        Post::FirstThree => format!("vips extract_band {d}/c.v {d}/p.v 0 --n 3"),
+    };
+    sh(&format!(
+        "set -e; vips crop '{input}' {d}/c.v {x} {y} {w} {h}; {post}; vips cast {d}/p.v {d}/q.v uchar; vips pngsave {d}/q.v {d}/ref.png"
+    ));
+    let (rw, rh, c, px) = png_pixels(&std::fs::read(dir.0.join("ref.png")).unwrap());
+    assert_eq!((rw, rh), (w, h), "{} k{k}", case.file);
+    (c, px)
+}
+
+fn check(s: &Server, dir: &TempDir, case: &Case) {
+    let obj = s
+        .get(&format!(
+            "FIF={}&OBJ=Max-size&OBJ=Resolution-number&OBJ=Tile-size",
+            case.file
+        ))
+        .text();
+    let n: u32 = obj
+        .lines()
+        .find_map(|l| l.strip_prefix("Resolution-number:"))
+        .unwrap_or_else(|| panic!("{}: {obj}", case.file))
+        .trim()
+        .parse()
+        .unwrap();
+    let size: Vec<u32> = obj
+        .lines()
+        .find_map(|l| l.strip_prefix("Max-size:"))
+        .unwrap()
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let ts: u32 = obj
+        .lines()
+        .find_map(|l| l.strip_prefix("Tile-size:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let vw: u32 = sh(&format!(
+        "vipsheader -f width '{}{}'",
+        fixtures()
+            .join(case.reference.unwrap_or(case.file))
+            .display(),
+        level_spec(case, 0)
+    ))
+    .trim()
+    .parse()
+    .unwrap();
+    assert_eq!(size[0], vw, "{}: OBJ width", case.file);
+    let mut levels = vec![n - 1, (n - 1) / 2, 0];
+    levels.dedup();
+    for r in levels {
+        let k = n - 1 - r;
+        // The level's size as vips reads it: our tiles must tile exactly that.
+        let dims: Vec<u32> = sh(&format!(
+            "vipsheader -f width '{0}{1}'; vipsheader -f height '{0}{1}'",
+            fixtures()
+                .join(case.reference.unwrap_or(case.file))
+                .display(),
+            level_spec(case, k)
+        ))
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+        let (lw, lh) = (dims[0], dims[1]);
+        let (cols, rows) = (lw.div_ceil(ts), lh.div_ceil(ts));
+        for t in [0, cols * rows - 1] {
+            let (cx, cy) = (t % cols * ts, t / cols * ts);
+            let area = (cx, cy, ts.min(lw - cx), ts.min(lh - cy));
+            let reply = s.get(&format!("FIF={}&PTL={r},{t}", case.file));
+            assert_eq!(
+                reply.status,
+                200,
+                "{} r{r} t{t}: {}",
+                case.file,
+                reply.text()
+            );
+            let (w, h, c, ours) = png_pixels(&reply.body);
+            assert_eq!((w, h), (area.2, area.3), "{} r{r} t{t} size", case.file);
+            let (rc, theirs) = vips_area(dir, case, k, area);
+            assert_eq!(c, rc, "{} r{r} t{t} channels", case.file);
+            let mad = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as f64)
+                .sum::<f64>()
+                / ours.len() as f64;
+            assert!(
+                mad <= case.max_mad,
+                "{} r{r} t{t}: mean absolute difference {mad:.3} > {}",
+                case.file,
+                case.max_mad
+            );
+        }
+    }
+}
+
+fn case(file: &'static str, level: &'static str, post: Post, max_mad: f64) -> Case {
+    Case {
+        file,
+        level,
+        reference: None,
+        post,
+        max_mad,
+    }
+}
+
+#[test]
+fn every_variant_matches_vips() {
+    let s = Server::start(&[], 1);
+    let dir = TempDir::new("sources");
+    let page = "page={k}";
+    for c in [
+        case("small.tif", page, Post::None, 0.0),
+        case("small_lzw.tif", page, Post::None, 0.0),
+        case("small_zstd.tif", page, Post::None, 0.0),
+        case("small_packbits.tif", page, Post::None, 0.0),
+        case("small_jpeg.tif", page, Post::None, 2.0),
+        case("small_webp.tif", page, Post::None, 2.0),
+        case("grey.tif", page, Post::None, 0.0),
+        case("bits1.tif", page, Post::None, 0.0),
+        case("bits2.tif", page, Post::None, 0.0),
+        case("bits4.tif", page, Post::None, 0.0),
+        case("miniswhite.tif", page, Post::None, 0.0),
+        case("palette.tif", "", Post::None, 0.0),
+        case("grey16.tif", page, Post::Msb, 0.0),
+        case("rgb16.tif", page, Post::Msb, 0.0),
+        case("float.tif", "", Post::Float, 1.0),
+        // 8-bit CIELAB stores a* and b* in whole units: that step alone moves the dark
+        // channel of a saturated colour by up to 15 levels (sRGB 33,253,221 stores as
+        // L 89.5 a -56 b 1, which is 18 or 43 red depending on rounding). vips reads L
+        // of these files differently from the TIFF formula (mean difference 7), so the
+        // reference is the sRGB image the file was made from, with a wider bound.
+        Case {
+            reference: Some("small.tif"),
+            ..case("lab8.tif", page, Post::None, 4.0)
+        },
+        case("lab16.tif", page, Post::Lab, 2.0),
+        // vips writes this file's reduced levels without SampleFormat and then reads
+        // them as integers; the reference is the sRGB pyramid it was made from.
+        Case {
+            reference: Some("small.tif"),
+            ..case("labf.tif", page, Post::None, 2.0)
+        },
+        case("fiveband.tif", page, Post::FirstThree, 0.0),
+        case("big_bigtiff.tif", page, Post::None, 2.0),
+        case("big_subifd.tif", "subifd={k1}", Post::None, 2.0),
+        case("small.jp2", page, Post::None, 2.0),
+        case("photo.jpg", "shrink={s}", Post::None, 2.0),
+        Case {
+            reference: Some("small_none.tif"),
+            ..case("planar.tif", page, Post::None, 0.0)
+        },
+    ] {
+        check(&s, &dir, &c);
+    }
+}
+
+#[test]
+fn stack_pages_are_views() {
+    let s = Server::start(&[("IIIF_DELIMITER", "::"), ("URI_MAP", "iiif=>IIIF")], 1);
+    let obj = s
+        .get("FIF=stack.tif&OBJ=Horizontal-views&OBJ=Resolution-number")
+        .text();
+    assert!(obj.contains("Horizontal-views:0 1 2"), "{obj}");
+    assert!(obj.contains("Resolution-number:3"), "{obj}");
+    for (page, rgb) in [(0, [255, 0, 0]), (1, [0, 255, 0]), (2, [0, 0, 255])] {
+        for r in 0..3 {
+            let reply = s.get(&format!("FIF=stack.tif&SDS={page},90&PTL={r},0"));
+            assert_eq!(reply.status, 200, "{}", reply.text());
+            let (_, _, c, px) = png_pixels(&reply.body);
+            assert_eq!(&px[..c], &rgb, "page {page} r{r}");
+        }
+        let uri = format!("/iiif/stack.tif::{page}/0,0,64,64/64,/0/default.png");
+        let reply = s.request(
+            &[
+                ("REQUEST_METHOD", "GET"),
+                ("QUERY_STRING", ""),
+                ("REQUEST_URI", &uri),
+                ("HTTP_HOST", "localhost"),
+            ],
+            b"",
+        );
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        let (_, _, c, px) = png_pixels(&reply.body);
+        assert_eq!(&px[..c], &rgb, "IIIF page {page}");
+    }
+    let reply = s.get("FIF=stack.tif&SDS=7,90&JTL=0,0");
+    assert_eq!(reply.status, 404);
+    assert!(
+        reply.text().contains("non-existent view"),
+        "{}",
+        reply.text()
+    );
+    // Every page answers SPECTRA: one wavelength per view.
+    let t = s.get("FIF=stack.tif&SPECTRA=2,0,5,5").text();
+    assert_eq!(t.matches("<point>").count(), 3, "{t}");
+    assert!(t.contains("<wavelength>2</wavelength>"), "{t}");
+}

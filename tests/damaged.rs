@@ -1,0 +1,282 @@
+//! A corpus of damaged images (truncated, looping or out-of-range directories,
+//! absurd sizes, wrong byte counts, corrupt JPEG/deflate/LZW/zstd/JPEG2000 streams)
+//! served by real workers: every request is answered, damaged data with a 4xx/5xx,
+//! no worker dies and no worker's peak RSS reaches 256 MB.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+/// A little-endian classic TIFF: one tiled directory with `tags` (type LONG unless
+/// the tag is in `SHORTS`), tile data `blob` at offset 8.
+fn tiff(tags: &[(u16, Vec<u32>)], blob: &[u8]) -> Vec<u8> {
+    const SHORTS: [u16; 6] = [258, 259, 262, 277, 284, 317];
+    let mut out = b"II*\0".to_vec();
+    let ifd = 8 + blob.len() as u32;
+    out.extend(ifd.to_le_bytes());
+    out.extend(blob);
+    let mut tags = tags.to_vec();
+    tags.sort_by_key(|t| t.0);
+    let mut extra = Vec::new();
+    let extra_at = ifd + 2 + 12 * tags.len() as u32 + 4;
+    let mut entries = Vec::new();
+    for (tag, vals) in &tags {
+        let short = SHORTS.contains(tag);
+        let bytes: Vec<u8> = if short {
+            vals.iter()
+                .flat_map(|v| (*v as u16).to_le_bytes())
+                .collect()
+        } else {
+            vals.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        entries.extend(tag.to_le_bytes());
+        entries.extend((if short { 3u16 } else { 4u16 }).to_le_bytes());
+        entries.extend((vals.len() as u32).to_le_bytes());
+        if bytes.len() <= 4 {
+            let mut b = bytes.clone();
+            b.resize(4, 0);
+            entries.extend(b);
+        } else {
+            entries.extend((extra_at + extra.len() as u32).to_le_bytes());
+            extra.extend(bytes);
+        }
+    }
+    out.extend((tags.len() as u16).to_le_bytes());
+    out.extend(entries);
+    out.extend(0u32.to_le_bytes());
+    out.extend(extra);
+    out
+}
+
+/// Tags of a 512×512 RGB image in four 256×256 deflate tiles stored at `offsets`.
+fn base_tags(offsets: Vec<u32>, counts: Vec<u32>) -> Vec<(u16, Vec<u32>)> {
+    vec![
+        (256, vec![512]),
+        (257, vec![512]),
+        (258, vec![8, 8, 8]),
+        (259, vec![8]),
+        (262, vec![2]),
+        (277, vec![3]),
+        (322, vec![256]),
+        (323, vec![256]),
+        (324, offsets),
+        (325, counts),
+    ]
+}
+
+fn set(tags: &mut Vec<(u16, Vec<u32>)>, tag: u16, vals: Vec<u32>) {
+    tags.retain(|t| t.0 != tag);
+    tags.push((tag, vals));
+}
+
+fn deflate_tile() -> Vec<u8> {
+    let raw = vec![128u8; 256 * 256 * 3];
+    let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::default());
+    let mut z = vec![0u8; c.zlib_compress_bound(raw.len())];
+    let n = c.zlib_compress(&raw, &mut z).unwrap();
+    z.truncate(n);
+    z
+}
+
+fn patch_after(data: &mut [u8], marker: &[u8], skip: usize, bytes: &[u8]) {
+    let at = data
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("marker present")
+        + marker.len()
+        + skip;
+    data[at..at + bytes.len()].copy_from_slice(bytes);
+}
+
+/// Writes the damaged corpus; returns `(name, every request must fail)`.
+fn make_corpus(dir: &Path) -> Vec<(String, bool)> {
+    let fx = fixtures();
+    let mut files: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    for src in [
+        "small.tif",
+        "small_jpeg.tif",
+        "big_bigtiff.tif",
+        "small.jp2",
+        "photo.jpg",
+    ] {
+        let data = std::fs::read(fx.join(src)).unwrap();
+        for (i, cut) in [12usize, 300, 4000, data.len() / 2, data.len() - 100]
+            .into_iter()
+            .enumerate()
+        {
+            // A cut past the header may leave some tiles readable.
+            files.push((format!("trunc{i}-{src}"), data[..cut].to_vec(), cut < 300));
+        }
+    }
+    let tile = deflate_tile();
+    let n = tile.len() as u32;
+    let good = || base_tags(vec![8; 4], vec![n; 4]);
+    files.push(("good.tif".into(), tiff(&good(), &tile), false));
+    let mut edits: Vec<(&str, u16, Vec<u32>)> = vec![
+        ("offsets-past-eof", 324, vec![1 << 30; 4]),
+        ("counts-huge", 325, vec![u32::MAX; 4]),
+        ("counts-zero", 325, vec![0; 4]),
+        ("counts-short", 325, vec![n / 3; 4]),
+        ("tile-width-0", 322, vec![0]),
+        ("tile-width-2^31", 322, vec![1 << 31]),
+        ("tile-height-65536", 323, vec![65536]),
+        ("width-2^31", 256, vec![1 << 31]),
+        ("pixels-2^40", 256, vec![1 << 20]),
+        ("bits-3", 258, vec![3, 3, 3]),
+        ("bits-0", 258, vec![0, 0, 0]),
+        ("samples-0", 277, vec![0]),
+        ("samples-65535", 277, vec![65535]),
+        ("palette-without-map", 262, vec![3]),
+        ("compression-jpeg", 259, vec![7]),
+        ("compression-lzw", 259, vec![5]),
+        ("compression-zstd", 259, vec![50000]),
+        ("compression-webp", 259, vec![50001]),
+        ("compression-unknown", 259, vec![34712]),
+        ("too-few-offsets", 324, vec![8]),
+    ];
+    edits.push(("pixels-2^40-tall", 257, vec![1 << 20]));
+    for (name, tag, vals) in edits {
+        let mut t = good();
+        set(&mut t, tag, vals);
+        if name == "pixels-2^40" {
+            set(&mut t, 257, vec![1 << 20]);
+        }
+        files.push((format!("{name}.tif"), tiff(&t, &tile), true));
+    }
+    // Corrupt deflate stream.
+    let mut bad = tile.clone();
+    for b in bad.iter_mut().skip(2).step_by(3) {
+        *b ^= 0x5A;
+    }
+    files.push(("corrupt-deflate.tif".into(), tiff(&good(), &bad), true));
+    // IFD loop: the next-IFD pointer of IFD 0 points to itself.
+    let mut looped = tiff(&good(), &tile);
+    let ifd = u32::from_le_bytes(looped[4..8].try_into().unwrap()) as usize;
+    let count = u16::from_le_bytes([looped[ifd], looped[ifd + 1]]) as usize;
+    let next = ifd + 2 + 12 * count;
+    looped[next..next + 4].copy_from_slice(&(ifd as u32).to_le_bytes());
+    files.push(("ifd-loop.tif".into(), looped, false));
+    // IFD entry count far past the end of the file.
+    let mut entries = tiff(&good(), &tile);
+    entries[ifd..ifd + 2].copy_from_slice(&0xFFFFu16.to_le_bytes());
+    files.push(("ifd-entries-huge.tif".into(), entries, true));
+    // First IFD beyond the file.
+    let mut first = tiff(&good(), &tile);
+    first[4..8].copy_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+    files.push(("ifd-past-eof.tif".into(), first, true));
+    // JPEG2000: absurd image size in SIZ, garbage codestream after the header.
+    let jp2 = std::fs::read(fx.join("small.jp2")).unwrap();
+    let mut huge = jp2.clone();
+    patch_after(
+        &mut huge,
+        &[0xFF, 0x51],
+        4,
+        &[0xFF, 0xFF, 0xFF, 0xF0, 0xFF, 0xFF, 0xFF, 0xF0],
+    );
+    files.push(("siz-huge.jp2".into(), huge, true));
+    let mut garbage = jp2.clone();
+    let sod = garbage.windows(2).position(|w| w == [0xFF, 0x93]).unwrap() + 2;
+    for b in garbage[sod..].iter_mut().step_by(2) {
+        *b = 0xFF;
+    }
+    files.push(("corrupt-codestream.jp2".into(), garbage, true));
+    // JPEG: a 65535×65535 frame header, then garbage scan data.
+    let jpg = std::fs::read(fx.join("photo.jpg")).unwrap();
+    let mut big = jpg.clone();
+    patch_after(&mut big, &[0xFF, 0xC0], 3, &[0xFF, 0xFF, 0xFF, 0xFF]);
+    files.push(("sof-huge.jpg".into(), big, true));
+    let mut scan = jpg.clone();
+    let sos = scan.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap() + 20;
+    let end = scan.len() - 2;
+    for b in scan[sos..end].iter_mut().step_by(7) {
+        *b = 0xFF;
+    }
+    files.push(("corrupt-scan.jpg".into(), scan, true));
+    files.push(("empty.tif".into(), Vec::new(), true));
+    files.push((
+        "random.tif".into(),
+        (0..5000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        true,
+    ));
+
+    let mut out = Vec::new();
+    for (name, data, all_fail) in files {
+        std::fs::write(dir.join(&name), data).unwrap();
+        out.push((name, all_fail));
+    }
+    out
+}
+
+fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+/// Peak resident set of a process, in kB.
+fn peak_rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn damaged_files_fail_cleanly_within_bounded_memory() {
+    let dir = TempDir::new("damaged");
+    let corpus = make_corpus(&dir.0);
+    assert!(corpus.len() >= 30, "{} damaged files", corpus.len());
+    let prefix = format!("{}/", dir.0.display());
+    let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while children(s.pid()).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let workers = children(s.pid());
+    assert_eq!(workers.len(), 2);
+
+    let good = s.get("FIF=good.tif&JTL=0,3");
+    assert_eq!(good.status, 200, "the undamaged control file serves");
+    let mut failures = 0;
+    for (name, all_fail) in &corpus {
+        let mut errors = 0;
+        let queries = [
+            format!("FIF={name}&OBJ=IIP,1.0&OBJ=Max-size&OBJ=Resolution-number"),
+            format!("FIF={name}&JTL=0,0"),
+            format!("FIF={name}&JTL=9,0"),
+            format!("FIF={name}&JTL=1,3"),
+            format!("FIF={name}&WID=300&CVT=jpeg"),
+            format!("FIF={name}&RGN=0.5,0.5,0.5,0.5&CVT=png"),
+        ];
+        for q in &queries {
+            let r = s.get(q);
+            assert!(
+                r.status == 200 || (400..600).contains(&r.status),
+                "{q}: status {}",
+                r.status
+            );
+            if r.status != 200 {
+                errors += 1;
+                assert!(!r.text().contains(&prefix), "{q}: body shows a server path");
+            }
+        }
+        // OBJ=IIP answers for any file it can open; everything needing pixels must fail.
+        if *all_fail {
+            assert!(errors >= queries.len() - 1, "{name}: {errors} errors");
+        } else {
+            assert!(errors >= 1, "{name}: no request failed");
+        }
+        failures += errors;
+    }
+    assert_eq!(children(s.pid()), workers, "a worker died");
+    for w in &workers {
+        let kb = peak_rss_kb(*w);
+        assert!(kb < 256 * 1024, "worker {w} peaked at {kb} kB");
+        eprintln!("worker {w}: peak RSS {} MB", kb / 1024);
+    }
+    eprintln!("{} damaged files, {failures} error responses", corpus.len());
+}

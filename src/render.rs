@@ -40,6 +40,22 @@ fn image_error(cfg: &Config, client: &str, e: &ImageError) -> Response {
     Response::text_error(cfg, status, &format!("{client}: {e}"))
 }
 
+/// The quality-layer view value from `LYR` and `MAX_LAYERS` (images.md §4).
+fn layer_view(cfg: &Config, view: &View) -> i32 {
+    let (lyr, m) = (view.layers, cfg.max_layers);
+    if m > 0 {
+        if lyr > 0 && lyr < m {
+            lyr
+        } else {
+            m
+        }
+    } else if m < 0 && lyr == 0 {
+        -1
+    } else {
+        lyr
+    }
+}
+
 /// One tile through the tile pipeline (processing.md §2).
 pub fn tile(
     cfg: &Config,
@@ -49,7 +65,7 @@ pub fn tile(
     req: TileRequest,
     view: &View,
 ) -> Response {
-    let opened = match opened.for_view(view.xangle) {
+    let opened = match opened.for_view(view.xangle, layer_view(cfg, view)) {
         Ok(o) => o,
         Err(e) => return image_error(cfg, client, &e),
     };
@@ -348,7 +364,7 @@ pub fn region(
     req: &RegionRequest,
     view: &View,
 ) -> Response {
-    let opened = match opened.for_view(view.xangle) {
+    let opened = match opened.for_view(view.xangle, layer_view(cfg, view)) {
         Ok(o) => o,
         Err(e) => return image_error(cfg, client, &e),
     };

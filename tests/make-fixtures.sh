@@ -33,6 +33,8 @@ vips jpegsave "$T/photo.v" "$OUT/photo.jpg" --Q 90
 # JPEG2000, lossless, 3 resolutions (1001x777, 501x389, 251x195), as the spec corpus
 vips ppmsave "$T/small.v" "$T/small.ppm"
 opj_compress -i "$T/small.ppm" -o "$OUT/small.jp2" -n 3 >/dev/null
+# three quality layers (600:1, 200:1, lossless)
+opj_compress -i "$T/small.ppm" -o "$OUT/layers.jp2" -n 3 -r 600,200,1 >/dev/null
 # one resolution only: the server adds virtual levels below it
 opj_compress -i "$T/small.ppm" -o "$OUT/flat.jp2" -n 1 >/dev/null
 vips tiffsave "$T/big.v" "$OUT/big.tif" $TILE --compression jpeg --Q 90

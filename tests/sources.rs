@@ -266,3 +266,53 @@ fn stack_pages_are_views() {
     assert_eq!(t.matches("<point>").count(), 3, "{t}");
     assert!(t.contains("<wavelength>2</wavelength>"), "{t}");
 }
+
+/// Mean absolute difference between two PNG tiles of the same size.
+fn mad(a: &[u8], b: &[u8]) -> f64 {
+    let (_, _, _, pa) = png_pixels(a);
+    let (_, _, _, pb) = png_pixels(b);
+    assert_eq!(pa.len(), pb.len());
+    pa.iter()
+        .zip(&pb)
+        .map(|(x, y)| (*x as i32 - *y as i32).unsigned_abs() as f64)
+        .sum::<f64>()
+        / pa.len() as f64
+}
+
+#[test]
+fn jpeg2000_quality_layers_follow_lyr_and_max_layers() {
+    let tile = |s: &Server, q: &str| {
+        let r = s.get(&format!("FIF=layers.jp2&{q}PTL=2,0"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        r.body
+    };
+    let s = Server::start(&[], 1);
+    let source = {
+        let r = s.get("FIF=small.tif&PTL=2,0");
+        assert_eq!(r.status, 200);
+        r.body
+    };
+    let all = tile(&s, "LYR=3&");
+    let default = tile(&s, "");
+    let one = tile(&s, "LYR=1&");
+    // Three layers rebuild the lossless source; the default is half of them, rounded up.
+    assert_eq!(mad(&all, &source), 0.0);
+    assert_eq!(default, tile(&s, "LYR=2&"));
+    let (d1, d2) = (mad(&one, &source), mad(&default, &source));
+    assert!(d1 > d2 && d2 > 0.0, "1 layer {d1}, 2 layers {d2}");
+    assert_eq!(
+        tile(&s, "LYR=9&"),
+        all,
+        "more layers than stored decode all"
+    );
+    drop(s);
+    // MAX_LAYERS=-1: all layers unless LYR asks for fewer.
+    let s = Server::start(&[("MAX_LAYERS", "-1")], 1);
+    assert_eq!(tile(&s, ""), all);
+    assert_eq!(tile(&s, "LYR=1&"), one);
+    drop(s);
+    // MAX_LAYERS=1 caps every request.
+    let s = Server::start(&[("MAX_LAYERS", "1")], 1);
+    assert_eq!(tile(&s, "LYR=3&"), one);
+    assert_eq!(tile(&s, ""), one);
+}

@@ -23,16 +23,26 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// The same file seen from horizontal view `x` (stack page); itself for images
-    /// with a single view.
-    pub fn for_view(&self, x: i32) -> Result<std::borrow::Cow<'_, Opened>, ImageError> {
-        match self.image.view(x) {
-            None => Ok(std::borrow::Cow::Borrowed(self)),
-            Some(image) => Ok(std::borrow::Cow::Owned(Opened {
-                image: image?,
+    /// The same file seen from horizontal view `x` (stack page) decoding `layers`
+    /// quality layers; itself when neither changes anything.
+    pub fn for_view(
+        &self,
+        x: i32,
+        layers: i32,
+    ) -> Result<std::borrow::Cow<'_, Opened>, ImageError> {
+        let image = match self.image.view(x) {
+            None => None,
+            Some(image) => Some(image?),
+        };
+        let current = image.as_ref().unwrap_or(&self.image);
+        let image = current.with_layers(layers).or(image);
+        Ok(match image {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(image) => std::borrow::Cow::Owned(Opened {
+                image,
                 ..self.clone()
-            })),
-        }
+            }),
+        })
     }
 }
 

@@ -5,6 +5,7 @@
 use super::{
     ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, Samples, StoredCodec, Tile,
 };
+use std::sync::Arc;
 
 /// The JP2 signature box that starts every JP2/JPX file.
 pub const SIGNATURE: [u8; 12] = [
@@ -152,9 +153,23 @@ pub fn levels(h: &Header) -> Vec<Level> {
 
 /// An opened JP2 file.
 pub struct Jp2Image {
-    map: memmap2::Mmap,
+    map: Arc<memmap2::Mmap>,
     info: ImageInfo,
     resolutions: u32,
+    /// Quality layers decoded (0: all).
+    layers: u32,
+}
+
+/// Layers to decode for a view value `l` (images.md §4): `l < 0` all, `0` half of the
+/// codestream's `total` rounded up, otherwise `l`; at least 1, at most `total`.
+pub fn layers_to_decode(l: i32, total: u32) -> u32 {
+    let total = total.max(1);
+    match l {
+        l if l < 0 => total,
+        0 => total.div_ceil(2),
+        l => (l as u32).min(total),
+    }
+    .max(1)
 }
 
 impl Jp2Image {
@@ -173,7 +188,8 @@ impl Jp2Image {
         let mut info = ImageInfo::plain(levels(&h), channels, h.bits as u16, colour);
         info.quality_layers = h.layers;
         Ok(Jp2Image {
-            map,
+            map: Arc::new(map),
+            layers: layers_to_decode(0, h.layers),
             info,
             resolutions: h.resolutions,
         })
@@ -186,6 +202,18 @@ impl Image for Jp2Image {
     }
     fn encoded_tile(&self, _k: u32, _t: u32) -> Result<Option<EncodedTile>, ImageError> {
         Ok(None)
+    }
+
+    fn with_layers(&self, l: i32) -> Option<Arc<dyn Image>> {
+        let layers = layers_to_decode(l, self.info.quality_layers);
+        (layers != self.layers).then(|| {
+            Arc::new(Jp2Image {
+                map: Arc::clone(&self.map),
+                info: self.info.clone(),
+                resolutions: self.resolutions,
+                layers,
+            }) as Arc<dyn Image>
+        })
     }
     fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError> {
         let level = self
@@ -229,7 +257,7 @@ impl Jp2Image {
             clip((left as u64 + tw as u64) * scale, self.info.width()),
             clip((top as u64 + th as u64) * scale, self.info.height()),
         );
-        let d = super::openjpeg::decode(&self.map, reduce, 0, window)
+        let d = super::openjpeg::decode(&self.map, reduce, self.layers, window)
             .map_err(|e| ImageError::Decode(format!("OpenJPEG error :: {e}")))?;
         let c = d.channels;
         let (w, h) = (tw as usize, th as usize);

@@ -220,6 +220,12 @@ pub trait Image: Send + Sync {
         None
     }
 
+    /// The image decoding a different number of quality layers (`l` as the view gives
+    /// it, images.md §4). `None` when layers do not apply or are already those.
+    fn with_layers(&self, _l: i32) -> Option<Arc<dyn Image>> {
+        None
+    }
+
     /// Decode the rectangle `(left, top, width, height)` of level `k` in one pass, for
     /// formats that decode windows directly (JPEG2000). `None`: assemble from tiles.
     fn decode_region(

@@ -38,7 +38,7 @@ pub fn spectra(cfg: &Config, cur: &Current, arg: &str) -> Response {
     for &view in &info.horizontal_views {
         let tile = match cur
             .opened
-            .for_view(view)
+            .for_view(view, 0)
             .and_then(|o| o.image.decode_tile(k, t as u32))
         {
             Ok(tile) => tile,

@@ -65,7 +65,7 @@ pub fn tile(
     req: TileRequest,
     view: &View,
 ) -> Response {
-    let opened = match opened.for_view(view.xangle, layer_view(cfg, view)) {
+    let opened = match opened.for_view((view.xangle, view.yangle), layer_view(cfg, view)) {
         Ok(o) => o,
         Err(e) => return image_error(cfg, client, &e),
     };
@@ -364,7 +364,7 @@ pub fn region(
     req: &RegionRequest,
     view: &View,
 ) -> Response {
-    let opened = match opened.for_view(view.xangle, layer_view(cfg, view)) {
+    let opened = match opened.for_view((view.xangle, view.yangle), layer_view(cfg, view)) {
         Ok(o) => o,
         Err(e) => return image_error(cfg, client, &e),
     };

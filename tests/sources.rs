@@ -316,3 +316,67 @@ fn jpeg2000_quality_layers_follow_lyr_and_max_layers() {
     assert_eq!(tile(&s, "LYR=3&"), one);
     assert_eq!(tile(&s, ""), one);
 }
+
+#[test]
+fn image_sequences_by_filename_pattern() {
+    let dir = TempDir::new("sequence");
+    let fx = fixtures();
+    for (src, name) in [
+        ("small.tif", "FZ1_pyr_000_090.tif"),
+        ("grey.tif", "FZ1_pyr_010_090.tif"),
+        ("small_jpeg.tif", "FZ1_pyr_000_100.tif"),
+        ("small.tif", "FZ2_pyr_000_090.tif"),
+        ("small.jp2", "FZ2_pyr_000_090.jp2"),
+    ] {
+        std::fs::copy(fx.join(src), dir.0.join(name)).unwrap();
+    }
+    let prefix = format!("{}/", dir.0.display());
+    let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 1);
+    let obj = s
+        .get("FIF=FZ1&OBJ=Horizontal-views&OBJ=Vertical-views&OBJ=Max-size")
+        .text();
+    assert!(obj.contains("Horizontal-views:0 10"), "{obj}");
+    assert!(obj.contains("Vertical-views:90 100"), "{obj}");
+    assert!(obj.contains("Max-size:1001 777"), "{obj}");
+    let tile = |q: &str| {
+        let r = s.get(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        r.body
+    };
+    let plain = Server::start(&[], 1);
+    let want = |q: &str| {
+        let r = plain.get(q);
+        assert_eq!(r.status, 200);
+        r.body
+    };
+    assert_eq!(tile("FIF=FZ1&PTL=2,0"), want("FIF=small.tif&PTL=2,0"));
+    assert_eq!(
+        tile("FIF=FZ1&SDS=10,90&PTL=2,0"),
+        want("FIF=grey.tif&PTL=2,0")
+    );
+    assert_eq!(
+        tile("FIF=FZ1&SDS=0,100&PTL=1,0"),
+        want("FIF=small_jpeg.tif&PTL=1,0")
+    );
+    let t = s.get("FIF=FZ1&SPECTRA=2,0,3,3").text();
+    assert_eq!(t.matches("<point>").count(), 2, "{t}");
+    let r = s.get("FIF=FZ1&SDS=20,90&JTL=0,0");
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = s.get("FIF=FZ9&OBJ=Max-size");
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text()
+            .contains("FZ9 is neither a file nor part of an image sequence"),
+        "{}",
+        r.text()
+    );
+    assert!(!r.text().contains(&prefix), "no server path in bodies");
+    let r = s.get("FIF=FZ2&OBJ=Max-size");
+    assert_eq!(r.status, 404);
+    assert!(
+        r.text()
+            .contains("multiple file extensions matching FZ2_pyr_000_090.*"),
+        "{}",
+        r.text()
+    );
+}

@@ -23,14 +23,14 @@ pub struct Opened {
 }
 
 impl Opened {
-    /// The same file seen from horizontal view `x` (stack page) decoding `layers`
-    /// quality layers; itself when neither changes anything.
+    /// The same image seen from view `(x, y)` (stack page, sequence file) decoding
+    /// `layers` quality layers; itself when neither changes anything.
     pub fn for_view(
         &self,
-        x: i32,
+        (x, y): (i32, i32),
         layers: i32,
     ) -> Result<std::borrow::Cow<'_, Opened>, ImageError> {
-        let image = match self.image.view(x) {
+        let image = match self.image.view(x, y) {
             None => None,
             Some(image) => Some(image?),
         };

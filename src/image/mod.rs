@@ -12,6 +12,7 @@ pub mod cache;
 pub mod jp2;
 pub mod jpeg;
 mod openjpeg;
+pub mod sequence;
 pub mod tiff;
 
 use std::collections::BTreeMap;
@@ -214,9 +215,9 @@ pub trait Image: Send + Sync {
     /// Decode tile `t` of level `k`.
     fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError>;
 
-    /// The image seen from horizontal view `x` (a stack page). `None` for images with
-    /// a single view, which ignore the angle.
-    fn view(&self, _x: i32) -> Option<Result<Arc<dyn Image>, ImageError>> {
+    /// The image seen from view `(x, y)` (a stack page, a sequence's file). `None` for
+    /// images with a single view, which ignore the angles.
+    fn view(&self, _x: i32, _y: i32) -> Option<Result<Arc<dyn Image>, ImageError>> {
         None
     }
 

@@ -24,12 +24,29 @@ pub struct Current {
 pub fn open_image(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Result<Current, Response> {
     let cfg = ctx.cfg;
     let client = path::client_path(raw);
-    let full = path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix)
-        .map_err(|e| Response::text_error(cfg, e.status(), &e.to_string()))?;
-    let opened = ctx.images.get(&full).map_err(|e| {
+    let refuse = |e: path::PathError| Response::text_error(cfg, e.status(), &e.to_string());
+    let (full, sequence) =
+        match path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix) {
+            Ok(full) => (full, None),
+            Err(path::PathError::NotFound(_)) => {
+                let seq = path::sequence(&client, &cfg.filesystem_prefix, &cfg.filename_pattern)
+                    .map_err(refuse)?;
+                (seq.file(0, 90), Some(seq))
+            }
+            Err(e) => return Err(refuse(e)),
+        };
+    let mut opened = ctx.images.get(&full).map_err(|e| {
         log::info!("{client}: {e}");
         Response::text_error(cfg, 404, &format!("{e}: {client}"))
     })?;
+    if let Some(seq) = sequence {
+        opened.image = std::sync::Arc::new(crate::image::sequence::SequenceImage::new(
+            opened.image,
+            (seq.dir, seq.stem, seq.ext),
+            seq.horizontal,
+            seq.vertical,
+        ));
+    }
     if !opened.reloaded {
         if let Some(ims) = http.if_modified_since.as_deref() {
             if not_modified(opened.mtime, ims) {

@@ -14,12 +14,14 @@ pub enum PathError {
     NotFound(String),
     #[error("{0} is outside the image root")]
     Outside(String),
+    #[error("There are multiple file extensions matching {0}")]
+    Ambiguous(String),
 }
 
 impl PathError {
     pub fn status(&self) -> u16 {
         match self {
-            PathError::NotFound(_) => 404,
+            PathError::NotFound(_) | PathError::Ambiguous(_) => 404,
             PathError::Outside(_) => 403,
         }
     }
@@ -91,6 +93,116 @@ pub fn resolve(client: &str, prefix: &str, suffix: &str) -> Result<PathBuf, Path
     }
 }
 
+/// An image sequence (images.md §7): files `<stem><X>_<Y>.<ext>` in one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sequence {
+    pub dir: PathBuf,
+    /// File-name stem: the client path's last component followed by the pattern.
+    pub stem: String,
+    pub ext: String,
+    pub horizontal: Vec<i32>,
+    pub vertical: Vec<i32>,
+}
+
+/// Most directory entries examined when looking for a sequence.
+const MAX_SEQUENCE_ENTRIES: usize = 1 << 20;
+
+impl Sequence {
+    /// The file of view `(x, y)`: angles zero-padded to at least three digits.
+    pub fn file(&self, x: i32, y: i32) -> PathBuf {
+        self.dir
+            .join(format!("{}{x:03}_{y:03}.{}", self.stem, self.ext))
+    }
+}
+
+/// Looks for the sequence `<prefix><client><pattern>X_Y.ext` when `<prefix><client>` is not
+/// a file. The directory is listed and names are matched literally: nothing the client
+/// sent is used as a glob.
+pub fn sequence(client: &str, prefix: &str, pattern: &str) -> Result<Sequence, PathError> {
+    let not_found = || PathError::NotFound(client.to_owned());
+    let full = format!("{prefix}{client}");
+    let (dir, name) = match full.rfind('/') {
+        Some(i) => (&full[..=i], &full[i + 1..]),
+        None => ("./", full.as_str()),
+    };
+    if name.is_empty() || pattern.is_empty() {
+        return Err(not_found());
+    }
+    let dir = Path::new(dir).canonicalize().map_err(|_| not_found())?;
+    if !prefix.is_empty() {
+        let root = image_root(prefix).ok_or_else(not_found)?;
+        if !dir.starts_with(&root) {
+            return Err(PathError::Outside(client.to_owned()));
+        }
+    }
+    let stem = format!("{name}{pattern}");
+    // (X, Y, extension) of every matching file name.
+    let mut views: Vec<(i32, i32, String)> = Vec::new();
+    for entry in std::fs::read_dir(&dir)
+        .map_err(|_| not_found())?
+        .take(MAX_SEQUENCE_ENTRIES)
+        .flatten()
+    {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(stem.as_str())) else {
+            continue;
+        };
+        let Some((angles, ext)) = rest.split_once('.') else {
+            continue;
+        };
+        let Some((x, y)) = angles.split_once('_') else {
+            continue;
+        };
+        let number = |s: &str| -> Option<i32> {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        if let (Some(x), Some(y)) = (number(x), number(y)) {
+            views.push((x, y, ext.to_owned()));
+        }
+    }
+    let firsts: Vec<&String> = views
+        .iter()
+        .filter(|(x, y, _)| (*x, *y) == (0, 90))
+        .map(|v| &v.2)
+        .collect();
+    let ext = match firsts[..] {
+        [] => return Err(not_found()),
+        [e] => e.clone(),
+        _ => return Err(PathError::Ambiguous(format!("{client}{pattern}000_090.*"))),
+    };
+    let mut horizontal: Vec<i32> = views
+        .iter()
+        .filter(|(_, y, e)| *y == 90 && *e == ext)
+        .map(|v| v.0)
+        .collect();
+    let mut vertical: Vec<i32> = views
+        .iter()
+        .filter(|(x, _, e)| *x == 0 && *e == ext)
+        .map(|v| v.1)
+        .collect();
+    // The first file must be a file of this directory, not a link out of it.
+    let first = dir.join(format!("{stem}000_090.{ext}"));
+    if !first
+        .canonicalize()
+        .is_ok_and(|p| p.parent() == Some(dir.as_path()) && p.is_file())
+    {
+        return Err(PathError::Outside(client.to_owned()));
+    }
+    horizontal.sort_unstable();
+    horizontal.dedup();
+    vertical.sort_unstable();
+    vertical.dedup();
+    Ok(Sequence {
+        dir,
+        stem,
+        ext,
+        horizontal,
+        vertical,
+    })
+}
+
 /// The directory a prefix confines paths to: the prefix itself when it ends in `/`,
 /// else its parent (a prefix may end in a file-name stem, e.g. `/images/scan_`).
 fn image_root(prefix: &str) -> Option<PathBuf> {
@@ -125,6 +237,49 @@ mod tests {
         assert_eq!(filter_dotdot("a/.."), "a/..");
         assert_eq!(client_path("..%2F..%2Fetc%2Fpasswd"), "etc/passwd");
         assert_eq!(client_path("%2e%2e/x"), "x");
+    }
+
+    #[test]
+    fn sequences_are_listed_not_globbed() {
+        let base = std::env::temp_dir().join(format!("tessera-seq-{}", std::process::id()));
+        std::fs::create_dir_all(&base).unwrap();
+        for f in [
+            "FZ1_pyr_000_090.tif",
+            "FZ1_pyr_010_090.tif",
+            "FZ1_pyr_000_100.tif",
+            "FZ1_pyr_x_090.tif",
+            "FZ1_pyr_020_090.jpg",
+            "FZ2_pyr_000_090.tif",
+            "FZ2_pyr_000_090.jp2",
+            "F*_pyr_000_090.tif",
+        ] {
+            std::fs::write(base.join(f), b"x").unwrap();
+        }
+        let prefix = format!("{}/", base.display());
+        let s = sequence("FZ1", &prefix, "_pyr_").unwrap();
+        assert_eq!(
+            (s.horizontal.clone(), s.vertical.clone()),
+            (vec![0, 10], vec![90, 100])
+        );
+        assert_eq!(s.ext, "tif");
+        assert!(s.file(10, 90).ends_with("FZ1_pyr_010_090.tif"));
+        assert!(
+            matches!(sequence("FZ2", &prefix, "_pyr_"), Err(PathError::Ambiguous(m)) if m == "FZ2_pyr_000_090.*")
+        );
+        assert_eq!(
+            sequence("FZ3", &prefix, "_pyr_"),
+            Err(PathError::NotFound("FZ3".into()))
+        );
+        // A client's `*` is a literal character, not a wildcard.
+        assert_eq!(
+            sequence("F*", &prefix, "_pyr_").unwrap().horizontal,
+            vec![0]
+        );
+        assert_eq!(
+            sequence("Q*", &prefix, "_pyr_"),
+            Err(PathError::NotFound("Q*".into()))
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

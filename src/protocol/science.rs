@@ -38,7 +38,10 @@ pub fn spectra(cfg: &Config, cur: &Current, arg: &str) -> Response {
     for &view in &info.horizontal_views {
         let tile = match cur
             .opened
-            .for_view(view, 0)
+            .for_view(
+                (view, info.vertical_views.first().copied().unwrap_or(90)),
+                0,
+            )
             .and_then(|o| o.image.decode_tile(k, t as u32))
         {
             Ok(tile) => tile,

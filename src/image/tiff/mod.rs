@@ -509,7 +509,7 @@ impl Image for TiffImage {
         &self.info
     }
 
-    fn view(&self, x: i32) -> Option<Result<Arc<dyn Image>, ImageError>> {
+    fn view(&self, x: i32, _y: i32) -> Option<Result<Arc<dyn Image>, ImageError>> {
         if self.pages.len() < 2 {
             return None;
         }

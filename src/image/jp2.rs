@@ -187,6 +187,7 @@ impl Jp2Image {
         };
         let mut info = ImageInfo::plain(levels(&h), channels, h.bits as u16, colour);
         info.quality_layers = h.layers;
+        super::meta::from_jp2(&map, &mut info);
         Ok(Jp2Image {
             map: Arc::new(map),
             layers: layers_to_decode(0, h.layers),

@@ -61,7 +61,9 @@ impl JpegImage {
         } else {
             ColourSpace::Srgb
         };
-        let info = ImageInfo::plain(levels(h.width as u32, h.height as u32), channels, 8, colour);
+        let mut info =
+            ImageInfo::plain(levels(h.width as u32, h.height as u32), channels, 8, colour);
+        super::meta::from_jpeg(&map, &mut info);
         Ok(JpegImage {
             map,
             info,

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod jp2;
 pub mod jpeg;
+mod meta;
 mod openjpeg;
 pub mod sequence;
 pub mod tiff;

@@ -254,6 +254,15 @@ fn stack_pages_are_views() {
         let (_, _, c, px) = png_pixels(&reply.body);
         assert_eq!(&px[..c], &rgb, "IIIF page {page}");
     }
+    let r = s.get("FIF=stack.tif&OBJ=stack");
+    assert_eq!(r.content_type(), "application/json");
+    let pages: serde_json::Value = serde_json::from_str(r.text().trim()).unwrap();
+    let pages = pages.as_array().unwrap();
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[2]["id"], 2);
+    assert_eq!(pages[1]["scale"], 1);
+    let r = s.get("FIF=small.tif&OBJ=stack");
+    assert!(!r.text().contains("\"id\""), "not a stack: {}", r.text());
     let reply = s.get("FIF=stack.tif&SDS=7,90&JTL=0,0");
     assert_eq!(reply.status, 404);
     assert!(

@@ -142,6 +142,9 @@ pub struct ImageInfo {
     pub vertical_views: Vec<i32>,
     /// Quality layers (JPEG2000); 0 for formats without layers.
     pub quality_layers: u32,
+    /// Stack pages (TIFF stacks): name (`DocumentName`, may be empty) and scale
+    /// (`STONITS`, 1 when absent). Empty for images that are not stacks.
+    pub pages: Vec<(String, f64)>,
 }
 
 impl ImageInfo {
@@ -166,6 +169,7 @@ impl ImageInfo {
             horizontal_views: vec![0],
             vertical_views: vec![90],
             quality_layers: 0,
+            pages: Vec::new(),
         }
     }
 

@@ -248,7 +248,24 @@ impl Session<'_, '_> {
                     self.line(&format!("DPI:{x:.6} {y:.6}"));
                 }
             }
-            "stack" => {}
+            "stack" => {
+                if !info.pages.is_empty() {
+                    let items: Vec<String> = info
+                        .pages
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (name, scale))| {
+                            format!(
+                                "\n\t{{\n\t\t\"id\": {i},\n\t\t\"name\": {},\n\t\t\"scale\": {}\n\t}}",
+                                serde_json::Value::from(name.as_str()),
+                                fmt_g9(*scale)
+                            )
+                        })
+                        .collect();
+                    self.mime = "application/json";
+                    self.line(&format!("[ {}\n]", items.join(",")));
+                }
+            }
             "metadata" => {
                 let mut keys: Vec<(String, String)> = info
                     .metadata

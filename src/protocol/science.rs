@@ -61,8 +61,15 @@ pub fn spectra(cfg: &Config, cur: &Current, arg: &str) -> Response {
             Samples::U32(d) => d[i] as f64,
             Samples::F32(d) => d[i] as f64,
         };
+        // A stack page's DocumentName names its band; else the angle.
+        let name = usize::try_from(view)
+            .ok()
+            .and_then(|i| info.pages.get(i))
+            .map(|p| p.0.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| view.to_string());
         points.push_str(&format!(
-            "\t<point>\n\t\t<wavelength>{view}</wavelength>\n\t\t<reflectance>{value:.6}</reflectance>\n\t</point>\n"
+            "\t<point>\n\t\t<wavelength>{name}</wavelength>\n\t\t<reflectance>{value:.6}</reflectance>\n\t</point>\n"
         ));
     }
     let body = format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<spectra>\n{points}</spectra>");

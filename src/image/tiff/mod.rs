@@ -263,6 +263,20 @@ impl TiffImage {
             };
             // Further stack pages (images.md §3.7), each with the geometry of page 0.
             let mut pages: Vec<Vec<(Level, LevelData)>> = Vec::new();
+            let page_meta = |d: &Ifd| -> (String, f64) {
+                let name = d
+                    .get(tag::DOCUMENT_NAME)
+                    .and_then(|e| r.text(e).ok())
+                    .unwrap_or_default();
+                let scale = d
+                    .get(tag::STONITS)
+                    .and_then(|e| r.floats(e).ok())
+                    .and_then(|v| v.first().copied())
+                    .filter(|v| v.is_finite() && *v != 0.0)
+                    .unwrap_or(1.0);
+                (name, scale)
+            };
+            let mut meta = vec![page_meta(&ifd0)];
             let mut next = ifd0.next;
             if levels.len() > 1 {
                 while next != 0 && visited.len() < MAX_IFDS {
@@ -278,6 +292,7 @@ impl TiffImage {
                     page.extend(subifd_levels(&d, &mut visited)?);
                     if same_geometry(&page, &levels) {
                         pages.push(page);
+                        meta.push(page_meta(&d));
                     }
                 }
             } else {
@@ -289,19 +304,20 @@ impl TiffImage {
                     let d = r.ifd(next)?;
                     next = d.next;
                     if is_tiled(&d) {
-                        chain.push((is_page(&d), level_of(&r, &d)?));
+                        chain.push((is_page(&d), level_of(&r, &d)?, page_meta(&d)));
                     }
                 }
                 // Classic stack: IFD 1 the size of IFD 0, pages of type 2.
                 let stack = is_page(&ifd0)
-                    && chain.first().is_some_and(|(p, (l, _))| {
+                    && chain.first().is_some_and(|(p, (l, _), _)| {
                         *p && (l.width, l.height) == (levels[0].0.width, levels[0].0.height)
                     });
-                for (p, l) in chain {
+                for (p, l, m) in chain {
                     if !stack {
                         levels.push(l);
                     } else if p && same_geometry(std::slice::from_ref(&l), &levels) {
                         pages.push(vec![l]);
+                        meta.push(m);
                     }
                 }
             }
@@ -316,6 +332,7 @@ impl TiffImage {
             let mut info = Self::info_of(&r, &ifd0, &levels)?;
             if !pages.is_empty() {
                 info.horizontal_views = (0..=pages.len() as i32).collect();
+                info.pages = meta;
             }
             let (levels, data): (Vec<Level>, Vec<LevelData>) = levels.into_iter().unzip();
             let mut all = vec![data];
@@ -451,6 +468,7 @@ impl TiffImage {
             horizontal_views: vec![0],
             vertical_views: vec![90],
             quality_layers: 0,
+            pages: Vec::new(),
         })
     }
 

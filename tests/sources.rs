@@ -274,6 +274,19 @@ fn stack_pages_are_views() {
     let t = s.get("FIF=stack.tif&SPECTRA=2,0,5,5").text();
     assert_eq!(t.matches("<point>").count(), 3, "{t}");
     assert!(t.contains("<wavelength>2</wavelength>"), "{t}");
+    // PFL reads every page: the first channel of page 1 is 0 (green), of page 0 255.
+    let p: serde_json::Value =
+        serde_json::from_str(s.get("FIF=stack.tif&PFL=2:10,10-13,10").text().trim()).unwrap();
+    let profile = p["profile"].as_object().expect("one band per page");
+    assert_eq!(profile.len(), 3);
+    assert_eq!(
+        profile["0"],
+        serde_json::json!([255, 0, 0, 255, 0, 0, 255, 0, 0])
+    );
+    assert_eq!(
+        profile["1"],
+        serde_json::json!([0, 255, 0, 0, 255, 0, 0, 255, 0])
+    );
 }
 
 /// Mean absolute difference between two PNG tiles of the same size.

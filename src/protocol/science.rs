@@ -16,6 +16,15 @@ fn sample_text(data: &Samples, i: usize) -> String {
     }
 }
 
+fn sample_value(data: &Samples, i: usize) -> f64 {
+    match data {
+        Samples::U8(v) => v[i] as f64,
+        Samples::U16(v) => v[i] as f64,
+        Samples::U32(v) => v[i] as f64,
+        Samples::F32(v) => v[i] as f64,
+    }
+}
+
 /// `SPECTRA=r,t,x,y`: the first channel at pixel (x, y) of tile t, normalised for
 /// integer depths.
 pub fn spectra(cfg: &Config, cur: &Current, arg: &str) -> Response {
@@ -118,13 +127,46 @@ pub fn profile(cfg: &Config, cur: &Current, arg: &str) -> Response {
     } else {
         (x1 as u32, y1 as u32, 1, 1)
     };
-    let tile = match render::assemble(&cur.opened, k, rect) {
-        Ok(t) => t,
-        Err(e) => return Response::text_error(cfg, 404, &format!("{}: {e}", cur.client)),
+    // One band per view (stack page or sequence angle), named as SPECTRA names them.
+    let y = info.vertical_views.first().copied().unwrap_or(90);
+    let mut bands = Vec::new();
+    for (i, &view) in info.horizontal_views.iter().enumerate() {
+        let page = info.pages.get(i);
+        let tile = match cur
+            .opened
+            .for_view((view, y), 0)
+            .and_then(|o| render::assemble(&o, k, rect))
+        {
+            Ok(t) => t,
+            Err(e) => return Response::text_error(cfg, 404, &format!("{}: {e}", cur.client)),
+        };
+        let scale = page.map_or(1.0, |p| p.1);
+        let count = tile.width as usize * tile.height as usize * tile.channels as usize;
+        let values: Vec<String> = (0..count)
+            .map(|i| {
+                if scale == 1.0 {
+                    sample_text(&tile.data, i)
+                } else {
+                    format!("{:.9}", sample_value(&tile.data, i) * scale)
+                }
+            })
+            .collect();
+        let name = page
+            .map(|p| p.0.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| view.to_string());
+        bands.push((name, values.join(",")));
+    }
+    let body = match &bands[..] {
+        [(_, values)] => format!("{{\n\t\"profile\": [{values}]\n}}"),
+        _ => {
+            let items: Vec<String> = bands
+                .iter()
+                .map(|(n, v)| format!("\t\t{}: [{v}]", serde_json::Value::from(n.as_str())))
+                .collect();
+            format!("{{\n\t\"profile\": {{\n{}\n\t}}\n}}", items.join(",\n"))
+        }
     };
-    let count = tile.width as usize * tile.height as usize * tile.channels as usize;
-    let values: Vec<String> = (0..count).map(|i| sample_text(&tile.data, i)).collect();
-    let body = format!("{{\n\t\"profile\": [{}]\n}}", values.join(","));
     Response::content(
         cfg,
         "application/json",

@@ -2,10 +2,11 @@
 //! pipeline and encoder, in that order.
 
 use crate::config::Config;
+use crate::encode::embed::{embed, Embed};
 use crate::encode::{self, Format};
 use crate::image::cache::Opened;
 use crate::image::Tile;
-use crate::image::{ColourSpace, ImageError, StoredCodec};
+use crate::image::{ColourSpace, ImageError, ImageInfo, StoredCodec};
 use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
 use crate::pipeline::float::{self, Contrast};
@@ -163,7 +164,10 @@ fn tile_bytes(
         && info.colour != ColourSpace::CieLab;
     if passthrough {
         match opened.image.encoded_tile(k, t) {
-            Ok(Some(enc)) => return Ok(enc.bytes),
+            Ok(Some(enc)) => {
+                let icc = icc_for(cfg, info, info.channels);
+                return Ok(embed(enc.bytes, format, &Embed { icc, xmp: None }));
+            }
             Ok(None) => {}
             Err(e) => return Err(image_error(cfg, client, &e)),
         }
@@ -179,6 +183,7 @@ fn tile_bytes(
         view,
         hist.as_ref(),
     );
+    let icc = icc_for(cfg, info, raster.channels);
     encode_bytes(
         cfg,
         client,
@@ -186,6 +191,21 @@ fn tile_bytes(
         format,
         (view.quality, view.tiff_codec),
     )
+    .map(|b| embed(b, format, &Embed { icc, xmp: None }))
+}
+
+/// The source's ICC profile when `MAX_ICC` allows it and it describes the output's
+/// colours (not after CIELAB conversion, not a colour profile on grey output).
+fn icc_for<'a>(cfg: &Config, info: &'a ImageInfo, out_channels: u16) -> Option<&'a [u8]> {
+    let icc = info.icc.as_deref().filter(|i| !i.is_empty())?;
+    let allowed = match cfg.max_icc {
+        m if m < 0 => true,
+        0 => false,
+        m => (icc.len() as i64) < m,
+    };
+    let same_kind =
+        (info.channels >= 3) == (out_channels >= 3) && info.colour != ColourSpace::CieLab;
+    (allowed && same_kind).then_some(icc)
 }
 
 /// The image histogram (processing.md §1) when stretch or equalisation asks for it:
@@ -414,13 +434,19 @@ pub fn region(
         stem(client),
         req.format.extension()
     );
+    let meta = Embed {
+        icc: icc_for(cfg, info, raster.channels),
+        xmp: info.xmp.as_deref(),
+    };
     match encode_bytes(
         cfg,
         client,
         &raster,
         req.format,
         (view.quality, view.tiff_codec),
-    ) {
+    )
+    .map(|b| embed(b, req.format, &meta))
+    {
         Ok(bytes) => Response::content(
             cfg,
             req.format.mime(),

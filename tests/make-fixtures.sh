@@ -90,6 +90,10 @@ vips join "$T/red.v" "$T/green.v" "$T/rg.v" vertical
 vips join "$T/rg.v" "$T/blue.v" "$T/rgbstack.v" vertical
 vips tiffsave "$T/rgbstack.v" "$OUT/stack.tif" --page-height 400 $TILE --subifd
 
+# An embedded ICC profile (vips's sRGB, 6922 bytes), JPEG tiles
+vips icc_transform "$T/small.v" "$T/icc.v" srgb --input-profile srgb --embedded
+vips tiffsave "$T/icc.v" "$OUT/icc.tif" $TILE --compression jpeg --Q 90
+
 cp "$OUT/small.tif" "$OUT/meta.tif"
 tiffset -s 270 'A "quoted" description' "$OUT/meta.tif"
 tiffset -s 315 'Jane Doe' "$OUT/meta.tif"

@@ -372,3 +372,55 @@ fn webp_and_tiff_outputs() {
     ));
     assert_eq!(diff.trim().parse::<f64>().unwrap(), 0.0);
 }
+
+/// The size of the ICC profile vips finds in an encoded image, if any.
+fn vips_icc(dir: &TempDir, bytes: &[u8], ext: &str) -> Option<usize> {
+    let f = dir.0.join(format!("icc-probe.{ext}"));
+    std::fs::write(&f, bytes).unwrap();
+    let out = sh(&format!(
+        "vipsheader -a {} 2>/dev/null || true",
+        f.display()
+    ));
+    out.lines()
+        .find_map(|l| l.strip_prefix("icc-profile-data: "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn icc_profiles_are_embedded_as_max_icc_allows() {
+    let dir = TempDir::new("icc");
+    let s = Server::start(&[("URI_MAP", "iiif=>IIIF")], 1);
+    // Passed-through JPEG tile, re-encoded tile, and region exports in three formats.
+    for (q, ext) in [
+        ("FIF=icc.tif&JTL=2,0", "jpg"),
+        ("FIF=icc.tif&QLT=60&JTL=2,0", "jpg"),
+        ("FIF=icc.tif&WID=200&CVT=jpeg", "jpg"),
+        ("FIF=icc.tif&WID=200&CVT=png", "png"),
+        ("FIF=icc.tif&WID=200&CVT=webp", "webp"),
+    ] {
+        let r = s.get(q);
+        assert_eq!(r.status, 200, "{q}");
+        assert_eq!(vips_icc(&dir, &r.body, ext), Some(6922), "{q}");
+    }
+    let r = iiif(&s, "icc.tif/full/100,/0/default.png");
+    assert_eq!(vips_icc(&dir, &r.body, "png"), Some(6922));
+    // Grey output does not carry a colour profile; files without one get none.
+    let r = s.get("FIF=icc.tif&WID=200&COL=grey&CVT=jpeg");
+    assert_eq!(vips_icc(&dir, &r.body, "jpg"), None);
+    let r = s.get("FIF=small.tif&WID=200&CVT=jpeg");
+    assert_eq!(vips_icc(&dir, &r.body, "jpg"), None);
+    drop(s);
+    for (max, want) in [
+        ("0", None),
+        ("6922", None),
+        ("6923", Some(6922)),
+        ("-1", Some(6922)),
+    ] {
+        let s = Server::start(&[("MAX_ICC", max)], 1);
+        let r = s.get("FIF=icc.tif&WID=200&CVT=jpeg");
+        assert_eq!(vips_icc(&dir, &r.body, "jpg"), want, "MAX_ICC={max}");
+    }
+}

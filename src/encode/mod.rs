@@ -1,6 +1,7 @@
 //! Encoders from 8-bit rasters to output bitstreams.
 
 pub mod avif;
+pub mod embed;
 pub mod jpeg;
 pub mod png;
 pub mod tiff;

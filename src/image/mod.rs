@@ -12,6 +12,7 @@ pub mod cache;
 pub mod jp2;
 pub mod jpeg;
 mod meta;
+pub use meta::from_jpeg as meta_from_jpeg;
 mod openjpeg;
 pub mod sequence;
 pub mod tiff;

@@ -11,8 +11,11 @@ use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
 use crate::pipeline::float::{self, Contrast};
 use crate::pipeline::resample::Filter;
+use crate::pipeline::watermark::{self, Rng, Watermark};
 use crate::pipeline::{colour, Raster};
 use crate::response::Response;
+use std::cell::RefCell;
+use std::sync::OnceLock;
 
 /// The configured default quality of a format (clamped as iipsrv clamps `QLT`).
 pub fn quality_for(cfg: &Config, format: Format, requested: Option<i32>) -> i32 {
@@ -39,6 +42,43 @@ fn image_error(cfg: &Config, client: &str, e: &ImageError) -> Response {
     };
     log::error!("{client}: {e}");
     Response::text_error(cfg, status, &format!("{client}: {e}"))
+}
+
+/// This worker's watermark, loaded from `WATERMARK` on first use (a worker process
+/// lives with one configuration; a reload starts new workers).
+fn watermark(cfg: &Config) -> Option<&'static Watermark> {
+    static WATERMARK: OnceLock<Option<Watermark>> = OnceLock::new();
+    WATERMARK
+        .get_or_init(|| {
+            let path = cfg.watermark.as_ref()?;
+            match crate::image::watermark::load(path, cfg.watermark_opacity) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    log::error!("WATERMARK {}: {e}", path.display());
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+fn apply_watermark(cfg: &Config, raster: &mut Raster, block: u32) {
+    thread_local! {
+        static RNG: RefCell<Rng> = RefCell::new(Rng::new(
+            std::process::id() as u64
+                ^ std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+        ));
+    }
+    if let Some(wm) = watermark(cfg) {
+        RNG.with(|rng| {
+            let mut rng = rng.borrow_mut();
+            watermark::apply(raster, wm, block, cfg.watermark_probability, &mut || {
+                rng.next_f64()
+            });
+        });
+    }
 }
 
 /// The quality-layer view value from `LYR` and `MAX_LAYERS` (images.md §4).
@@ -103,7 +143,8 @@ pub fn tile(
     // Unprocessed tiles go through the shared cache, keyed by everything that shapes them.
     let quality = quality_for(cfg, req.format, view.quality);
     let codec = view.tiff_codec.unwrap_or(cfg.tiff_compression);
-    let key = (cache.is_some() && !view.needs_pixels()).then(|| {
+    // Watermarked tiles differ per request: never cached.
+    let key = (cache.is_some() && !view.needs_pixels() && watermark(cfg).is_none()).then(|| {
         let mtime = opened
             .mtime
             .duration_since(std::time::UNIX_EPOCH)
@@ -158,6 +199,7 @@ fn tile_bytes(
     };
     let passthrough = cfg.codec_passthrough
         && same_codec
+        && watermark(cfg).is_none()
         && view.quality.is_none()
         && !view.needs_pixels()
         && info.bits_per_sample == 8
@@ -177,12 +219,14 @@ fn tile_bytes(
         .decode_tile(k, t)
         .map_err(|e| image_error(cfg, client, &e))?;
     let hist = histogram_if_needed(opened, view).map_err(|e| image_error(cfg, client, &e))?;
-    let raster = finish(
+    let mut raster = finish(
         to_raster(decoded, opened, view, hist.as_ref()),
         format,
         view,
         hist.as_ref(),
     );
+    // One block: the whole tile.
+    apply_watermark(cfg, &mut raster, u32::MAX);
     let icc = icc_for(cfg, info, raster.channels);
     encode_bytes(
         cfg,
@@ -423,7 +467,9 @@ pub fn region(
         colour: req.colour,
         ..view.clone()
     };
-    let raster = finish(raster, req.format, &view, hist.as_ref());
+    let mut raster = finish(raster, req.format, &view, hist.as_ref());
+    let l0 = &info.levels[0];
+    apply_watermark(cfg, &mut raster, 2 * l0.tile_width.max(l0.tile_height));
     let disposition = format!(
         "{}; filename=\"{}_{ow}x{oh}.{}\"",
         if req.attachment {

@@ -140,3 +140,38 @@ fn processing_is_applied_to_passed_through_jpeg_tiles() {
         "x + inverted x ≈ 255, got {mean_sum}"
     );
 }
+
+#[test]
+fn watermark_is_added_to_tiles_and_regions() {
+    let dir = TempDir::new("watermark");
+    let wm = dir.0.join("wm.tif");
+    // A 48x40 opaque white watermark in a striped RGBA TIFF.
+    sh(&format!(
+        "set -e; vips black {0}/b.v 48 40 --bands 4; vips linear {0}/b.v {0}/w.v 1 255 --uchar; vips tiffsave {0}/w.v {1}",
+        dir.0.display(),
+        wm.display()
+    ));
+    let plain = Server::start(&[], 1);
+    let wm_env = wm.display().to_string();
+    let marked = Server::start(&[("WATERMARK", wm_env.as_str())], 1);
+    let never = Server::start(
+        &[
+            ("WATERMARK", wm_env.as_str()),
+            ("WATERMARK_PROBABILITY", "0"),
+        ],
+        1,
+    );
+    for q in ["FIF=small.tif&PTL=2,0", "FIF=small.tif&WID=300&CVT=png"] {
+        let (w, h, c, base) = png(&plain.get(q).body);
+        let (_, _, _, with) = png(&marked.get(q).body);
+        let (_, _, _, without) = png(&never.get(q).body);
+        assert_eq!(without, base, "{q}: probability 0 leaves the image alone");
+        assert!(with.iter().zip(&base).all(|(a, b)| a >= b), "{q}: additive");
+        let white = (0..(w * h) as usize)
+            .filter(|&i| with[i * c..i * c + c].iter().all(|&v| v == 255))
+            .count();
+        assert!(white >= 48 * 40, "{q}: {white} white pixels");
+        // A 300-px region is one block (smaller than 2 tiles): exactly one watermark.
+        assert!(white < 2 * 48 * 40 + 100, "{q}: {white} white pixels");
+    }
+}

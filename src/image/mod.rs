@@ -16,6 +16,7 @@ pub use meta::from_jpeg as meta_from_jpeg;
 mod openjpeg;
 pub mod sequence;
 pub mod tiff;
+pub mod watermark;
 
 use std::collections::BTreeMap;
 use std::path::Path;

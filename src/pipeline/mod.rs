@@ -4,6 +4,7 @@
 pub mod colour;
 pub mod float;
 pub mod resample;
+pub mod watermark;
 
 use crate::image::{Samples, Tile};
 

@@ -1,0 +1,51 @@
+//! Loads the `WATERMARK` image: any 8-bit TIFF (striped or tiled; grey, grey+alpha,
+//! RGB or RGBA) read whole with the `tiff` crate, since a watermark is small.
+
+use super::ImageError;
+use crate::pipeline::watermark::Watermark;
+use std::path::Path;
+
+/// Largest watermark accepted, in pixels.
+const MAX_PIXELS: u64 = 16 << 20;
+
+pub fn load(path: &Path, opacity: f64) -> Result<Watermark, ImageError> {
+    use tiff::decoder::{Decoder, DecodingResult, Limits};
+    use tiff::ColorType;
+    let file = std::fs::File::open(path).map_err(ImageError::Open)?;
+    let bad = |e: tiff::TiffError| ImageError::Decode(format!("watermark: {e}"));
+    let mut d = Decoder::new(std::io::BufReader::new(file))
+        .map_err(bad)?
+        .with_limits(Limits::default());
+    let (w, h) = d.dimensions().map_err(bad)?;
+    if w == 0 || h == 0 || w as u64 * h as u64 > MAX_PIXELS {
+        return Err(ImageError::Unsupported(format!("watermark of {w}x{h}")));
+    }
+    let colour = d.colortype().map_err(bad)?;
+    let DecodingResult::U8(px) = d.read_image().map_err(bad)? else {
+        return Err(ImageError::Unsupported(
+            "watermark deeper than 8 bits".into(),
+        ));
+    };
+    let n = w as usize * h as usize;
+    let rgba: Vec<u8> = match colour {
+        ColorType::Gray(8) => px.iter().take(n).flat_map(|&g| [g, g, g, 255]).collect(),
+        ColorType::GrayA(8) => px
+            .chunks_exact(2)
+            .take(n)
+            .flat_map(|p| [p[0], p[0], p[0], p[1]])
+            .collect(),
+        ColorType::RGB(8) => px
+            .chunks_exact(3)
+            .take(n)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        ColorType::RGBA(8) => px.into_iter().take(n * 4).collect(),
+        other => {
+            return Err(ImageError::Unsupported(format!("watermark of {other:?}")));
+        }
+    };
+    if rgba.len() != n * 4 {
+        return Err(ImageError::Decode("watermark: short image data".into()));
+    }
+    Ok(Watermark::from_rgba(w, h, &rgba, opacity))
+}

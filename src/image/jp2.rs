@@ -44,7 +44,11 @@ fn codestream(data: &[u8]) -> Result<&[u8], ImageError> {
             }
             n => (8, n),
         };
-        if len < header || at as u64 + len > data.len() as u64 {
+        if len < header
+            || (at as u64)
+                .checked_add(len)
+                .is_none_or(|end| end > data.len() as u64)
+        {
             return Err(bad("box extends past the end of the file"));
         }
         if kind == b"jp2c" {

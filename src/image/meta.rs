@@ -91,7 +91,11 @@ fn boxes(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
             }
             n => (8, n),
         };
-        if len < header || at as u64 + len > data.len() as u64 {
+        if len < header
+            || (at as u64)
+                .checked_add(len)
+                .is_none_or(|end| end > data.len() as u64)
+        {
             return None;
         }
         let body = &data[at + header as usize..at + len as usize];
@@ -220,5 +224,14 @@ mod tests {
         for cut in 0..f.len() {
             from_jp2(&f[..cut], &mut info());
         }
+        // A 64-bit box length that overflows the offset (found by fuzzing).
+        let mut huge = vec![0, 0, 0, 1];
+        huge.extend(b"jp2h");
+        huge.extend((u64::MAX - 8).to_be_bytes());
+        huge.extend([0; 32]);
+        let mut i = info();
+        from_jp2(&huge, &mut i);
+        assert!(i.icc.is_none());
+        assert!(crate::image::open_bytes(&[&f[..], &huge[..]].concat()).is_err());
     }
 }

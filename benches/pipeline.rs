@@ -14,7 +14,7 @@ fn raster(w: u32, h: u32) -> Raster {
     for y in 0..h {
         for x in 0..w {
             seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            let n = (seed >> 28) as u32;
+            let n = seed >> 28;
             data.extend([
                 ((x * 255 / w) + n).min(255) as u8,
                 ((y * 255 / h) + n).min(255) as u8,

@@ -159,3 +159,31 @@ fn unknown_paths_are_404_and_dzi_low_levels_render() {
     assert_eq!(get("/?DeepZoom=big.tif_files/14/0_0.jpg").0, 404);
     assert_eq!(get("/?DeepZoom=big.tif_files/x/0_0.jpg").0, 400);
 }
+
+#[test]
+fn a_silent_connection_releases_its_worker() {
+    // Two workers, two silent connections (as a browser's preconnects): a real request
+    // must still be answered once the silent ones time out, within seconds.
+    let (_s, port) = start(&[]);
+    let idle: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = std::time::Instant::now();
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(
+        b"GET /fcgi-bin/iipsrv.fcgi?FIF=small.tif&OBJ=Max-size HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .unwrap();
+    let (status, _, body) = read_response(&mut c, false);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("Max-size:1001 777"));
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    // The silent connections were closed by the server.
+    for mut s in idle {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(s.read(&mut b).unwrap(), 0);
+    }
+}

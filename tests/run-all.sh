@@ -7,10 +7,10 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config cmake nasm libzstd-dev libvips-tools libtiff-tools bc
       nginx-light spawn-fcgi iipimage-server curl file rpm openrc libfcgi-bin
-      apache2-bin libapache2-mod-fcgid lighttpd memcached libopenjp2-tools"
+      apache2-bin libapache2-mod-fcgid lighttpd memcached libopenjp2-tools chromium"
 missing=0
 for t in cc pkg-config cmake nasm vips tiffset bc nginx spawn-fcgi curl file rpm openrc-run cgi-fcgi \
-         apache2 lighttpd memcached opj_compress; do
+         apache2 lighttpd memcached opj_compress chromium; do
   command -v "$t" >/dev/null || missing=1
 done
 [ -x /usr/lib/iipimage-server/iipsrv.fcgi ] || missing=1
@@ -27,8 +27,17 @@ if [ "$missing" = 1 ]; then
   $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
+# OpenSeadragon for the browser test, from the npm registry (Node.js and npm come with
+# the machine; Debian's are used when they do not).
+if ! command -v npm >/dev/null; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends nodejs npm
+fi
+OSD=target/viewer/node_modules/openseadragon/build/openseadragon/openseadragon.min.js
+[ -e "$OSD" ] || npm install --prefix target/viewer --no-audit --no-fund --silent openseadragon@6
+
 export TESSERA_FIXTURES="$PWD/target/fixtures"
-[ -e "$TESSERA_FIXTURES/.complete" ] || bash tests/make-fixtures.sh "$TESSERA_FIXTURES"
+[ "$TESSERA_FIXTURES/.complete" -nt tests/make-fixtures.sh ] || bash tests/make-fixtures.sh "$TESSERA_FIXTURES"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

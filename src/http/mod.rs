@@ -88,6 +88,20 @@ pub struct Conn<S: Stream> {
     /// Whether a response was written (an idle connection is then a kept-alive one).
     served: bool,
     stop: Option<&'static std::sync::atomic::AtomicBool>,
+    /// Read and write timeout once a request is arriving.
+    timeout: Duration,
+}
+
+/// How long a fresh connection may stay silent before its first request.
+const IDLE_FIRST: Duration = Duration::from_secs(5);
+/// How long a kept-alive connection may stay silent between requests.
+const IDLE_KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {
@@ -145,6 +159,7 @@ impl<S: Stream> Conn<S> {
             buf: Vec::with_capacity(4096),
             served: false,
             stop: None,
+            timeout,
         })
     }
 
@@ -183,7 +198,26 @@ impl<S: Stream> Conn<S> {
             if self.buf.len() > MAX_HEAD {
                 return Err(HttpError::Bad(431, "request head too large"));
             }
-            let n = self.read_some(&mut chunk)?;
+            // A worker serves one connection at a time: a connection that sends nothing
+            // (a browser's preconnect, an idle keep-alive) must not hold it for long.
+            let idle = self.buf.is_empty();
+            if idle {
+                let wait = if self.served {
+                    IDLE_KEEP_ALIVE
+                } else {
+                    IDLE_FIRST
+                };
+                self.stream
+                    .set_timeouts(Some(wait.min(self.timeout)), Some(self.timeout))?;
+            }
+            let n = match self.read_some(&mut chunk) {
+                Err(HttpError::Io(e)) if idle && is_timeout(&e) => return Err(HttpError::Closed),
+                other => other?,
+            };
+            if idle {
+                self.stream
+                    .set_timeouts(Some(self.timeout), Some(self.timeout))?;
+            }
             if n == 0 {
                 return Err(if self.buf.is_empty() {
                     HttpError::Closed

@@ -71,6 +71,7 @@ pub fn asset(viewer_dir: Option<&Path>, rel: &str) -> Option<Response> {
         Some("js") => "text/javascript",
         Some("png") => "image/png",
         Some("css") => "text/css",
+        Some("html") => "text/html; charset=utf-8",
         Some("map") | Some("json") => "application/json",
         _ => "application/octet-stream",
     };

@@ -109,6 +109,11 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         .unwrap_or("GET")
         .to_ascii_uppercase();
     let head_only = method == "HEAD";
+    log::debug!(
+        "request: {method} {} ?{}",
+        params.get("REQUEST_URI").unwrap_or(""),
+        params.get("QUERY_STRING").unwrap_or("")
+    );
     let mut http = HttpInfo {
         method: method.clone(),
         request_uri: params.get("REQUEST_URI").map(str::to_owned),

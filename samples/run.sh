@@ -32,4 +32,4 @@ tessera is serving samples/sample.tif. Open $B/ in a browser, or try:
 Press Ctrl-C to stop.
 MSG
 FILESYSTEM_PREFIX="$PWD/samples/" LOGFILE=- VERBOSITY=${VERBOSITY:-1} MEMCACHED_SERVERS="" \
-  exec ./target/release/tessera --http "127.0.0.1:$HTTP_PORT" --viewer "$VIEWER" ${WORKERS:+--workers $WORKERS}
+  exec ./target/release/tessera --http "127.0.0.1:$HTTP_PORT" --viewer "$VIEWER" --workers "${WORKERS:-4}"

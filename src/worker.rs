@@ -178,10 +178,16 @@ pub struct HttpOptions {
     pub default_image: String,
 }
 
-fn serve_http<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx, opts: &HttpOptions) {
+fn serve_http<S: Stream>(
+    stream: S,
+    listener: std::os::fd::RawFd,
+    worker: &mut Worker,
+    ctx: &WorkerCtx,
+    opts: &HttpOptions,
+) {
     use crate::http::{self, HttpError};
     let mut conn = match http::Conn::new(stream, std::time::Duration::from_secs(30)) {
-        Ok(c) => c.with_stop_flag(ctx.stop),
+        Ok(c) => c.with_stop_flag(ctx.stop).with_listener(listener),
         Err(e) => {
             log::warn!("cannot set up connection: {e}");
             return;
@@ -236,11 +242,12 @@ pub fn main_http(
 ) -> i32 {
     crate::logging::init(&cfg);
     let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
+    let fd = listener.raw_fd();
     supervisor::accept_loop(listener, ctx, |accepted| match accepted {
         Accepted::Tcp(s) => {
             let _ = s.set_nodelay(true);
-            serve_http(s, &mut worker, ctx, opts)
+            serve_http(s, fd, &mut worker, ctx, opts)
         }
-        Accepted::Unix(s) => serve_http(s, &mut worker, ctx, opts),
+        Accepted::Unix(s) => serve_http(s, fd, &mut worker, ctx, opts),
     })
 }

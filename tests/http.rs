@@ -4,28 +4,11 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn start(extra: &[&str]) -> (Server, u16) {
-    let dir = TempDir::new("http");
-    let port = free_port();
-    let child = Command::new(bin())
-        .args(["--http", &format!("127.0.0.1:{port}"), "--workers", "2"])
-        .args(extra)
-        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
-        .env("LOGFILE", dir.0.join("log"))
-        .env("MEMCACHED_SERVERS", "")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let s = Server {
-        child,
-        addr: Addr::Tcp(port),
-        dir,
-    };
-    s.wait_ready();
-    (s, port)
+    let extra: Vec<&std::ffi::OsStr> = extra.iter().map(std::ffi::OsStr::new).collect();
+    start_http(&extra, &[])
 }
 
 /// Reads one HTTP response (Content-Length framed) from a kept-alive connection.

@@ -90,6 +90,8 @@ pub struct Conn<S: Stream> {
     stop: Option<&'static std::sync::atomic::AtomicBool>,
     /// Read and write timeout once a request is arriving.
     timeout: Duration,
+    /// The listening socket: an idle connection gives way when others are waiting.
+    listener: Option<std::os::fd::RawFd>,
 }
 
 /// How long a fresh connection may stay silent before its first request.
@@ -160,7 +162,58 @@ impl<S: Stream> Conn<S> {
             served: false,
             stop: None,
             timeout,
+            listener: None,
         })
+    }
+
+    /// Lets an idle connection close as soon as another connection waits on `fd`.
+    pub fn with_listener(mut self, fd: std::os::fd::RawFd) -> Self {
+        self.listener = Some(fd);
+        self
+    }
+
+    /// Waits up to `wait` for this connection to send something. `false` when it stayed
+    /// silent, or when it is a kept-alive connection and a new connection is waiting.
+    /// (Clients resend a request that meets a closing kept-alive connection; a fresh
+    /// connection is never closed early, since its first request would be lost.)
+    fn wait_for_data(&self, wait: Duration) -> io::Result<bool> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::BorrowedFd;
+        let (Some(conn), Some(listener), true) = (self.stream.raw_fd(), self.listener, self.served)
+        else {
+            return Ok(true);
+        };
+        // SAFETY: both descriptors stay open for the duration of this call: the
+        // connection is owned by `self`, the listener by the worker.
+        let (c, l) = unsafe {
+            (
+                BorrowedFd::borrow_raw(conn),
+                BorrowedFd::borrow_raw(listener),
+            )
+        };
+        let mut fds = [
+            PollFd::new(c, PollFlags::POLLIN),
+            PollFd::new(l, PollFlags::POLLIN),
+        ];
+        let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        loop {
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {
+                    let ready = |f: &PollFd| !f.revents().unwrap_or(PollFlags::empty()).is_empty();
+                    return Ok(ready(&fds[0]));
+                }
+                Err(nix::errno::Errno::EINTR) => {
+                    let stopping = self
+                        .stop
+                        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
+                    if stopping && self.served {
+                        return Ok(false);
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// A flag that, once set, lets an idle kept-alive connection close on a signal.
@@ -207,6 +260,9 @@ impl<S: Stream> Conn<S> {
                 } else {
                     IDLE_FIRST
                 };
+                if !self.wait_for_data(wait.min(self.timeout))? {
+                    return Err(HttpError::Closed);
+                }
                 self.stream
                     .set_timeouts(Some(wait.min(self.timeout)), Some(self.timeout))?;
             }

@@ -37,6 +37,16 @@ pub enum Listener {
     Unix(UnixListener, Option<PathBuf>),
 }
 
+impl Listener {
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Listener::Tcp(l) => l.as_raw_fd(),
+            Listener::Unix(l, _) => l.as_raw_fd(),
+        }
+    }
+}
+
 /// An accepted connection.
 pub enum Accepted {
     Tcp(TcpStream),

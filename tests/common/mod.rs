@@ -347,3 +347,31 @@ pub fn png_decode(bytes: &[u8]) -> (u32, u32, png::ColorType, Vec<u8>) {
     buf.truncate(info.buffer_size());
     (info.width, info.height, info.color_type, buf)
 }
+
+/// A server in built-in HTTP mode (`--http`) on a free loopback port, 2 workers,
+/// serving the fixtures; `extra` arguments are appended.
+pub fn start_http(extra: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Server, u16) {
+    let dir = TempDir::new("http");
+    let port = free_port();
+    let mut cmd = Command::new(bin());
+    cmd.args(["--http", &format!("127.0.0.1:{port}")]);
+    if !extra.iter().any(|a| *a == "--workers") {
+        cmd.args(["--workers", "2"]);
+    }
+    cmd.args(extra)
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("LOGFILE", dir.0.join("server.log"))
+        .env("MEMCACHED_SERVERS", "")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let s = Server {
+        child,
+        addr: Addr::Tcp(port),
+        dir,
+    };
+    s.wait_ready();
+    (s, port)
+}

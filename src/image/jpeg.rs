@@ -1,7 +1,8 @@
 //! Plain JPEG files with a virtual pyramid (images.md §5): levels halve with floor
 //! until both sides fit 256; a level is decoded with libjpeg-turbo's DCT scaling
 //! (1/1 … 1/8, then every 2^(k−3)-th pixel) and tiles are cut from it. JPEG has no
-//! random access, so the last decoded level is kept (up to 64 MiB) for the next tile.
+//! random access, so decoded levels are kept (up to 64 MiB per file, least recently used
+//! dropped first) for the next tiles.
 
 use super::{
     ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, Samples, StoredCodec, Tile,
@@ -17,7 +18,8 @@ type DecodedLevel = (u32, Arc<Vec<u8>>, usize, usize);
 pub struct JpegImage {
     map: memmap2::Mmap,
     info: ImageInfo,
-    last: Mutex<Option<DecodedLevel>>,
+    /// Decoded levels, least recently used first, at most `KEEP_BYTES` in all.
+    kept: Mutex<Vec<DecodedLevel>>,
 }
 
 fn err(e: impl std::fmt::Display) -> ImageError {
@@ -67,16 +69,20 @@ impl JpegImage {
         Ok(JpegImage {
             map,
             info,
-            last: Mutex::new(None),
+            kept: Mutex::new(Vec::new()),
         })
     }
 
     /// Pixels of level `k`: (data, width, height).
     fn level(&self, k: u32) -> Result<(Arc<Vec<u8>>, usize, usize), ImageError> {
-        if let Some((lk, data, w, h)) = self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
         {
-            if *lk == k {
-                return Ok((data.clone(), *w, *h));
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = kept.iter().position(|l| l.0 == k) {
+                // Most recently used last.
+                let l = kept.remove(i);
+                let found = (l.1.clone(), l.2, l.3);
+                kept.push(l);
+                return Ok(found);
             }
         }
         let c = self.info.channels as usize;
@@ -117,7 +123,11 @@ impl JpegImage {
         }
         let data = Arc::new(out);
         if data.len() <= KEEP_BYTES {
-            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((k, data.clone(), lw, lh));
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            while kept.iter().map(|l| l.1.len()).sum::<usize>() + data.len() > KEEP_BYTES {
+                kept.remove(0);
+            }
+            kept.push((k, data.clone(), lw, lh));
         }
         Ok((data, lw, lh))
     }

@@ -100,26 +100,42 @@ pub fn box_reduce(r: &Raster, fx: u32, fy: u32) -> Raster {
     let (fx, fy) = (fx.max(1) as usize, fy.max(1) as usize);
     let (ow, oh) = (iw.div_ceil(fx), ih.div_ceil(fy));
     let mut sums = vec![0u32; ow * c];
-    let mut counts = vec![0u32; ow];
     let mut data = Vec::with_capacity(ow * oh * c);
     for oy in 0..oh {
         sums.iter_mut().for_each(|s| *s = 0);
-        counts.iter_mut().for_each(|n| *n = 0);
-        for y in oy * fy..((oy + 1) * fy).min(ih) {
+        let (y0, y1) = (oy * fy, ((oy + 1) * fy).min(ih));
+        for y in y0..y1 {
             let row = &r.data[y * iw * c..(y + 1) * iw * c];
-            for x in 0..iw {
-                let o = x / fx;
-                counts[o] += 1;
-                for k in 0..c {
-                    sums[o * c + k] += row[x * c + k] as u32;
+            // One block of fx pixels per output column; no per-pixel division.
+            for (block, s) in row.chunks(fx * c).zip(sums.chunks_exact_mut(c)) {
+                match c {
+                    1 => s[0] += block.iter().map(|&v| v as u32).sum::<u32>(),
+                    3 => {
+                        let (mut a, mut b, mut d) = (0u32, 0u32, 0u32);
+                        for p in block.chunks_exact(3) {
+                            a += p[0] as u32;
+                            b += p[1] as u32;
+                            d += p[2] as u32;
+                        }
+                        s[0] += a;
+                        s[1] += b;
+                        s[2] += d;
+                    }
+                    _ => {
+                        for p in block.chunks_exact(c) {
+                            for (acc, &v) in s.iter_mut().zip(p) {
+                                *acc += v as u32;
+                            }
+                        }
+                    }
                 }
             }
         }
-        for o in 0..ow {
-            let n = counts[o].max(1);
-            for k in 0..c {
-                data.push(((sums[o * c + k] + n / 2) / n) as u8);
-            }
+        let rows = (y1 - y0) as u32;
+        for (o, s) in sums.chunks_exact(c).enumerate() {
+            let cols = (((o + 1) * fx).min(iw) - o * fx) as u32;
+            let n = (cols * rows).max(1);
+            data.extend(s.iter().map(|&v| ((v + n / 2) / n) as u8));
         }
     }
     Raster {
@@ -133,6 +149,48 @@ pub fn box_reduce(r: &Raster, fx: u32, fy: u32) -> Raster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn box_reduce_matches_a_plain_average_at_every_shape() {
+        let mut seed = 7u32;
+        for (w, h, c, fx, fy) in [
+            (13usize, 9usize, 3usize, 4usize, 2usize),
+            (8, 8, 1, 3, 3),
+            (17, 5, 4, 2, 5),
+            (6, 7, 2, 6, 1),
+            (31, 3, 5, 7, 2),
+        ] {
+            let data: Vec<u8> = (0..w * h * c)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (seed >> 24) as u8
+                })
+                .collect();
+            let r = Raster {
+                width: w as u32,
+                height: h as u32,
+                channels: c as u16,
+                data,
+            };
+            let out = box_reduce(&r, fx as u32, fy as u32);
+            let (ow, oh) = (w.div_ceil(fx), h.div_ceil(fy));
+            assert_eq!((out.width as usize, out.height as usize), (ow, oh));
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for k in 0..c {
+                        let (mut sum, mut n) = (0u32, 0u32);
+                        for y in oy * fy..((oy + 1) * fy).min(h) {
+                            for x in ox * fx..((ox + 1) * fx).min(w) {
+                                sum += r.data[(y * w + x) * c + k] as u32;
+                                n += 1;
+                            }
+                        }
+                        assert_eq!(out.data[(oy * ow + ox) * c + k] as u32, (sum + n / 2) / n);
+                    }
+                }
+            }
+        }
+    }
 
     fn ramp(w: u32, h: u32) -> Raster {
         let data = (0..h)

@@ -54,6 +54,11 @@ fn downscale(c: &mut Criterion) {
         });
     }
     g.finish();
+    // A typical IIIF region: the chosen level's area is up to twice the output.
+    let region = raster(1000, 800);
+    c.bench_function("resize 1000x800 to 512x410 bilinear", |b| {
+        b.iter(|| resize(black_box(&region), 512, 410, Filter::Bilinear))
+    });
 }
 
 criterion_group!(benches, encoders, downscale);

@@ -51,10 +51,16 @@ fn concurrent_writers_killed_at_random() {
         // Every second, a writer that dies holding an entry.
         if tick % 10 == 5 {
             let mut h = spawn(fd, until, true);
-            std::thread::sleep(Duration::from_millis(50));
+            // Kill it only once it reports holding its entry: under load a fixed delay
+            // could kill it before it locked anything.
+            let mut line = String::new();
+            let out = h.stdout.take().expect("piped stdout");
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line);
             unsafe { libc::kill(h.id() as i32, libc::SIGKILL) };
             let _ = h.wait();
-            hung_kills += 1;
+            if line.trim() == "locked=true" {
+                hung_kills += 1;
+            }
         }
     }
     for w in workers {

@@ -423,6 +423,7 @@ pub fn stem(client: &str) -> &str {
 /// A region export through the region pipeline (processing.md §3).
 pub fn region(
     cfg: &Config,
+    cache: Option<&shm::Cache>,
     opened: &Opened,
     client: &str,
     req: &RegionRequest,
@@ -450,6 +451,58 @@ pub fn region(
             &format!("Region too large: {width}x{height} source pixels for a {ow}x{oh} output (limit {MAX_REGION_PIXELS} pixels)"),
         );
     }
+    let disposition = format!(
+        "{}; filename=\"{}_{ow}x{oh}.{}\"",
+        if req.attachment {
+            "attachment"
+        } else {
+            "inline"
+        },
+        stem(client),
+        req.format.extension()
+    );
+    // Unprocessed exports (thumbnails above all) go through the shared cache too, keyed
+    // by everything that shapes their bytes.
+    let key = (cache.is_some()
+        && !view.needs_pixels()
+        && req.colour == Colour::AsIs
+        && watermark(cfg).is_none())
+    .then(|| {
+        let mtime = opened
+            .mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let quality = quality_for(cfg, req.format, view.quality);
+        let codec = view.tiff_codec.unwrap_or(cfg.tiff_compression);
+        let region: Vec<u8> = req.region.iter().flat_map(|f| f.to_le_bytes()).collect();
+        shm::key(&[
+            b"region",
+            opened.path.as_os_str().as_encoded_bytes(),
+            &mtime.to_le_bytes(),
+            &region,
+            &ow.to_le_bytes(),
+            &oh.to_le_bytes(),
+            &[req.format as u8],
+            &quality.to_le_bytes(),
+            &codec.to_le_bytes(),
+            &layer_view(cfg, view).to_le_bytes(),
+            &view.xangle.to_le_bytes(),
+            &view.yangle.to_le_bytes(),
+        ])
+    });
+    if let (Some(c), Some(key)) = (cache, key) {
+        if let Some(bytes) = c.get(key) {
+            log::debug!("region cache hit: {client} {ow}x{oh}");
+            return Response::content(
+                cfg,
+                req.format.mime(),
+                bytes,
+                Some(opened.mtime),
+                Some(disposition),
+            );
+        }
+    }
     let (tile, hist) = match assemble(opened, k, (left, top, width, height))
         .and_then(|t| Ok((t, histogram_if_needed(opened, view)?)))
     {
@@ -470,16 +523,6 @@ pub fn region(
     let mut raster = finish(raster, req.format, &view, hist.as_ref());
     let l0 = &info.levels[0];
     apply_watermark(cfg, &mut raster, 2 * l0.tile_width.max(l0.tile_height));
-    let disposition = format!(
-        "{}; filename=\"{}_{ow}x{oh}.{}\"",
-        if req.attachment {
-            "attachment"
-        } else {
-            "inline"
-        },
-        stem(client),
-        req.format.extension()
-    );
     let meta = Embed {
         icc: icc_for(cfg, info, raster.channels),
         xmp: info.xmp.as_deref(),
@@ -493,13 +536,20 @@ pub fn region(
     )
     .map(|b| embed(b, req.format, &meta))
     {
-        Ok(bytes) => Response::content(
-            cfg,
-            req.format.mime(),
-            bytes,
-            Some(opened.mtime),
-            Some(disposition),
-        ),
+        Ok(bytes) => {
+            if let (Some(c), Some(key)) = (cache, key) {
+                if c.put(key, &bytes) {
+                    log::debug!("region cache insert: {client} {ow}x{oh}");
+                }
+            }
+            Response::content(
+                cfg,
+                req.format.mime(),
+                bytes,
+                Some(opened.mtime),
+                Some(disposition),
+            )
+        }
         Err(r) => r,
     }
 }

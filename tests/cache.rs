@@ -73,3 +73,42 @@ fn size_zero_disables_the_cache() {
     }
     assert!(!s.log().contains("tile cache"), "{}", s.log());
 }
+
+#[test]
+fn unprocessed_region_exports_are_cached_processed_ones_are_not() {
+    let s = Server::start(&[("VERBOSITY", "3"), ("URI_MAP", "iiif=>IIIF")], 2);
+    let first = s.get("FIF=small.tif&WID=300&CVT=jpeg");
+    assert_eq!(first.status, 200);
+    for _ in 0..20 {
+        let again = s.get("FIF=small.tif&WID=300&CVT=jpeg");
+        assert_eq!(again.body, first.body, "cached bytes equal fresh ones");
+        assert_eq!(
+            again.header("Content-Disposition"),
+            first.header("Content-Disposition")
+        );
+    }
+    let log = s.log();
+    assert_eq!(
+        log_pids(&log, "region cache insert: small.tif 300x233").len(),
+        1,
+        "{log}"
+    );
+    assert!(
+        log_pids(&log, "region cache hit: small.tif 300x233").len() >= 19,
+        "{log}"
+    );
+    // Another size is another entry; a greyscale export is never cached.
+    assert_eq!(s.get("FIF=small.tif&WID=200&CVT=jpeg").status, 200);
+    for _ in 0..3 {
+        assert_eq!(s.get("FIF=small.tif&WID=250&COL=grey&CVT=jpeg").status, 200);
+    }
+    let log = s.log();
+    assert_eq!(
+        log_pids(&log, "region cache insert: small.tif 200x155").len(),
+        1
+    );
+    assert!(
+        !log.contains("small.tif 250x194"),
+        "processed exports bypass the cache"
+    );
+}

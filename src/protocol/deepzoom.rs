@@ -99,7 +99,14 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
             no_upscale: false,
             attachment: false,
         };
-        let mut resp = render::region(cfg, &cur.opened, &cur.client, &req, &View::default());
+        let mut resp = render::region(
+            cfg,
+            ctx.tiles,
+            &cur.opened,
+            &cur.client,
+            &req,
+            &View::default(),
+        );
         // A tile, not a download.
         resp.headers.retain(|(k, _)| k != "Content-Disposition");
         return resp;

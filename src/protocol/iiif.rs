@@ -348,7 +348,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         no_upscale: !upscale,
         attachment: false,
     };
-    let r = render::region(cfg, &cur.opened, &cur.client, &req, &view);
+    let r = render::region(cfg, ctx.tiles, &cur.opened, &cur.client, &req, &view);
     with_links(
         r,
         cfg,

@@ -373,6 +373,7 @@ impl Session<'_, '_> {
         };
         Some(render::region(
             self.ctx.cfg,
+            self.ctx.tiles,
             &cur.opened,
             &cur.client,
             &req,

@@ -131,6 +131,27 @@ fn openseadragon_tile_sources_show_the_image() {
             );
         }
     }
+    // The built-in viewer page at `/` (OpenSeadragon over IIIF, below a 2.5em header).
+    let px = screenshot(
+        &shots,
+        &format!("http://127.0.0.1:{port}/?image=small.tif"),
+        "page.png",
+    );
+    let (mut lit, mut reds) = (0, std::collections::BTreeSet::new());
+    for y in 100..700 {
+        for x in 100..700 {
+            let p = &px[(y * 800 + x) * 3..][..3];
+            if p.iter().any(|&v| v > 40) && p != [255, 255, 255] {
+                lit += 1;
+                reds.insert(p[0]);
+            }
+        }
+    }
+    assert!(
+        lit as f64 / 360_000.0 > 0.4 && reds.len() >= 40,
+        "viewer page: {lit} lit pixels, {} red levels",
+        reds.len()
+    );
     // The protocols were really used: tile requests of each kind reached the server.
     let log = s.log();
     for needle in [

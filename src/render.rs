@@ -62,6 +62,20 @@ fn watermark(cfg: &Config) -> Option<&'static Watermark> {
         .as_ref()
 }
 
+/// Whether a response may go through the shared cache: unprocessed, and not
+/// watermarked (watermarks differ per request).
+fn cacheable(cfg: &Config, cache: Option<&shm::Cache>, view: &View) -> bool {
+    cache.is_some() && !view.needs_pixels() && watermark(cfg).is_none()
+}
+
+/// The file's modification time for cache keys, so a changed file is never served stale.
+fn mtime_nanos(opened: &Opened) -> u128 {
+    opened
+        .mtime
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
 fn apply_watermark(cfg: &Config, raster: &mut Raster, block: u32) {
     thread_local! {
         static RNG: RefCell<Rng> = RefCell::new(Rng::new(
@@ -143,13 +157,8 @@ pub fn tile(
     // Unprocessed tiles go through the shared cache, keyed by everything that shapes them.
     let quality = quality_for(cfg, req.format, view.quality);
     let codec = view.tiff_codec.unwrap_or(cfg.tiff_compression);
-    // Watermarked tiles differ per request: never cached.
-    let key = (cache.is_some() && !view.needs_pixels() && watermark(cfg).is_none()).then(|| {
-        let mtime = opened
-            .mtime
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+    let key = cacheable(cfg, cache, view).then(|| {
+        let mtime = mtime_nanos(opened);
         shm::key(&[
             opened.path.as_os_str().as_encoded_bytes(),
             &mtime.to_le_bytes(),
@@ -463,16 +472,8 @@ pub fn region(
     );
     // Unprocessed exports (thumbnails above all) go through the shared cache too, keyed
     // by everything that shapes their bytes.
-    let key = (cache.is_some()
-        && !view.needs_pixels()
-        && req.colour == Colour::AsIs
-        && watermark(cfg).is_none())
-    .then(|| {
-        let mtime = opened
-            .mtime
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+    let key = (cacheable(cfg, cache, view) && req.colour == Colour::AsIs).then(|| {
+        let mtime = mtime_nanos(opened);
         let quality = quality_for(cfg, req.format, view.quality);
         let codec = view.tiff_codec.unwrap_or(cfg.tiff_compression);
         let region: Vec<u8> = req.region.iter().flat_map(|f| f.to_le_bytes()).collect();

@@ -128,16 +128,7 @@ fn region_pixels_match_the_source() {
 }
 
 fn iiif(s: &Server, arg: &str) -> Reply {
-    let uri = format!("/iiif/{arg}");
-    s.request(
-        &[
-            ("REQUEST_METHOD", "GET"),
-            ("QUERY_STRING", ""),
-            ("REQUEST_URI", &uri),
-            ("HTTP_HOST", "localhost"),
-        ],
-        b"",
-    )
+    s.get_path(&format!("/iiif/{arg}"))
 }
 
 #[test]

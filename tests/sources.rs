@@ -240,16 +240,9 @@ fn stack_pages_are_views() {
             let (_, _, c, px) = png_pixels(&reply.body);
             assert_eq!(&px[..c], &rgb, "page {page} r{r}");
         }
-        let uri = format!("/iiif/stack.tif::{page}/0,0,64,64/64,/0/default.png");
-        let reply = s.request(
-            &[
-                ("REQUEST_METHOD", "GET"),
-                ("QUERY_STRING", ""),
-                ("REQUEST_URI", &uri),
-                ("HTTP_HOST", "localhost"),
-            ],
-            b"",
-        );
+        let reply = s.get_path(&format!(
+            "/iiif/stack.tif::{page}/0,0,64,64/64,/0/default.png"
+        ));
         assert_eq!(reply.status, 200, "{}", reply.text());
         let (_, _, c, px) = png_pixels(&reply.body);
         assert_eq!(&px[..c], &rgb, "IIIF page {page}");

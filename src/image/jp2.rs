@@ -28,33 +28,51 @@ fn be32(b: &[u8], at: usize) -> Result<u32, ImageError> {
         .ok_or_else(|| bad("truncated header"))
 }
 
+/// The boxes of `data` as `(type, body)`, in order; a box that does not fit ends the
+/// walk with an error. Bounded: each box advances by at least 8 bytes.
+pub(super) fn boxes(data: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), ImageError>> {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if at + 8 > data.len() {
+            return None;
+        }
+        let item = (|| {
+            let len32 = be32(data, at)? as u64;
+            let kind = &data[at + 4..at + 8];
+            let (header, len) = match len32 {
+                0 => (8u64, (data.len() - at) as u64),
+                1 => {
+                    let hi = be32(data, at + 8)? as u64;
+                    let lo = be32(data, at + 12)? as u64;
+                    (16, (hi << 32) | lo)
+                }
+                n => (8, n),
+            };
+            if len < header
+                || (at as u64)
+                    .checked_add(len)
+                    .is_none_or(|end| end > data.len() as u64)
+            {
+                return Err(bad("box extends past the end of the file"));
+            }
+            let body = &data[at + header as usize..at + len as usize];
+            at += len as usize;
+            Ok((kind, body))
+        })();
+        if item.is_err() {
+            at = data.len();
+        }
+        Some(item)
+    })
+}
+
 /// Finds the contiguous codestream box (`jp2c`) among the top-level boxes.
 fn codestream(data: &[u8]) -> Result<&[u8], ImageError> {
-    let mut at = 0usize;
-    // Bounded: each box advances by at least 8 bytes.
-    while at + 8 <= data.len() {
-        let len32 = be32(data, at)? as u64;
-        let kind = &data[at + 4..at + 8];
-        let (header, len) = match len32 {
-            0 => (8u64, (data.len() - at) as u64),
-            1 => {
-                let hi = be32(data, at + 8)? as u64;
-                let lo = be32(data, at + 12)? as u64;
-                (16, (hi << 32) | lo)
-            }
-            n => (8, n),
-        };
-        if len < header
-            || (at as u64)
-                .checked_add(len)
-                .is_none_or(|end| end > data.len() as u64)
-        {
-            return Err(bad("box extends past the end of the file"));
-        }
+    for item in boxes(data) {
+        let (kind, body) = item?;
         if kind == b"jp2c" {
-            return Ok(&data[at + header as usize..at + len as usize]);
+            return Ok(body);
         }
-        at += len as usize;
     }
     Err(bad("no codestream box"))
 }
@@ -158,7 +176,7 @@ pub fn levels(h: &Header) -> Vec<Level> {
 /// An opened JP2 file.
 pub struct Jp2Image {
     map: Arc<memmap2::Mmap>,
-    info: ImageInfo,
+    info: Arc<ImageInfo>,
     resolutions: u32,
     /// Quality layers decoded (0: all).
     layers: u32,
@@ -195,7 +213,7 @@ impl Jp2Image {
         Ok(Jp2Image {
             map: Arc::new(map),
             layers: layers_to_decode(0, h.layers),
-            info,
+            info: Arc::new(info),
             resolutions: h.resolutions,
         })
     }
@@ -214,7 +232,7 @@ impl Image for Jp2Image {
         (layers != self.layers).then(|| {
             Arc::new(Jp2Image {
                 map: Arc::clone(&self.map),
-                info: self.info.clone(),
+                info: Arc::clone(&self.info),
                 resolutions: self.resolutions,
                 layers,
             }) as Arc<dyn Image>

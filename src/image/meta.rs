@@ -74,34 +74,9 @@ pub fn from_jpeg(data: &[u8], info: &mut ImageInfo) {
     }
 }
 
-/// Iterates the boxes of `data`: `(type, body)`; stops at the first malformed box.
+/// The well-formed boxes of `data`, up to the first malformed one.
 fn boxes(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        if at + 8 > data.len() {
-            return None;
-        }
-        let len32 = u32::from_be_bytes(data[at..at + 4].try_into().ok()?) as u64;
-        let kind = &data[at + 4..at + 8];
-        let (header, len) = match len32 {
-            0 => (8u64, (data.len() - at) as u64),
-            1 => {
-                let b = data.get(at + 8..at + 16)?;
-                (16, u64::from_be_bytes(b.try_into().ok()?))
-            }
-            n => (8, n),
-        };
-        if len < header
-            || (at as u64)
-                .checked_add(len)
-                .is_none_or(|end| end > data.len() as u64)
-        {
-            return None;
-        }
-        let body = &data[at + header as usize..at + len as usize];
-        at += len as usize;
-        Some((kind, body))
-    })
+    super::jp2::boxes(data).map_while(Result::ok)
 }
 
 /// Reads the ICC profile (`colr` method 2 or 3), capture resolution (`resc`) and XMP

@@ -261,9 +261,6 @@ pub fn open_bytes(bytes: &[u8]) -> Result<Arc<dyn Image>, ImageError> {
     let mut anon = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(ImageError::Open)?;
     anon[..bytes.len()].copy_from_slice(bytes);
     let map = anon.make_read_only().map_err(ImageError::Open)?;
-    if bytes.len() < 10 {
-        return Err(ImageError::TooShort);
-    }
     from_map(map)
 }
 

@@ -165,6 +165,19 @@ impl Server {
         )
     }
 
+    /// A GET of a path with no query string (IIIF and other path-mapped protocols).
+    pub fn get_path(&self, uri: &str) -> Reply {
+        self.request(
+            &[
+                ("REQUEST_METHOD", "GET"),
+                ("QUERY_STRING", ""),
+                ("REQUEST_URI", uri),
+                ("HTTP_HOST", "localhost"),
+            ],
+            b"",
+        )
+    }
+
     pub fn request(&self, params: &[(&str, &str)], stdin: &[u8]) -> Reply {
         fcgi_request(&self.addr, params, stdin).expect("FastCGI request")
     }

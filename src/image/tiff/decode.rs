@@ -138,29 +138,24 @@ pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
     let (w, h) = (w as usize, h as usize);
     let c = channels as usize;
     let mut out = vec![0u8; w * h * c];
+    let decode = match channels {
+        3 => libwebp_sys::WebPDecodeRGBInto,
+        4 => libwebp_sys::WebPDecodeRGBAInto,
+        n => {
+            return Err(ImageError::Unsupported(format!(
+                "WebP tiles with {n} channels"
+            )))
+        }
+    };
     // SAFETY: `out` holds exactly `h` rows of `w * c` bytes, the size passed in.
     let p = unsafe {
-        match channels {
-            3 => libwebp_sys::WebPDecodeRGBInto(
-                bitstream.as_ptr(),
-                bitstream.len(),
-                out.as_mut_ptr(),
-                out.len(),
-                (w * c) as i32,
-            ),
-            4 => libwebp_sys::WebPDecodeRGBAInto(
-                bitstream.as_ptr(),
-                bitstream.len(),
-                out.as_mut_ptr(),
-                out.len(),
-                (w * c) as i32,
-            ),
-            n => {
-                return Err(ImageError::Unsupported(format!(
-                    "WebP tiles with {n} channels"
-                )))
-            }
-        }
+        decode(
+            bitstream.as_ptr(),
+            bitstream.len(),
+            out.as_mut_ptr(),
+            out.len(),
+            (w * c) as i32,
+        )
     };
     if p.is_null() {
         return Err(err("WebP: corrupt bitstream"));

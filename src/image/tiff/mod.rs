@@ -82,11 +82,11 @@ struct LevelData {
 /// An opened TIFF, showing one page of its stack (page 0 unless chosen by [`Image::view`]).
 pub struct TiffImage {
     map: Arc<memmap2::Mmap>,
-    info: ImageInfo,
+    info: Arc<ImageInfo>,
     /// Levels of every stack page (a plain pyramid is a stack of one page).
     pages: Arc<Vec<Vec<LevelData>>>,
-    /// The levels of the page shown.
-    levels: Vec<LevelData>,
+    /// The page shown.
+    page: usize,
 }
 
 fn codec_of(compression: u16) -> StoredCodec {
@@ -347,9 +347,9 @@ impl TiffImage {
         info.levels = levels;
         Ok(TiffImage {
             map: Arc::new(map),
-            info,
-            levels: data[0].clone(),
+            info: Arc::new(info),
             pages: Arc::new(data),
+            page: 0,
         })
     }
 
@@ -490,7 +490,7 @@ impl TiffImage {
         if t >= level.tile_count() {
             return Err(ImageError::NoSuchTile(t));
         }
-        Ok((level, &self.levels[k as usize]))
+        Ok((level, &self.pages[self.page][k as usize]))
     }
 
     /// The stored bytes of tile `t` of a level.
@@ -531,14 +531,14 @@ impl Image for TiffImage {
         if self.pages.len() < 2 {
             return None;
         }
-        let Some(levels) = usize::try_from(x).ok().and_then(|p| self.pages.get(p)) else {
+        let Some(page) = usize::try_from(x).ok().filter(|&p| p < self.pages.len()) else {
             return Some(Err(ImageError::NoSuchView(x)));
         };
         Some(Ok(Arc::new(TiffImage {
             map: Arc::clone(&self.map),
-            info: self.info.clone(),
+            info: Arc::clone(&self.info),
             pages: Arc::clone(&self.pages),
-            levels: levels.clone(),
+            page,
         })))
     }
 
@@ -590,7 +590,7 @@ impl Image for TiffImage {
         let (samples, channels) = match chunks.len() {
             1 => (chunks.pop().expect("one chunk"), per_chunk),
             _ => (
-                interleave(chunks)
+                interleave(&chunks)
                     .ok_or_else(|| ImageError::Decode("planes decode differently".into()))?,
                 planes,
             ),
@@ -798,68 +798,46 @@ impl TiffImage {
 }
 
 /// A decoded `jw×jh` chunk as exactly `tw×th` pixels: codecs may store edge tiles
-/// at their cropped size, which is padded here; a smaller chunk is an error.
+/// larger than the tile grid, which is cropped here; a smaller chunk is an error.
 fn fit(
     px: Vec<u8>,
     (jw, jh): (usize, usize),
     channels: usize,
     (tw, th): (usize, usize),
 ) -> Result<Vec<u8>, ImageError> {
-    if jw == tw && jh == th {
-        return Ok(px);
-    }
     if jw < tw || jh < th {
         return Err(ImageError::Decode(format!(
             "tile is {jw}x{jh}, expected {tw}x{th}"
         )));
     }
-    let mut out = Vec::with_capacity(tw * th * channels);
-    for row in px.chunks_exact(jw * channels).take(th) {
-        out.extend_from_slice(&row[..tw * channels]);
-    }
-    Ok(out)
+    Ok(crop(px, jw, channels, tw, th))
 }
 
 /// Interleaves single-channel planes into one buffer of `planes.len()` channels;
 /// `None` when the planes differ in type or size.
-fn interleave(planes: Vec<Samples>) -> Option<Samples> {
-    let lens: Vec<usize> = planes
-        .iter()
-        .map(|p| match p {
-            Samples::U8(v) => v.len(),
-            Samples::U16(v) => v.len(),
-            Samples::U32(v) => v.len(),
-            Samples::F32(v) => v.len(),
-        })
-        .collect();
-    if lens.windows(2).any(|w| w[0] != w[1]) {
-        return None;
-    }
-    fn weave<T: Copy>(planes: Vec<Vec<T>>) -> Vec<T> {
-        let n = planes.iter().map(Vec::len).min().unwrap_or(0);
+fn interleave(planes: &[Samples]) -> Option<Samples> {
+    fn weave<T: Copy>(planes: &[&Vec<T>]) -> Option<Vec<T>> {
+        let n = planes.first()?.len();
+        if planes.iter().any(|p| p.len() != n) {
+            return None;
+        }
         let mut out = Vec::with_capacity(n * planes.len());
         for i in 0..n {
             out.extend(planes.iter().map(|p| p[i]));
         }
-        out
+        Some(out)
     }
     macro_rules! all_of {
-        ($variant:ident) => {
-            planes
+        ($variant:ident) => {{
+            let vs: Option<Vec<_>> = planes
                 .iter()
-                .all(|p| matches!(p, Samples::$variant(_)))
-                .then(|| {
-                    Samples::$variant(weave(
-                        planes
-                            .iter()
-                            .map(|p| match p {
-                                Samples::$variant(v) => v.clone(),
-                                _ => unreachable!("checked above"),
-                            })
-                            .collect(),
-                    ))
+                .map(|p| match p {
+                    Samples::$variant(v) => Some(v),
+                    _ => None,
                 })
-        };
+                .collect();
+            vs.and_then(|vs| weave(&vs)).map(Samples::$variant)
+        }};
     }
     all_of!(U8)
         .or_else(|| all_of!(U16))

@@ -2,11 +2,11 @@
 //! pipeline and encoder, in that order.
 
 use crate::config::Config;
-use crate::encode::embed::{embed, Embed};
+use crate::encode::embed::{embed, Density, DensityUnit, Embed};
 use crate::encode::{self, Format};
 use crate::image::cache::Opened;
 use crate::image::Tile;
-use crate::image::{ColourSpace, ImageError, ImageInfo, StoredCodec};
+use crate::image::{ColourSpace, ImageError, ImageInfo, ResolutionUnit, StoredCodec};
 use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
 use crate::pipeline::float::{self, Contrast};
@@ -216,8 +216,11 @@ fn tile_bytes(
     if passthrough {
         match opened.image.encoded_tile(k, t) {
             Ok(Some(enc)) => {
-                let icc = icc_for(cfg, info, info.channels);
-                return Ok(embed(enc.bytes, format, &Embed { icc, xmp: None }));
+                let meta = Embed {
+                    icc: icc_for(cfg, info, info.channels),
+                    ..Embed::default()
+                };
+                return Ok(embed(enc.bytes, format, &meta));
             }
             Ok(None) => {}
             Err(e) => return Err(image_error(cfg, client, &e)),
@@ -236,7 +239,16 @@ fn tile_bytes(
     );
     // One block: the whole tile.
     apply_watermark(cfg, &mut raster, u32::MAX);
-    let icc = icc_for(cfg, info, raster.channels);
+    let full = &info.levels[0];
+    let meta = Embed {
+        icc: icc_for(cfg, info, raster.channels),
+        density: density(
+            info,
+            level.width as f64 / full.width as f64,
+            level.height as f64 / full.height as f64,
+        ),
+        ..Embed::default()
+    };
     encode_bytes(
         cfg,
         client,
@@ -244,7 +256,21 @@ fn tile_bytes(
         format,
         (view.quality, view.tiff_codec),
     )
-    .map(|b| embed(b, format, &Embed { icc, xmp: None }))
+    .map(|b| embed(b, format, &meta))
+}
+
+/// The source's pixel density scaled by output pixels per full-resolution pixel
+/// (processing.md §6), when the source states one.
+fn density(info: &ImageInfo, sx: f64, sy: f64) -> Option<Density> {
+    (info.dpi_x > 0.0 && info.dpi_y > 0.0 && sx > 0.0 && sy > 0.0).then_some(Density {
+        x: info.dpi_x * sx,
+        y: info.dpi_y * sy,
+        unit: match info.resolution_unit {
+            ResolutionUnit::Inch => DensityUnit::Inch,
+            ResolutionUnit::Centimetre => DensityUnit::Centimetre,
+            ResolutionUnit::Unknown => DensityUnit::Unknown,
+        },
+    })
 }
 
 /// The source's ICC profile when `MAX_ICC` allows it and it describes the output's
@@ -524,9 +550,16 @@ pub fn region(
     let mut raster = finish(raster, req.format, &view, hist.as_ref());
     let l0 = &info.levels[0];
     apply_watermark(cfg, &mut raster, 2 * l0.tile_width.max(l0.tile_height));
+    let full = &info.levels[0];
     let meta = Embed {
         icc: icc_for(cfg, info, raster.channels),
         xmp: info.xmp.as_deref(),
+        density: density(
+            info,
+            ow as f64 / (req.region[2] * full.width as f64),
+            oh as f64 / (req.region[3] * full.height as f64),
+        ),
+        text: Some(&info.metadata),
     };
     match encode_bytes(
         cfg,

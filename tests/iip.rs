@@ -488,15 +488,14 @@ fn jpeg2000_sources() {
     assert_eq!(jpeg_size(&s.get("FIF=small.jp2&JTL=2,3").body), (233, 256));
     assert_eq!(jpeg_size(&s.get("FIF=small.jp2&JTL=2,15").body), (233, 9));
     assert_eq!(jpeg_size(&s.get("FIF=small.jp2&JTL=0,0").body), (251, 195));
-    // T19: lossless JPEG2000 and deflate TIFF of the same pixels give the same PNG tile.
-    assert_eq!(
-        s.get("FIF=small.jp2&PTL=2,1").body,
-        s.get("FIF=small.tif&PTL=2,1").body
-    );
-    assert_eq!(
-        s.get("FIF=small.jp2&PTL=2,14").body,
-        s.get("FIF=small.tif&PTL=2,14").body
-    );
+    // T19: lossless JPEG2000 and deflate TIFF of the same pixels give the same PNG tile
+    // (pixels: only the TIFF states a density, so the files differ by a pHYs chunk).
+    for t in [1, 14] {
+        assert_eq!(
+            png_decode(&s.get(&format!("FIF=small.jp2&PTL=2,{t}")).body),
+            png_decode(&s.get(&format!("FIF=small.tif&PTL=2,{t}")).body)
+        );
+    }
     // Virtual levels below a single stored resolution.
     let r = s.get("FIF=flat.jp2&OBJ=Resolution-number");
     assert_eq!(body_lines(&r), ["Resolution-number:3"]);

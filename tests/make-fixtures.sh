@@ -101,6 +101,11 @@ tiffset -s 33432 'CC0' "$OUT/meta.tif"
 tiffset -s 269 'Doc title' "$OUT/meta.tif"
 tiffset -s 306 '2024:01:02 03:04:05' "$OUT/meta.tif"
 
+# An image sequence (FILENAME_PATTERN's default "pyr_"): angles 0/10 x 90/100
+cp "$OUT/small.tif" "$OUT/seq_pyr_000_090.tif"
+cp "$OUT/grey.tif" "$OUT/seq_pyr_010_090.tif"
+cp "$OUT/small.tif" "$OUT/seq_pyr_000_100.tif"
+
 printf 'this is not an image, just text\n' > "$OUT/notimage.tif"
 printf 'II*\0' > "$OUT/short.tif"
 # a TIFF header whose first IFD offset points far past the end of the file

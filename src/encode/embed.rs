@@ -1,21 +1,55 @@
-//! Puts the source's ICC profile and XMP packet into an encoded image: JPEG APP2/APP1
-//! segments, PNG iCCP/iTXt chunks, WebP ICCP/XMP chunks (extended format). Works on
+//! Puts the source's ICC profile, XMP packet, text metadata and pixel density into an
+//! encoded image: JPEG APP2/APP1 segments and the JFIF density, PNG iCCP/iTXt/tEXt/pHYs
+//! chunks, WebP ICCP/XMP chunks (extended format), TIFF tags (a rewritten IFD). Works on
 //! finished bitstreams, so it serves re-encoded and passed-through tiles alike.
 
 use super::Format;
+use std::collections::BTreeMap;
 
 /// What to embed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Embed<'a> {
     pub icc: Option<&'a [u8]>,
     pub xmp: Option<&'a str>,
+    /// Pixel density of the output (JPEG, PNG, TIFF; WebP and AVIF carry none).
+    pub density: Option<Density>,
+    /// The source's text metadata (`title`, `creator`, `description`, `rights`, `date`),
+    /// written by PNG and TIFF with their `Software` entry.
+    pub text: Option<&'a BTreeMap<String, String>>,
+}
+
+/// Pixels per unit along x and y.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Density {
+    pub x: f64,
+    pub y: f64,
+    pub unit: DensityUnit,
+}
+
+/// The unit of a [`Density`]; `Unknown` keeps only the aspect ratio meaningful.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DensityUnit {
+    Unknown,
+    Inch,
+    Centimetre,
 }
 
 impl Embed<'_> {
     pub fn is_empty(&self) -> bool {
-        self.icc.is_none() && self.xmp.is_none()
+        self.icc.is_none() && self.xmp.is_none() && self.density.is_none() && self.text.is_none()
     }
 }
+
+const SOFTWARE: &str = concat!("tessera/", env!("CARGO_PKG_VERSION"));
+
+/// (PNG keyword, TIFF tag, metadata key) of the text entries, in PNG chunk order.
+const TEXT: [(&str, u16, &str); 5] = [
+    ("Title", 269, "title"),
+    ("Author", 315, "creator"),
+    ("Description", 270, "description"),
+    ("Copyright", 33432, "rights"),
+    ("Creation Time", 306, "date"),
+];
 
 const ICC_CHUNK: usize = 65519;
 const XMP_JPEG: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
@@ -29,13 +63,34 @@ pub fn embed(bytes: Vec<u8>, format: Format, m: &Embed) -> Vec<u8> {
     match format {
         Format::Jpeg => jpeg(bytes, m),
         Format::Png => png(bytes, m),
-        Format::Webp => webp(bytes, m),
-        Format::Avif | Format::Tiff => bytes,
+        Format::Webp if m.icc.is_some() || m.xmp.is_some() => webp(bytes, m),
+        Format::Tiff => tiff(bytes, m),
+        Format::Webp | Format::Avif => bytes,
     }
 }
 
-fn jpeg(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
+/// A density as whole units for JFIF (1..=65535).
+fn jfif_density(v: f64) -> u16 {
+    v.round().clamp(1.0, 65535.0) as u16
+}
+
+fn jpeg(mut bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
     if bytes.len() < 4 || bytes[..2] != [0xFF, 0xD8] {
+        return bytes;
+    }
+    // The JFIF APP0 our encoder writes: units at 13, densities at 14 and 16.
+    if let Some(d) = m.density {
+        if bytes.len() > 18 && bytes[2..4] == [0xFF, 0xE0] && &bytes[6..11] == b"JFIF\0" {
+            bytes[13] = match d.unit {
+                DensityUnit::Unknown => 0,
+                DensityUnit::Inch => 1,
+                DensityUnit::Centimetre => 2,
+            };
+            bytes[14..16].copy_from_slice(&jfif_density(d.x).to_be_bytes());
+            bytes[16..18].copy_from_slice(&jfif_density(d.y).to_be_bytes());
+        }
+    }
+    if m.icc.is_none() && m.xmp.is_none() {
         return bytes;
     }
     // After SOI and a JFIF APP0, if any.
@@ -100,10 +155,46 @@ fn png(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
             png_chunk(&mut chunks, b"iCCP", &data);
         }
     }
+    if let Some(text) = m.text {
+        png_chunk(
+            &mut chunks,
+            b"tEXt",
+            format!("Software\0{SOFTWARE}").as_bytes(),
+        );
+        for (keyword, _, key) in TEXT {
+            let Some(v) = text.get(key).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if key == "date" {
+                // tEXt is Latin-1; a date is ASCII.
+                if v.is_ascii() {
+                    png_chunk(&mut chunks, b"tEXt", format!("{keyword}\0{v}").as_bytes());
+                }
+            } else {
+                // iTXt, uncompressed, no language: keyword, 0, flag, method, "", "", text.
+                let data = format!("{keyword}\0\0\0\0\0{v}");
+                png_chunk(&mut chunks, b"iTXt", data.as_bytes());
+            }
+        }
+    }
     if let Some(xmp) = m.xmp {
         let mut data = b"XML:com.adobe.xmp\0\0\0\0\0".to_vec();
         data.extend(xmp.as_bytes());
         png_chunk(&mut chunks, b"iTXt", &data);
+    }
+    if let Some(d) = m.density {
+        // pHYs: pixels per metre (unit 1), or the bare aspect ratio (unit 0).
+        let (x, y, unit) = match d.unit {
+            DensityUnit::Centimetre => (d.x * 100.0, d.y * 100.0, 1u8),
+            DensityUnit::Inch => (d.x / 0.0254, d.y / 0.0254, 1),
+            DensityUnit::Unknown => (d.x, d.y, 0),
+        };
+        let px = |v: f64| (v.round().clamp(1.0, u32::MAX as f64) as u32).to_be_bytes();
+        let mut data = Vec::with_capacity(9);
+        data.extend(px(x));
+        data.extend(px(y));
+        data.push(unit);
+        png_chunk(&mut chunks, b"pHYs", &data);
     }
     let mut out = Vec::with_capacity(bytes.len() + chunks.len());
     out.extend(&bytes[..AFTER_IHDR]);
@@ -187,6 +278,101 @@ fn webp(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
     out
 }
 
+/// Appends the metadata as tags to a TIFF our encoder wrote: the new values and a new
+/// first IFD (old entries plus new, in tag order) go at the end, the header points there.
+fn tiff(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
+    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    if bytes.len() < 8 || &bytes[..4] != b"II*\0" {
+        return bytes;
+    }
+    let ifd = u32_at(&bytes, 4) as usize;
+    if ifd + 2 > bytes.len() {
+        return bytes;
+    }
+    let n = u16_at(&bytes, ifd) as usize;
+    if ifd + 2 + 12 * n + 4 > bytes.len() {
+        return bytes;
+    }
+    // (tag, type, count, value-or-offset bytes)
+    let mut entries: Vec<(u16, u16, u32, [u8; 4])> = (0..n)
+        .map(|i| {
+            let e = ifd + 2 + 12 * i;
+            let value = bytes[e + 8..e + 12].try_into().expect("4 bytes");
+            (
+                u16_at(&bytes, e),
+                u16_at(&bytes, e + 2),
+                u32_at(&bytes, e + 4),
+                value,
+            )
+        })
+        .collect();
+    let mut out = bytes;
+    let mut add = |out: &mut Vec<u8>, tag: u16, ty: u16, count: u32, data: &[u8]| {
+        let mut value = [0u8; 4];
+        if data.len() <= 4 {
+            value[..data.len()].copy_from_slice(data);
+        } else {
+            if out.len() % 2 == 1 {
+                out.push(0);
+            }
+            value = (out.len() as u32).to_le_bytes();
+            out.extend_from_slice(data);
+        }
+        entries.retain(|e| e.0 != tag);
+        entries.push((tag, ty, count, value));
+    };
+    if let Some(text) = m.text {
+        for (_, tag, key) in TEXT {
+            let Some(v) = text.get(key).filter(|v| !v.is_empty() && v.is_ascii()) else {
+                continue;
+            };
+            // DateTime is exactly "YYYY:MM:DD HH:MM:SS".
+            if tag == 306 && v.len() != 19 {
+                continue;
+            }
+            let data = format!("{v}\0");
+            add(&mut out, tag, 2, data.len() as u32, data.as_bytes());
+        }
+    }
+    if let Some(d) = m.density {
+        for (tag, v) in [(282u16, d.x), (283, d.y)] {
+            // RATIONAL with a fixed denominator of 10 000.
+            let num = (v * 10000.0).round().clamp(1.0, u32::MAX as f64) as u32;
+            let mut data = num.to_le_bytes().to_vec();
+            data.extend(10000u32.to_le_bytes());
+            add(&mut out, tag, 5, 1, &data);
+        }
+        let unit: u16 = match d.unit {
+            DensityUnit::Unknown => 1,
+            DensityUnit::Inch => 2,
+            DensityUnit::Centimetre => 3,
+        };
+        add(&mut out, 296, 3, 1, &unit.to_le_bytes());
+    }
+    if let Some(xmp) = m.xmp {
+        add(&mut out, 700, 1, xmp.len() as u32, xmp.as_bytes());
+    }
+    if let Some(icc) = m.icc.filter(|i| !i.is_empty()) {
+        add(&mut out, 34675, 7, icc.len() as u32, icc);
+    }
+    if out.len() % 2 == 1 {
+        out.push(0);
+    }
+    entries.sort_by_key(|e| e.0);
+    let at = out.len() as u32;
+    out.extend((entries.len() as u16).to_le_bytes());
+    for (tag, ty, count, value) in &entries {
+        out.extend(tag.to_le_bytes());
+        out.extend(ty.to_le_bytes());
+        out.extend(count.to_le_bytes());
+        out.extend(value);
+    }
+    out.extend(0u32.to_le_bytes());
+    out[4..8].copy_from_slice(&at.to_le_bytes());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +392,95 @@ mod tests {
     const META: Embed = Embed {
         icc: Some(b"not really a profile, but bytes"),
         xmp: Some("<x:xmpmeta/>"),
+        density: Some(Density {
+            x: 2.83,
+            y: 3.4,
+            unit: DensityUnit::Centimetre,
+        }),
+        text: None,
     };
+
+    fn text() -> BTreeMap<String, String> {
+        [
+            ("title", "Doc title"),
+            ("creator", "Jane Doe"),
+            ("date", "2024:01:02 03:04:05"),
+            ("rights", "CC0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn jpeg_density_is_in_the_jfif_header() {
+        let j = super::super::jpeg::encode(&raster(3), 80).unwrap();
+        let out = embed(j, Format::Jpeg, &META);
+        assert_eq!(&out[6..11], b"JFIF\0");
+        assert_eq!(&out[13..18], &[2, 0, 3, 0, 3]);
+    }
+
+    #[test]
+    fn png_text_and_density_decode() {
+        let t = text();
+        let m = Embed {
+            text: Some(&t),
+            ..META
+        };
+        let p = super::super::png::encode(&raster(3), 6).unwrap();
+        let r = png::Decoder::new(std::io::Cursor::new(embed(p, Format::Png, &m)))
+            .read_info()
+            .unwrap();
+        let info = r.info();
+        let d = info.pixel_dims.unwrap();
+        assert_eq!((d.xppu, d.yppu, d.unit), (283, 340, png::Unit::Meter));
+        let itxt: Vec<(String, String)> = info
+            .utf8_text
+            .iter()
+            .map(|t| (t.keyword.clone(), t.get_text().unwrap()))
+            .collect();
+        assert!(itxt.contains(&("Title".into(), "Doc title".into())));
+        assert!(itxt.contains(&("Author".into(), "Jane Doe".into())));
+        assert!(itxt.contains(&("Copyright".into(), "CC0".into())));
+        let text: Vec<(&str, &str)> = info
+            .uncompressed_latin1_text
+            .iter()
+            .map(|t| (t.keyword.as_str(), t.text.as_str()))
+            .collect();
+        assert!(text.contains(&("Software", SOFTWARE)));
+        assert!(text.contains(&("Creation Time", "2024:01:02 03:04:05")));
+    }
+
+    #[test]
+    fn tiff_tags_are_added_to_a_new_ifd() {
+        let t = text();
+        let m = Embed {
+            text: Some(&t),
+            ..META
+        };
+        let tif = super::super::tiff::encode(&raster(3), 2, 6).unwrap();
+        let out = embed(tif, Format::Tiff, &m);
+        let dir = std::env::temp_dir().join(format!("embed-{}.tif", std::process::id()));
+        std::fs::write(&dir, &out).unwrap();
+        let mut d = tiff::decoder::Decoder::new(std::fs::File::open(&dir).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&dir);
+        use tiff::tags::Tag;
+        assert_eq!(d.dimensions().unwrap(), (33, 17));
+        assert_eq!(d.get_tag_ascii_string(Tag::Artist).unwrap(), "Jane Doe");
+        assert_eq!(
+            d.get_tag_ascii_string(Tag::DateTime).unwrap(),
+            "2024:01:02 03:04:05"
+        );
+        assert_eq!(d.get_tag_u32(Tag::ResolutionUnit).unwrap(), 3);
+        assert_eq!(
+            d.get_tag_u8_vec(Tag::Unknown(34675)).unwrap(),
+            META.icc.unwrap()
+        );
+        match d.read_image().unwrap() {
+            tiff::decoder::DecodingResult::U8(px) => assert_eq!(px, raster(3).data),
+            _ => panic!("8-bit"),
+        }
+    }
 
     #[test]
     fn jpeg_segments_follow_jfif_and_decode() {

@@ -94,7 +94,8 @@ impl Worker {
             let (hits, misses) = self.images.take_counts();
             m.record_cache(hits, misses);
         }
-        log::info!(
+        // Per-request lines belong to VERBOSITY 2 (server.md), like iipsrv's request trace.
+        log::debug!(
             "access method={} protocol={} status={} bytes={} us={} uri={:?}",
             params.get("REQUEST_METHOD").unwrap_or("GET"),
             outcome.protocol,
@@ -119,8 +120,13 @@ fn limits() -> Limits {
     }
 }
 
-fn serve_conn<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx) {
-    let mut conn = match Conn::new(stream, limits()) {
+fn serve_conn<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx, preset: bool) {
+    let conn = if preset {
+        Conn::with_inherited_write_timeout(stream, limits())
+    } else {
+        Conn::new(stream, limits())
+    };
+    let mut conn = match conn {
         Ok(c) => c.with_stop_flag(ctx.stop),
         Err(e) => {
             log::warn!("cannot set up connection: {e}");
@@ -160,13 +166,32 @@ pub fn main(
 ) -> i32 {
     crate::logging::init(&cfg);
     let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
+    // TCP_NODELAY and the write timeout set once on the listening socket are copied into
+    // every accepted TCP socket (Linux); its read timeout is the accept wake-up instead.
+    let preset = match listener {
+        Listener::Tcp(l) => preset_tcp(l, limits().write_timeout),
+        Listener::Unix(..) => false,
+    };
     supervisor::accept_loop(listener, ctx, |accepted| match accepted {
         Accepted::Tcp(s) => {
-            let _ = s.set_nodelay(true);
-            serve_conn(s, &mut worker, ctx)
+            if !preset {
+                let _ = s.set_nodelay(true);
+            }
+            serve_conn(s, &mut worker, ctx, preset)
         }
-        Accepted::Unix(s) => serve_conn(s, &mut worker, ctx),
+        Accepted::Unix(s) => serve_conn(s, &mut worker, ctx, false),
     })
+}
+
+/// Sets TCP_NODELAY and SO_SNDTIMEO on a listening TCP socket; false if either failed.
+fn preset_tcp(l: &std::net::TcpListener, write_timeout: std::time::Duration) -> bool {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let tv = nix::sys::time::TimeVal::new(
+        write_timeout.as_secs() as i64,
+        write_timeout.subsec_micros() as i64,
+    );
+    setsockopt(l, sockopt::TcpNoDelay, &true).is_ok()
+        && setsockopt(l, sockopt::SendTimeout, &tv).is_ok()
 }
 
 /// Options of the built-in HTTP mode.

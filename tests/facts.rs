@@ -1,4 +1,4 @@
-//! The black-box facts of the specification's `test-cases.md` §2–8, one check per fact,
+//! The black-box facts of the specification's `test-cases.md` §1–8, one check per fact,
 //! named by its identifier (S1 … X8), against a real server on the generated corpus.
 //!
 //! Each section is one test that runs every fact and then fails listing the identifiers
@@ -1684,6 +1684,64 @@ fn x_scientific() {
         "X8",
         r.text().starts_with("Error/") && r.text().contains(":1 3"),
         r.text(),
+    );
+    f.finish();
+}
+
+#[test]
+fn f_formulas_seen_through_the_server() {
+    let mut f = Facts::new("§1 formulas");
+    let s = Server::start(&[], 1);
+    let dims = |q: &str| img(&s.get(q)).dims();
+    // F1/F2: tiles per level of big.tif; the last exists, the next is 404.
+    for (r, n) in [(5, 240), (4, 60), (3, 15), (2, 6), (1, 2), (0, 1)] {
+        let last = s.get(&format!("FIF=big.tif&JTL={r},{}", n - 1)).status;
+        let past = s.get(&format!("FIF=big.tif&JTL={r},{n}")).status;
+        f.eq("F2", (r, last, past), (r, 200, 404));
+    }
+    f.eq("F1", dims("FIF=big.tif&JTL=5,239"), (136, 184));
+    f.eq("F3", dims("FIF=big.tif&JTL=4,59"), (196, 220));
+    f.eq("F5", dims("DeepZoom=big.tif_files/12/0_0.jpg"), (256, 256));
+    f.eq("F6", dims("DeepZoom=big.tif_files/7/0_0.jpg"), (79, 47));
+    f.eq("F10", dims("FIF=photo.jpg&JTL=0,0"), (250, 187));
+    f.eq(
+        "F18",
+        dims("FIF=small.tif&WID=400&HEI=400&CVT=jpeg"),
+        (400, 310),
+    );
+    f.eq("F19", dims("FIF=small.tif&HEI=100&CVT=jpeg"), (129, 100));
+    drop(s);
+
+    // F4 (DeepZoom top level D: its tile 0_0 is the whole image or its first tile, D+1 is
+    // past the top) and F11 (JPEG2000 virtual levels), on images made here.
+    let dir = TempDir::new("formulas");
+    let d = dir.0.display();
+    for (w, h) in [(1024, 1024), (256, 256), (257, 10)] {
+        sh(&format!(
+            "vips black {d}/b.v {w} {h} --bands 3 && vips tiffsave {d}/b.v {d}/i{w}x{h}.tif --tile --pyramid --tile-width 256 --tile-height 256"
+        ));
+    }
+    sh(&format!(
+        "vips black {d}/j.v 3000 3000 --bands 3 && vips cast {d}/j.v {d}/j8.v uchar && vips ppmsave {d}/j8.v {d}/j.ppm && opj_compress -i {d}/j.ppm -o {d}/j.jp2 -n 2 >/dev/null"
+    ));
+    let prefix = format!("{d}/");
+    let g = Server::start(&[("FILESYSTEM_PREFIX", &prefix)], 1);
+    for (w, h, top) in [(1024, 1024, 10), (256, 256, 8), (257, 10, 9)] {
+        let tile = |l: u32| g.get(&format!("DeepZoom=i{w}x{h}.tif_files/{l}/0_0.jpg"));
+        f.eq(
+            "F4",
+            (w, img(&tile(top)).dims(), tile(top + 1).status),
+            (w, (w.min(256), h.min(256)), 404),
+        );
+    }
+    let r = g.get("FIF=j.jp2&OBJ=Resolution-number&OBJ=Resolutions");
+    f.eq(
+        "F11",
+        lines(&r),
+        vec![
+            "Resolution-number:5".to_owned(),
+            "Resolutions:188 188,375 375,750 750,1500 1500,3000 3000".to_owned(),
+        ],
     );
     f.finish();
 }

@@ -430,7 +430,7 @@ fn metrics_and_health_on_loopback() {
         ])
         .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
         .env("LOGFILE", dir.0.join("server.log"))
-        .env("VERBOSITY", "1")
+        .env("VERBOSITY", "2")
         .env("MEMCACHED_SERVERS", "")
         .env("URI_MAP", "iiif=>IIIF")
         .spawn()
@@ -495,7 +495,7 @@ fn metrics_and_health_on_loopback() {
         Duration::from_secs(5)
     ));
     assert_eq!(http_get(mport, "/nope").0, 404);
-    // One structured access line per request at VERBOSITY 1.
+    // One structured access line per request at VERBOSITY 2.
     let log = s.log();
     assert!(
         log.contains("access method=GET protocol=iip status=200 bytes="),
@@ -516,4 +516,16 @@ fn metrics_refuse_public_addresses() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+#[test]
+fn default_verbosity_logs_no_line_per_request() {
+    let s = Server::start(&[("VERBOSITY", "1")], 1);
+    for _ in 0..3 {
+        assert_eq!(s.get("FIF=small.tif&JTL=1,0").status, 200);
+    }
+    assert_eq!(s.get("FIF=nope.tif&JTL=1,0").status, 404);
+    let log = s.log();
+    assert!(log.contains("IIPImage"), "{log}");
+    assert!(!log.contains("access method="), "{log}");
 }

@@ -97,6 +97,11 @@ impl ImageCache {
         let mtime = std::fs::metadata(path)
             .and_then(|m| m.modified())
             .map_err(ImageError::Open)?;
+        self.get_at(path, mtime)
+    }
+
+    /// [`get`](Self::get) for a file whose modification time the caller has just read.
+    pub fn get_at(&mut self, path: &Path, mtime: SystemTime) -> Result<Opened, ImageError> {
         self.clock += 1;
         if let Some(e) = self.entries.get_mut(path) {
             if e.mtime == mtime {

@@ -25,17 +25,21 @@ pub fn open_image(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Result<Current, 
     let cfg = ctx.cfg;
     let client = path::client_path(raw);
     let refuse = |e: path::PathError| Response::text_error(cfg, e.status(), &e.to_string());
-    let (full, sequence) =
+    let (full, mtime, sequence) =
         match path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix) {
-            Ok(full) => (full, None),
+            Ok((full, mtime)) => (full, Some(mtime), None),
             Err(path::PathError::NotFound(_)) => {
                 let seq = path::sequence(&client, &cfg.filesystem_prefix, &cfg.filename_pattern)
                     .map_err(refuse)?;
-                (seq.file(0, 90), Some(seq))
+                (seq.file(0, 90), None, Some(seq))
             }
             Err(e) => return Err(refuse(e)),
         };
-    let mut opened = ctx.images.get(&full).map_err(|e| {
+    let opened = match mtime {
+        Some(mtime) => ctx.images.get_at(&full, mtime),
+        None => ctx.images.get(&full),
+    };
+    let mut opened = opened.map_err(|e| {
         log::info!("{client}: {e}");
         Response::text_error(cfg, 404, &format!("{e}: {client}"))
     })?;

@@ -5,7 +5,11 @@
 //! is configured the canonical path must stay below the prefix's directory, so neither
 //! a trailing `..` nor a symlink can lead out of the image root.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Why a client path was refused. Messages quote only what the client sent.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -75,22 +79,84 @@ pub fn client_path(raw: &str) -> String {
     filter_dotdot(&url_decode(raw))
 }
 
-/// Resolves a client path (already decoded and filtered) to a regular file on disk.
-pub fn resolve(client: &str, prefix: &str, suffix: &str) -> Result<PathBuf, PathError> {
+/// A path checked by [`resolve`]: the file it named (device, inode) and when.
+struct Checked {
+    canonical: PathBuf,
+    file: (u64, u64),
+    at: Instant,
+}
+
+/// How long a containment check is trusted for the same file.
+const CHECK_TTL: Duration = Duration::from_secs(2);
+/// Most remembered checks per worker.
+const MAX_CHECKED: usize = 4096;
+
+thread_local! {
+    /// Recent containment checks by full path: canonicalising costs a `readlink` per path
+    /// component, and a viewer asks for the same image hundreds of times a second.
+    static CHECKED: RefCell<HashMap<PathBuf, Checked>> = RefCell::new(HashMap::new());
+    /// The canonical image root, per prefix.
+    static ROOTS: RefCell<HashMap<String, Option<PathBuf>>> = RefCell::new(HashMap::new());
+}
+
+/// Resolves a client path (already decoded and filtered) to a regular file on disk:
+/// its canonical path and modification time.
+///
+/// One `stat` per request: a full check (canonical path below the image root) is reused
+/// for [`CHECK_TTL`] as long as the path still names the same file, so a symlink that is
+/// re-pointed elsewhere is checked again at once.
+pub fn resolve(
+    client: &str,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(PathBuf, SystemTime), PathError> {
+    let not_found = || PathError::NotFound(client.to_owned());
     let full = PathBuf::from(format!("{prefix}{client}{suffix}"));
-    let canonical = full
-        .canonicalize()
-        .map_err(|_| PathError::NotFound(client.to_owned()))?;
+    let meta = full.metadata().map_err(|_| not_found())?;
+    if !meta.is_file() {
+        return Err(not_found());
+    }
+    let mtime = meta.modified().map_err(|_| not_found())?;
+    let file = (meta.dev(), meta.ino());
+    let now = Instant::now();
+    let known = CHECKED.with_borrow(|c| {
+        c.get(&full)
+            .filter(|k| k.file == file && now.duration_since(k.at) < CHECK_TTL)
+            .map(|k| k.canonical.clone())
+    });
+    if let Some(canonical) = known {
+        return Ok((canonical, mtime));
+    }
+    let canonical = full.canonicalize().map_err(|_| not_found())?;
     if !prefix.is_empty() {
-        let root = image_root(prefix).ok_or_else(|| PathError::NotFound(client.to_owned()))?;
+        let root = ROOTS
+            .with_borrow_mut(|r| {
+                r.entry(prefix.to_owned())
+                    .or_insert_with(|| image_root(prefix))
+                    .clone()
+            })
+            .ok_or_else(not_found)?;
         if !canonical.starts_with(&root) {
             return Err(PathError::Outside(client.to_owned()));
         }
     }
-    match canonical.metadata() {
-        Ok(m) if m.is_file() => Ok(canonical),
-        _ => Err(PathError::NotFound(client.to_owned())),
-    }
+    CHECKED.with_borrow_mut(|c| {
+        if c.len() >= MAX_CHECKED {
+            c.retain(|_, k| now.duration_since(k.at) < CHECK_TTL);
+            if c.len() >= MAX_CHECKED {
+                c.clear();
+            }
+        }
+        c.insert(
+            full,
+            Checked {
+                canonical: canonical.clone(),
+                file,
+                at: now,
+            },
+        );
+    });
+    Ok((canonical, mtime))
 }
 
 /// An image sequence (images.md §7): files `<stem><X>_<Y>.<ext>` in one directory.
@@ -304,6 +370,16 @@ mod tests {
         assert_eq!(
             resolve("sub/../../secret.tif", &prefix, ""),
             Err(PathError::Outside("sub/../../secret.tif".into()))
+        );
+        // A remembered check does not survive re-pointing a link out of the root.
+        let moving = root.join("moving.tif");
+        std::os::unix::fs::symlink(root.join("sub/a.tif"), &moving).unwrap();
+        assert!(resolve("moving.tif", &prefix, "").is_ok());
+        std::fs::remove_file(&moving).unwrap();
+        std::os::unix::fs::symlink(base.join("secret.tif"), &moving).unwrap();
+        assert_eq!(
+            resolve("moving.tif", &prefix, ""),
+            Err(PathError::Outside("moving.tif".into()))
         );
         // A directory is not an image.
         assert!(matches!(

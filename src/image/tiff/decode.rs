@@ -163,30 +163,62 @@ pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
     Ok((w, h, out))
 }
 
-/// Undoes horizontal differencing (predictor 2) on 8-bit samples.
-pub fn unpredict_u8(data: &mut [u8], width: usize, channels: usize) {
-    let row = width * channels;
-    if row == 0 {
-        return;
-    }
-    for line in data.chunks_exact_mut(row) {
-        for i in channels..row {
-            line[i] = line[i].wrapping_add(line[i - channels]);
+/// Undoes horizontal differencing (predictor 2) row by row. The running sums live in
+/// registers: reading back the sample just written (`x[i] += x[i - n]`) stalls on
+/// store-to-load forwarding at every sample.
+macro_rules! unpredict {
+    ($name:ident, $t:ty) => {
+        pub fn $name(data: &mut [$t], width: usize, channels: usize) {
+            fn rows<const N: usize>(data: &mut [$t], row: usize) {
+                for line in data.chunks_exact_mut(row) {
+                    let mut acc = [0 as $t; N];
+                    for px in line.chunks_exact_mut(N) {
+                        for k in 0..N {
+                            acc[k] = acc[k].wrapping_add(px[k]);
+                            px[k] = acc[k];
+                        }
+                    }
+                }
+            }
+            let row = width * channels;
+            if row == 0 {
+                return;
+            }
+            match channels {
+                1 => rows::<1>(data, row),
+                2 => rows::<2>(data, row),
+                3 => rows::<3>(data, row),
+                4 => rows::<4>(data, row),
+                _ => {
+                    for line in data.chunks_exact_mut(row) {
+                        for i in channels..row {
+                            line[i] = line[i].wrapping_add(line[i - channels]);
+                        }
+                    }
+                }
+            }
         }
-    }
+    };
 }
 
-/// Undoes horizontal differencing on 16-bit samples.
-pub fn unpredict_u16(data: &mut [u16], width: usize, channels: usize) {
-    let row = width * channels;
-    if row == 0 {
-        return;
-    }
-    for line in data.chunks_exact_mut(row) {
-        for i in channels..row {
-            line[i] = line[i].wrapping_add(line[i - channels]);
+unpredict!(unpredict_u8, u8);
+unpredict!(unpredict_u16, u16);
+unpredict!(unpredict_u32, u32);
+
+/// 16-bit samples from their bytes in the file's order.
+pub fn words16(raw: &[u8], little_endian: bool) -> Vec<u16> {
+    let mut v = vec![0u16; raw.len() / 2];
+    // One loop per byte order, so that each compiles to a straight vector loop.
+    if little_endian {
+        for (o, c) in v.iter_mut().zip(raw.chunks_exact(2)) {
+            *o = u16::from_le_bytes([c[0], c[1]]);
+        }
+    } else {
+        for (o, c) in v.iter_mut().zip(raw.chunks_exact(2)) {
+            *o = u16::from_be_bytes([c[0], c[1]]);
         }
     }
+    v
 }
 
 /// 32-bit samples of a tile: undoes predictor 2 (integer differencing) or 3 (the
@@ -202,42 +234,38 @@ pub fn words32(
     let row_words = width * channels;
     let row_bytes = row_words * 4;
     if predictor == 3 && row_bytes > 0 {
-        let mut out = Vec::with_capacity(raw.len() / 4);
-        let mut tmp = vec![0u8; row_bytes];
-        for row in raw.chunks_exact_mut(row_bytes) {
-            for i in 1..row_bytes {
-                row[i] = row[i].wrapping_add(row[i - 1]);
+        let mut out = vec![0u32; raw.len() / 4];
+        for (row, words) in raw
+            .chunks_exact_mut(row_bytes)
+            .zip(out.chunks_exact_mut(row_words))
+        {
+            let mut acc = 0u8;
+            for b in row.iter_mut() {
+                acc = acc.wrapping_add(*b);
+                *b = acc;
             }
             // Byte plane b (most significant first) holds byte b of every word.
-            for (i, t) in tmp.chunks_exact_mut(4).enumerate() {
-                for (b, byte) in t.iter_mut().enumerate() {
-                    *byte = row[b * row_words + i];
-                }
+            let (p0, rest) = row.split_at(row_words);
+            let (p1, rest) = rest.split_at(row_words);
+            let (p2, p3) = rest.split_at(row_words);
+            for ((((w, &a), &b), &c), &d) in words.iter_mut().zip(p0).zip(p1).zip(p2).zip(p3) {
+                *w = u32::from_be_bytes([a, b, c, d]);
             }
-            out.extend(
-                tmp.chunks_exact(4)
-                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])),
-            );
         }
         return out;
     }
-    let mut v: Vec<u32> = raw
-        .chunks_exact(4)
-        .map(|c| {
-            let b = [c[0], c[1], c[2], c[3]];
-            if little_endian {
-                u32::from_le_bytes(b)
-            } else {
-                u32::from_be_bytes(b)
-            }
-        })
-        .collect();
-    if predictor == 2 && row_words > 0 {
-        for line in v.chunks_exact_mut(row_words) {
-            for i in channels..row_words {
-                line[i] = line[i].wrapping_add(line[i - channels]);
-            }
+    let mut v = vec![0u32; raw.len() / 4];
+    if little_endian {
+        for (o, c) in v.iter_mut().zip(raw.chunks_exact(4)) {
+            *o = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         }
+    } else {
+        for (o, c) in v.iter_mut().zip(raw.chunks_exact(4)) {
+            *o = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+        }
+    }
+    if predictor == 2 {
+        unpredict_u32(&mut v, width, channels);
     }
     v
 }

@@ -650,16 +650,7 @@ impl TiffImage {
                 Samples::U8(raw)
             }
             (16, f) if f != 3 => {
-                let mut v: Vec<u16> = raw
-                    .chunks_exact(2)
-                    .map(|c| {
-                        if le {
-                            u16::from_le_bytes([c[0], c[1]])
-                        } else {
-                            u16::from_be_bytes([c[0], c[1]])
-                        }
-                    })
-                    .collect();
+                let mut v = decode::words16(&raw, le);
                 if d.predictor == 2 {
                     decode::unpredict_u16(&mut v, tw, channels);
                 }

@@ -48,7 +48,11 @@ fn downscale(c: &mut Criterion) {
     let big = raster(4096, 4096);
     let mut g = c.benchmark_group("downscale 4096x4096 to 512x512");
     g.sample_size(20);
-    for (name, filter) in [("bilinear", Filter::Bilinear), ("nearest", Filter::Nearest)] {
+    for (name, filter) in [
+        ("area", Filter::Area),
+        ("bilinear", Filter::Bilinear),
+        ("nearest", Filter::Nearest),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| resize(black_box(&big), 512, 512, filter))
         });
@@ -56,9 +60,11 @@ fn downscale(c: &mut Criterion) {
     g.finish();
     // A typical IIIF region: the chosen level's area is up to twice the output.
     let region = raster(1000, 800);
-    c.bench_function("resize 1000x800 to 512x410 bilinear", |b| {
-        b.iter(|| resize(black_box(&region), 512, 410, Filter::Bilinear))
-    });
+    for (name, filter) in [("area", Filter::Area), ("bilinear", Filter::Bilinear)] {
+        c.bench_function(&format!("resize 1000x800 to 512x410 {name}"), |b| {
+            b.iter(|| resize(black_box(&region), 512, 410, filter))
+        });
+    }
 }
 
 criterion_group!(benches, encoders, downscale);

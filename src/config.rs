@@ -71,7 +71,7 @@ pub struct Config {
     pub allow_upscaling: bool,
     /// `MAX_LAYERS`.
     pub max_layers: i32,
-    /// `INTERPOLATION`: 0 nearest, otherwise bilinear.
+    /// `INTERPOLATION`: 0 nearest, 1 bilinear, 2 (default) area average for reductions.
     pub interpolation: i32,
     /// `WATERMARK`.
     pub watermark: Option<PathBuf>,
@@ -294,7 +294,7 @@ impl Config {
             max_cvt,
             allow_upscaling: get("ALLOW_UPSCALING").map(|v| atob(&v)).unwrap_or(true),
             max_layers: int("MAX_LAYERS", 0).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
-            interpolation: int("INTERPOLATION", 1).clamp(0, 1) as i32,
+            interpolation: int("INTERPOLATION", 2).clamp(0, 2) as i32,
             watermark: string("WATERMARK").map(PathBuf::from),
             watermark_probability: float("WATERMARK_PROBABILITY", 1.0).clamp(0.0, 1.0),
             watermark_opacity: float("WATERMARK_OPACITY", 1.0).clamp(0.0, 1.0),

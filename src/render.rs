@@ -537,10 +537,10 @@ pub fn region(
         Err(e) => return image_error(cfg, client, &e),
     };
     let raster = to_raster(tile, opened, view, hist.as_ref());
-    let filter = if cfg.interpolation == 0 {
-        Filter::Nearest
-    } else {
-        Filter::Bilinear
+    let filter = match cfg.interpolation {
+        0 => Filter::Nearest,
+        1 => Filter::Bilinear,
+        _ => Filter::Area,
     };
     let raster = pipeline::resample::resize(&raster, ow, oh, filter);
     let view = View {

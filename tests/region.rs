@@ -391,6 +391,8 @@ fn icc_profiles_are_embedded_as_max_icc_allows() {
         ("FIF=icc.tif&WID=200&CVT=jpeg", "jpg"),
         ("FIF=icc.tif&WID=200&CVT=png", "png"),
         ("FIF=icc.tif&WID=200&CVT=webp", "webp"),
+        ("FIF=icc.tif&WID=200&CVT=tiff", "tif"),
+        ("FIF=icc.tif&WID=200&CVT=avif", "avif"),
     ] {
         let r = s.get(q);
         assert_eq!(r.status, 200, "{q}");

@@ -65,7 +65,11 @@ pub fn embed(bytes: Vec<u8>, format: Format, m: &Embed) -> Vec<u8> {
         Format::Png => png(bytes, m),
         Format::Webp if m.icc.is_some() || m.xmp.is_some() => webp(bytes, m),
         Format::Tiff => tiff(bytes, m),
-        Format::Webp | Format::Avif => bytes,
+        Format::Avif => match m.icc.filter(|i| !i.is_empty()) {
+            Some(icc) => avif_icc(&bytes, icc).unwrap_or(bytes),
+            None => bytes,
+        },
+        Format::Webp => bytes,
     }
 }
 
@@ -278,6 +282,164 @@ fn webp(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
     out
 }
 
+/// One ISO-BMFF box: (type, start of the whole box, start of its payload, end).
+type BmffBox = ([u8; 4], usize, usize, usize);
+
+/// The boxes between `from` and `to`.
+fn bmff_boxes(b: &[u8], from: usize, to: usize) -> Option<Vec<BmffBox>> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < to {
+        let size = u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
+        let kind: [u8; 4] = b.get(at + 4..at + 8)?.try_into().ok()?;
+        // 64-bit and to-the-end sizes are not what ravif writes.
+        if size < 8 || at + size > to {
+            return None;
+        }
+        out.push((kind, at, at + 8, at + size));
+        at += size;
+    }
+    Some(out)
+}
+
+/// Adds the ICC profile to an AVIF that ravif wrote (`ftyp`, `meta`, `mdat`): a `colr`
+/// box of type `prof` joins the item properties, the primary item is associated with
+/// it, the enclosing box sizes grow, and the `iloc` offsets into `mdat`, which moves
+/// back by as many bytes, follow. `None` (file unchanged) for any other layout.
+fn avif_icc(b: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
+    let be16 =
+        |o: usize| -> Option<u16> { Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?)) };
+    let top = bmff_boxes(b, 0, b.len())?;
+    let meta = *top.iter().find(|x| &x.0 == b"meta")?;
+    let mdat = *top.iter().find(|x| &x.0 == b"mdat")?;
+    if mdat.1 < meta.3 {
+        return None;
+    }
+    // meta is a full box: 4 bytes of version and flags before its children.
+    let inner = bmff_boxes(b, meta.2 + 4, meta.3)?;
+    let pitm = *inner.iter().find(|x| &x.0 == b"pitm")?;
+    let primary = be16(pitm.2 + 4)?;
+    let iloc = *inner.iter().find(|x| &x.0 == b"iloc")?;
+    let iprp = *inner.iter().find(|x| &x.0 == b"iprp")?;
+    let props = bmff_boxes(b, iprp.2, iprp.3)?;
+    let ipco = *props.iter().find(|x| &x.0 == b"ipco")?;
+    let ipma = *props.iter().find(|x| &x.0 == b"ipma")?;
+    let index = bmff_boxes(b, ipco.2, ipco.3)?.len() + 1;
+
+    // The new property, and the new association list.
+    let mut colr = ((8 + 4 + icc.len()) as u32).to_be_bytes().to_vec();
+    colr.extend(b"colrprof");
+    colr.extend(icc);
+    let (version, flags) = (*b.get(ipma.2)?, *b.get(ipma.2 + 3)?);
+    let wide_index = flags & 1 == 1;
+    if version != 0 || (!wide_index && index > 127) {
+        return None;
+    }
+    let count = u32::from_be_bytes(b.get(ipma.2 + 4..ipma.2 + 8)?.try_into().ok()?);
+    let mut table = Vec::new();
+    let mut at = ipma.2 + 8;
+    let mut found = false;
+    for _ in 0..count {
+        let item = be16(at)?;
+        let n = *b.get(at + 2)? as usize;
+        let len = if wide_index { 2 * n } else { n };
+        let assoc = b.get(at + 3..at + 3 + len)?;
+        table.extend(item.to_be_bytes());
+        if item == primary {
+            found = true;
+            table.push(u8::try_from(n + 1).ok()?);
+            table.extend(assoc);
+            if wide_index {
+                table.extend((index as u16).to_be_bytes());
+            } else {
+                table.push(index as u8);
+            }
+        } else {
+            table.push(n as u8);
+            table.extend(assoc);
+        }
+        at += 3 + len;
+    }
+    if !found || at != ipma.3 {
+        return None;
+    }
+    let mut new_ipma = ((8 + 8 + table.len()) as u32).to_be_bytes().to_vec();
+    new_ipma.extend(b"ipma");
+    new_ipma.extend(&b[ipma.2..ipma.2 + 8]);
+    new_ipma.extend(&table);
+    let delta = colr.len() + new_ipma.len() - (ipma.3 - ipma.1);
+
+    let mut out = Vec::with_capacity(b.len() + delta);
+    out.extend(&b[..ipco.3]);
+    out.extend(&colr);
+    out.extend(&b[ipco.3..ipma.1]);
+    out.extend(&new_ipma);
+    out.extend(&b[ipma.3..]);
+    // Grown sizes: meta, iprp, ipco (ipma was rebuilt whole); all start before ipco's end.
+    for (start, grow) in [(meta.1, delta), (iprp.1, delta), (ipco.1, colr.len())] {
+        let size = u32::from_be_bytes(out[start..start + 4].try_into().ok()?) as usize + grow;
+        out[start..start + 4].copy_from_slice(&u32::try_from(size).ok()?.to_be_bytes());
+    }
+    // iloc sits before ipco, so its position is unchanged; shift its file offsets.
+    let v = *b.get(iloc.2)?;
+    let sizes = be16(iloc.2 + 4)?;
+    let (off_size, len_size, base_size) = (
+        (sizes >> 12) as usize,
+        ((sizes >> 8) & 15) as usize,
+        ((sizes >> 4) & 15) as usize,
+    );
+    let index_size = if v >= 1 { (sizes & 15) as usize } else { 0 };
+    if v > 1 || iloc.3 > ipco.1 {
+        return None;
+    }
+    let items = be16(iloc.2 + 6)?;
+    let mut at = iloc.2 + 8;
+    let shift = |out: &mut Vec<u8>, at: usize, size: usize| -> Option<()> {
+        match size {
+            0 => Some(()),
+            4 => {
+                let v = u32::from_be_bytes(out.get(at..at + 4)?.try_into().ok()?);
+                let v = u32::try_from(v as usize + delta).ok()?;
+                out[at..at + 4].copy_from_slice(&v.to_be_bytes());
+                Some(())
+            }
+            8 => {
+                let v = u64::from_be_bytes(out.get(at..at + 8)?.try_into().ok()?);
+                out[at..at + 8].copy_from_slice(&(v + delta as u64).to_be_bytes());
+                Some(())
+            }
+            _ => None,
+        }
+    };
+    for _ in 0..items {
+        let method = if v == 1 {
+            let m = be16(at + 2)? & 15;
+            at += 2;
+            m
+        } else {
+            0
+        };
+        at += 4; // item id, data reference index
+        if method != 0 {
+            return None;
+        }
+        // With a base offset, extents are relative to it: shift the base only.
+        let has_base = base_size > 0;
+        shift(&mut out, at, base_size)?;
+        at += base_size;
+        let extents = be16(at)?;
+        at += 2;
+        for _ in 0..extents {
+            at += index_size;
+            if !has_base {
+                shift(&mut out, at, off_size)?;
+            }
+            at += off_size + len_size;
+        }
+    }
+    (at <= iloc.3).then_some(out)
+}
+
 /// Appends the metadata as tags to a TIFF our encoder wrote: the new values and a new
 /// first IFD (old entries plus new, in tag order) go at the end, the header points there.
 fn tiff(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
@@ -449,6 +611,27 @@ mod tests {
             .collect();
         assert!(text.contains(&("Software", SOFTWARE)));
         assert!(text.contains(&("Creation Time", "2024:01:02 03:04:05")));
+    }
+
+    #[test]
+    fn avif_gets_a_colr_prof_box() {
+        let a = super::super::avif::encode(&raster(3), 60).unwrap();
+        let out = embed(a.clone(), Format::Avif, &META);
+        let colr = out.windows(8).position(|w| w == b"colrprof").unwrap();
+        assert_eq!(
+            &out[colr + 8..colr + 8 + META.icc.unwrap().len()],
+            META.icc.unwrap()
+        );
+        // The coded image moved back by exactly the added bytes and is still there.
+        let find = |b: &[u8]| b.windows(4).position(|w| w == b"mdat").unwrap();
+        let added = out.len() - a.len();
+        assert_eq!(find(&out), find(&a) + added);
+        assert_eq!(&out[find(&out)..], &a[find(&a)..]);
+        // Anything else comes back unchanged.
+        assert_eq!(
+            embed(b"not avif".to_vec(), Format::Avif, &META),
+            b"not avif"
+        );
     }
 
     #[test]

@@ -554,6 +554,7 @@ pub fn region(
     let meta = Embed {
         icc: icc_for(cfg, info, raster.channels),
         xmp: info.xmp.as_deref(),
+        exif: info.exif.as_deref(),
         density: density(
             info,
             ow as f64 / (req.region[2] * full.width as f64),

@@ -101,6 +101,11 @@ tiffset -s 33432 'CC0' "$OUT/meta.tif"
 tiffset -s 269 'Doc title' "$OUT/meta.tif"
 tiffset -s 306 '2024:01:02 03:04:05' "$OUT/meta.tif"
 
+# A plain JPEG with EXIF (APP1: one IFD0 entry, Make = "Tess") right after SOI
+{ head -c 2 "$OUT/photo.jpg"
+  printf '\377\341\000\047Exif\000\000II*\000\010\000\000\000\001\000\017\001\002\000\005\000\000\000\032\000\000\000\000\000\000\000Tess\000'
+  tail -c +3 "$OUT/photo.jpg"; } > "$OUT/exif.jpg"
+
 # An image sequence (FILENAME_PATTERN's default "pyr_"): angles 0/10 x 90/100
 cp "$OUT/small.tif" "$OUT/seq_pyr_000_090.tif"
 cp "$OUT/grey.tif" "$OUT/seq_pyr_010_090.tif"

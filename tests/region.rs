@@ -417,3 +417,36 @@ fn icc_profiles_are_embedded_as_max_icc_allows() {
         assert_eq!(vips_icc(&dir, &r.body, "jpg"), want, "MAX_ICC={max}");
     }
 }
+
+#[test]
+fn exif_of_jpeg_sources_is_carried_into_region_exports() {
+    let dir = TempDir::new("exif");
+    let s = Server::start(&[], 1);
+    let f = dir.0.join("out.jpg");
+    let r = s.get("FIF=exif.jpg&WID=300&CVT=jpeg");
+    assert_eq!(r.status, 200);
+    std::fs::write(&f, &r.body).unwrap();
+    let make = sh(&format!("vipsheader -f exif-ifd0-Make {}", f.display()));
+    assert!(make.starts_with("Tess"), "{make}");
+    let r = s.get("FIF=exif.jpg&WID=300&CVT=png");
+    let p = r
+        .body
+        .windows(4)
+        .position(|w| w == b"eXIf")
+        .expect("eXIf chunk");
+    assert_eq!(&r.body[p + 4..p + 8], b"II*\0");
+    let r = s.get("FIF=exif.jpg&WID=300&CVT=webp");
+    let p = r
+        .body
+        .windows(4)
+        .position(|w| w == b"EXIF")
+        .expect("EXIF chunk");
+    assert_eq!(&r.body[p + 8..p + 12], b"II*\0");
+    assert_eq!(r.body[20] & 0x08, 0x08, "VP8X EXIF flag");
+    // Tiles carry none, and sources without EXIF give none.
+    let r = s.get("FIF=exif.jpg&JTL=0,0");
+    assert!(!r.body.windows(6).any(|w| w == b"Exif\0\0"));
+    let r = s.get("FIF=small.tif&WID=300&CVT=jpeg");
+    assert_eq!(r.status, 200);
+    assert!(!r.body.windows(6).any(|w| w == b"Exif\0\0"));
+}

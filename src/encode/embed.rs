@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 pub struct Embed<'a> {
     pub icc: Option<&'a [u8]>,
     pub xmp: Option<&'a str>,
+    /// EXIF as a TIFF structure (no `Exif\0\0` prefix): JPEG, PNG and WebP carry it.
+    pub exif: Option<&'a [u8]>,
     /// Pixel density of the output (JPEG, PNG, TIFF; WebP and AVIF carry none).
     pub density: Option<Density>,
     /// The source's text metadata (`title`, `creator`, `description`, `rights`, `date`),
@@ -36,7 +38,11 @@ pub enum DensityUnit {
 
 impl Embed<'_> {
     pub fn is_empty(&self) -> bool {
-        self.icc.is_none() && self.xmp.is_none() && self.density.is_none() && self.text.is_none()
+        self.icc.is_none()
+            && self.xmp.is_none()
+            && self.exif.is_none()
+            && self.density.is_none()
+            && self.text.is_none()
     }
 }
 
@@ -63,7 +69,7 @@ pub fn embed(bytes: Vec<u8>, format: Format, m: &Embed) -> Vec<u8> {
     match format {
         Format::Jpeg => jpeg(bytes, m),
         Format::Png => png(bytes, m),
-        Format::Webp if m.icc.is_some() || m.xmp.is_some() => webp(bytes, m),
+        Format::Webp if m.icc.is_some() || m.xmp.is_some() || m.exif.is_some() => webp(bytes, m),
         Format::Tiff => tiff(bytes, m),
         Format::Avif => match m.icc.filter(|i| !i.is_empty()) {
             Some(icc) => avif_icc(&bytes, icc).unwrap_or(bytes),
@@ -94,7 +100,7 @@ fn jpeg(mut bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
             bytes[16..18].copy_from_slice(&jfif_density(d.y).to_be_bytes());
         }
     }
-    if m.icc.is_none() && m.xmp.is_none() {
+    if m.icc.is_none() && m.xmp.is_none() && m.exif.is_none() {
         return bytes;
     }
     // After SOI and a JFIF APP0, if any.
@@ -125,6 +131,15 @@ fn jpeg(mut bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
             segs.extend((len as u16).to_be_bytes());
             segs.extend(XMP_JPEG);
             segs.extend(xmp.as_bytes());
+        }
+    }
+    if let Some(exif) = m.exif {
+        let len = 6 + exif.len() + 2;
+        if len <= 65535 {
+            segs.extend([0xFF, 0xE1]);
+            segs.extend((len as u16).to_be_bytes());
+            segs.extend(b"Exif\0\0");
+            segs.extend(exif);
         }
     }
     let mut out = Vec::with_capacity(bytes.len() + segs.len());
@@ -185,6 +200,9 @@ fn png(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
         let mut data = b"XML:com.adobe.xmp\0\0\0\0\0".to_vec();
         data.extend(xmp.as_bytes());
         png_chunk(&mut chunks, b"iTXt", &data);
+    }
+    if let Some(exif) = m.exif {
+        png_chunk(&mut chunks, b"eXIf", exif);
     }
     if let Some(d) = m.density {
         // pHYs: pixels per metre (unit 1), or the bare aspect ratio (unit 0).
@@ -260,6 +278,9 @@ fn webp(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
     if m.xmp.is_some() {
         flags |= 0x04;
     }
+    if m.exif.is_some() {
+        flags |= 0x08;
+    }
     let mut vp8x = vec![flags, 0, 0, 0];
     vp8x.extend(&(w - 1).to_le_bytes()[..3]);
     vp8x.extend(&(h - 1).to_le_bytes()[..3]);
@@ -269,9 +290,12 @@ fn webp(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
         riff_chunk(&mut body, b"ICCP", icc);
     }
     for (k, d) in &chunks {
-        if !matches!(k, b"VP8X" | b"ICCP" | b"XMP ") {
+        if !matches!(k, b"VP8X" | b"ICCP" | b"XMP " | b"EXIF") {
             riff_chunk(&mut body, k, d);
         }
+    }
+    if let Some(exif) = m.exif {
+        riff_chunk(&mut body, b"EXIF", exif);
     }
     if let Some(xmp) = m.xmp {
         riff_chunk(&mut body, b"XMP ", xmp.as_bytes());
@@ -554,6 +578,7 @@ mod tests {
     const META: Embed = Embed {
         icc: Some(b"not really a profile, but bytes"),
         xmp: Some("<x:xmpmeta/>"),
+        exif: Some(b"II*\0\x08\0\0\0\0\0\0\0"),
         density: Some(Density {
             x: 2.83,
             y: 3.4,

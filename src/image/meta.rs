@@ -58,6 +58,9 @@ pub fn from_jpeg(data: &[u8], info: &mut ImageInfo) {
             0xE1 if body.starts_with(XMP_JPEG) => {
                 info.xmp = xmp_text(&body[XMP_JPEG.len()..]);
             }
+            0xE1 if body.starts_with(b"Exif\0\0") && body.len() > 14 && info.exif.is_none() => {
+                info.exif = Some(body[6..].to_vec());
+            }
             0xE2 if body.starts_with(b"ICC_PROFILE\0") && body.len() > 14 => {
                 icc.push((body[12], &body[14..]));
             }
@@ -149,6 +152,7 @@ mod tests {
         let mut f = vec![0xFF, 0xD8];
         f.extend(segment(0xE0, b"JFIF\0\x01\x02\x01\x01\x2c\x01\x2c\0\0"));
         f.extend(segment(0xE1, &[XMP_JPEG, b"<x:xmpmeta/>\0"].concat()));
+        f.extend(segment(0xE1, b"Exif\0\0II*\0\x08\0\0\0\0\0"));
         // ICC in two chunks, stored out of order.
         f.extend(segment(0xE2, b"ICC_PROFILE\0\x02\x02world"));
         f.extend(segment(0xE2, b"ICC_PROFILE\0\x01\x02hello "));
@@ -161,6 +165,7 @@ mod tests {
             (300.0, 300.0, ResolutionUnit::Inch)
         );
         assert_eq!(i.xmp.as_deref(), Some("<x:xmpmeta/>"));
+        assert_eq!(i.exif.as_deref(), Some(&b"II*\0\x08\0\0\0\0\0"[..]));
         assert_eq!(i.icc.as_deref(), Some(&b"hello world"[..]));
         // Truncated segments are skipped without panicking.
         for cut in 0..f.len() {

@@ -140,6 +140,8 @@ pub struct ImageInfo {
     pub metadata: BTreeMap<String, String>,
     pub icc: Option<Vec<u8>>,
     pub xmp: Option<String>,
+    /// EXIF of a plain JPEG source (its APP1 payload after `Exif\0\0`); not read from TIFF.
+    pub exif: Option<Vec<u8>>,
     pub horizontal_views: Vec<i32>,
     pub vertical_views: Vec<i32>,
     /// Quality layers (JPEG2000); 0 for formats without layers.
@@ -168,6 +170,7 @@ impl ImageInfo {
             metadata: BTreeMap::new(),
             icc: None,
             xmp: None,
+            exif: None,
             horizontal_views: vec![0],
             vertical_views: vec![90],
             quality_layers: 0,

@@ -465,6 +465,7 @@ impl TiffImage {
             metadata,
             icc,
             xmp,
+            exif: None,
             horizontal_views: vec![0],
             vertical_views: vec![90],
             quality_layers: 0,

@@ -450,3 +450,36 @@ fn exif_of_jpeg_sources_is_carried_into_region_exports() {
     assert_eq!(r.status, 200);
     assert!(!r.body.windows(6).any(|w| w == b"Exif\0\0"));
 }
+
+#[test]
+fn tiff_output_with_jpeg_and_webp_strips_decodes() {
+    let dir = TempDir::new("tiffcodecs");
+    let s = Server::start(&[], 1);
+    let png = s.get("FIF=small.tif&WID=300&CVT=png");
+    let (_, _, _, want) = png_decode(&png.body);
+    for (qlt, code) in [("jpeg:90", 7u32), ("webp:90", 50001)] {
+        let r = s.get(&format!("FIF=small.tif&WID=300&QLT={qlt}&CVT=tiff"));
+        assert_eq!(r.status, 200, "{qlt}");
+        let f = dir.0.join("out.tif");
+        let out = dir.0.join("out.png");
+        std::fs::write(&f, &r.body).unwrap();
+        let info = sh(&format!("tiffinfo {} 2>&1", f.display()));
+        assert!(
+            info.contains(&format!(
+                "Compression Scheme: {}",
+                if code == 7 { "JPEG" } else { "WEBP" }
+            )),
+            "{info}"
+        );
+        sh(&format!("vips copy {} {}", f.display(), out.display()));
+        let (w, h, _, got) = png_decode(&std::fs::read(&out).unwrap());
+        assert_eq!((w, h), (300, 233), "{qlt}");
+        let mad = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| a.abs_diff(*b) as f64)
+            .sum::<f64>()
+            / want.len() as f64;
+        assert!(mad <= 3.0, "{qlt}: mean difference {mad:.2}");
+    }
+}

@@ -1,5 +1,7 @@
 //! TIFF output: one little-endian IFD, strips of up to 64 rows, compression none, LZW,
-//! Deflate or Zstd (`TIFF_COMPRESSION`; JPEG and WebP requests are written with Deflate).
+//! Deflate, JPEG (1 or 3 channels: each strip a complete JPEG stream, YCbCr 4:2:0),
+//! WebP (3 or 4 channels: each strip a WebP bitstream) or Zstd (`TIFF_COMPRESSION`).
+//! JPEG or WebP asked for channels they cannot carry falls back to Deflate.
 
 use super::EncodeError;
 use crate::pipeline::Raster;
@@ -20,6 +22,8 @@ pub fn encode(r: &Raster, compression: i32, level: i32) -> Result<Vec<u8>, Encod
     let (tag_compression, codec) = match compression {
         0 => (1u16, 0),
         1 => (5, 1),
+        3 if c == 1 || c == 3 => (7, 3),
+        4 if c == 3 || c == 4 => (50001, 4),
         5 => (50000, 5),
         _ => (8, 2),
     };
@@ -36,6 +40,19 @@ pub fn encode(r: &Raster, compression: i32, level: i32) -> Result<Vec<u8>, Encod
                 .map_err(|e| EncodeError::Tiff(format!("LZW: {e}")))?,
             5 => zstd::bulk::compress(strip, level.clamp(1, 19))
                 .map_err(|e| EncodeError::Tiff(format!("zstd: {e}")))?,
+            3 | 4 => {
+                let part = Raster {
+                    width: r.width,
+                    height: (strip.len() / row) as u32,
+                    channels: r.channels,
+                    data: strip.to_vec(),
+                };
+                if codec == 3 {
+                    super::jpeg::encode(&part, level.clamp(1, 100))?
+                } else {
+                    super::webp::encode(&part, level.clamp(-1, 100))?
+                }
+            }
             _ => {
                 let lvl = libdeflater::CompressionLvl::new(level.clamp(1, 9)).unwrap_or_default();
                 let mut z = libdeflater::Compressor::new(lvl);
@@ -79,7 +96,12 @@ pub fn encode(r: &Raster, compression: i32, level: i32) -> Result<Vec<u8>, Encod
     };
     let software = concat!("tessera/", env!("CARGO_PKG_VERSION"), "\0");
     let sw_at = extra(&mut out, software.as_bytes());
-    let photometric: u16 = if c <= 2 { 1 } else { 2 };
+    // JPEG strips of colour images hold YCbCr, subsampled 2×2.
+    let photometric: u16 = match (c, codec) {
+        (..=2, _) => 1,
+        (3, 3) => 6,
+        _ => 2,
+    };
     let nstrips = offsets.len() as u32;
     // (tag, type, count, value-or-offset)
     let mut entries: Vec<(u16, u16, u32, u32)> = vec![
@@ -110,6 +132,9 @@ pub fn encode(r: &Raster, compression: i32, level: i32) -> Result<Vec<u8>, Encod
     if c == 2 || c == 4 {
         entries.push((338, 3, 1, 2)); // unassociated alpha
     }
+    if photometric == 6 {
+        entries.push((530, 3, 2, 2 | (2 << 16))); // YCbCrSubSampling 2, 2
+    }
     entries.sort_by_key(|e| e.0);
     if out.len() % 2 == 1 {
         out.push(0);
@@ -134,7 +159,8 @@ mod tests {
     #[test]
     fn round_trips_through_the_reader() {
         // The reader serves tiled TIFFs only, so the strips are checked by hand.
-        for (comp, c) in [(0, 1), (1, 3), (2, 4), (5, 2), (3, 3)] {
+        // JPEG for 2 channels and WebP for 1 fall back to Deflate.
+        for (comp, c) in [(0, 1), (1, 3), (2, 4), (5, 2), (3, 2), (4, 1)] {
             let r = Raster {
                 width: 37,
                 height: 150,

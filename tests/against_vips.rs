@@ -60,7 +60,8 @@ impl Setup {
              vips linear x.v xr.v 0.2 0; vips add nb.v xr.v s.v; vips bandjoin 's.v nb.v s.v' c.v; \
              vips cast c.v c8.v uchar; vips linear c8.v c9.v '0.8 0.7 0.5' '10 20 40' --uchar; \
              vips tiffsave c9.v photo.tif --tile --pyramid --tile-width 256 --tile-height 256 \
-             --compression deflate"
+             --compression deflate; vips tiffsave c9.v photo_jpeg.tif --tile --pyramid \
+             --tile-width 256 --tile-height 256 --compression jpeg --Q 95"
         ));
         let prefix = format!("{d}/");
         let server = Server::start(
@@ -124,6 +125,21 @@ fn regions_resizes_and_rotations_match_vips() {
         assert!(
             mad <= 1.5 && max <= 40,
             "WID={wid}: mean {mad:.2}, max {max}"
+        );
+    }
+    // The same for a pyramid of JPEG tiles.
+    for wid in [300u32, 450, 800] {
+        let ours = s.ours(&format!("FIF=photo_jpeg.tif&WID={wid}&CVT=png"));
+        let (w, h) = (ours.0, ours.1);
+        let theirs = s.vips(&format!(
+            "vips resize photo_jpeg.tif OUT {} --vscale {}",
+            w as f64 / 1201.0,
+            h as f64 / 901.0
+        ));
+        let (mad, max) = diff(&ours.3, &theirs.3);
+        assert!(
+            mad <= 1.5 && max <= 40,
+            "JPEG WID={wid}: mean {mad:.2}, max {max}"
         );
     }
     // Region and resize together (IIIF).

@@ -100,6 +100,54 @@ unsafe fn area_avx2(r: &Raster, w: u32, h: u32) -> Raster {
     area_impl(r, w, h)
 }
 
+/// Reduces one intermediate row (8 fraction bits) to one output row.
+type RowPass = Box<dyn Fn(&[u16], &mut [u8])>;
+
+/// The horizontal pass for N channels and at most T taps per output pixel: T is a
+/// constant, so the loops unroll.
+fn row_pass<const N: usize, const T: usize>(
+    xs: &[(usize, std::ops::Range<usize>)],
+    xw: &[u32],
+) -> RowPass {
+    let taps: Vec<(usize, [u32; T])> = xs
+        .iter()
+        .map(|(first, span)| {
+            let mut w = [0u32; T];
+            w[..span.len()].copy_from_slice(&xw[span.clone()]);
+            (*first, w)
+        })
+        .collect();
+    Box::new(move |src: &[u16], dst: &mut [u8]| {
+        for (&(first, w), o) in taps.iter().zip(dst.chunks_exact_mut(N)) {
+            let px = &src[first * N..(first + T) * N];
+            let mut acc = [1u32 << 15; N];
+            for t in 0..T {
+                for k in 0..N {
+                    acc[k] += w[t] * px[t * N + k] as u32;
+                }
+            }
+            for k in 0..N {
+                o[k] = (acc[k] >> 16).min(255) as u8;
+            }
+        }
+    })
+}
+
+/// The horizontal pass for any channel count and span length.
+fn row_pass_any(c: usize, xs: Vec<(usize, std::ops::Range<usize>)>, xw: Vec<u32>) -> RowPass {
+    Box::new(move |src: &[u16], dst: &mut [u8]| {
+        for ((first, span), o) in xs.iter().zip(dst.chunks_exact_mut(c)) {
+            for (k, ok) in o.iter_mut().enumerate() {
+                let mut a = 1u32 << 15;
+                for (t, &wt) in xw[span.clone()].iter().enumerate() {
+                    a += wt * src[(first + t) * c + k] as u32;
+                }
+                *ok = (a >> 16).min(255) as u8;
+            }
+        }
+    })
+}
+
 #[inline(always)]
 fn area_impl(r: &Raster, w: u32, h: u32) -> Raster {
     let c = r.channels as usize;
@@ -107,96 +155,37 @@ fn area_impl(r: &Raster, w: u32, h: u32) -> Raster {
     let (xs, xw) = area_weights(iw, ow);
     let (ys, yw) = area_weights(ih, oh);
     let row_len = iw * c;
-    // Intermediate rows carry PAD zero pixels on the right, so that a fixed number of
-    // taps can be read at every output column (zero weights past a span's end).
+    // One output row at a time: its source rows are blended vertically into `mid`, which
+    // the horizontal pass then reduces (memory: one intermediate row, not an image).
+    // `mid` carries PAD zero pixels on the right, so that a fixed number of taps can be
+    // read at every output column (zero weights past a span's end).
     const PAD: usize = 4;
-    let mid_len = (iw + PAD) * c;
-    let mut mid = vec![0u16; oh * mid_len];
-    for ((first, span), out) in ys.iter().zip(mid.chunks_exact_mut(mid_len)) {
+    let mut mid = vec![0u16; (iw + PAD) * c];
+    let taps = xs.iter().map(|(_, s)| s.len()).max().unwrap_or(1);
+    let horizontal: RowPass = match (c, taps) {
+        (1, 0..=2) => row_pass::<1, 2>(&xs, &xw),
+        (1, 3) => row_pass::<1, 3>(&xs, &xw),
+        (1, 4) => row_pass::<1, 4>(&xs, &xw),
+        (3, 0..=2) => row_pass::<3, 2>(&xs, &xw),
+        (3, 3) => row_pass::<3, 3>(&xs, &xw),
+        (3, 4) => row_pass::<3, 4>(&xs, &xw),
+        (4, 0..=2) => row_pass::<4, 2>(&xs, &xw),
+        (4, 3) => row_pass::<4, 3>(&xs, &xw),
+        (4, 4) => row_pass::<4, 4>(&xs, &xw),
+        _ => row_pass_any(c, xs.clone(), xw.clone()),
+    };
+    let mut data = vec![0u8; ow * oh * c];
+    for ((first, span), out) in ys.iter().zip(data.chunks_exact_mut(ow * c)) {
+        mid.iter_mut().for_each(|v| *v = 0);
         for (t, &wt) in yw[span.clone()].iter().enumerate() {
             let src = &r.data[(first + t) * row_len..(first + t + 1) * row_len];
             let wt = wt as u16;
             // Weights of a span sum to 256, so the sum of products stays below 65 536.
-            for (a, &v) in out.iter_mut().zip(src) {
+            for (a, &v) in mid.iter_mut().zip(src) {
                 *a = a.wrapping_add(wt * v as u16);
             }
         }
-    }
-    // Horizontal pass: each output pixel sums T adjacent intermediate pixels; T is a
-    // constant for the common short spans, so the loops unroll.
-    fn cols<const N: usize, const T: usize>(
-        mid: &[u16],
-        out: &mut [u8],
-        mid_len: usize,
-        xs: &[(usize, std::ops::Range<usize>)],
-        xw: &[u32],
-    ) {
-        let taps: Vec<(usize, [u32; T])> = xs
-            .iter()
-            .map(|(first, span)| {
-                let mut w = [0u32; T];
-                w[..span.len()].copy_from_slice(&xw[span.clone()]);
-                (*first, w)
-            })
-            .collect();
-        for (src, dst) in mid
-            .chunks_exact(mid_len)
-            .zip(out.chunks_exact_mut(xs.len() * N))
-        {
-            for (&(first, w), o) in taps.iter().zip(dst.chunks_exact_mut(N)) {
-                let px = &src[first * N..(first + T) * N];
-                let mut acc = [1u32 << 15; N];
-                for t in 0..T {
-                    for k in 0..N {
-                        acc[k] += w[t] * px[t * N + k] as u32;
-                    }
-                }
-                for k in 0..N {
-                    o[k] = (acc[k] >> 16).min(255) as u8;
-                }
-            }
-        }
-    }
-    let taps = xs.iter().map(|(_, s)| s.len()).max().unwrap_or(1);
-    let mut data = vec![0u8; ow * oh * c];
-    macro_rules! by_taps {
-        ($n:literal) => {
-            match taps {
-                0..=2 => cols::<$n, 2>(&mid, &mut data, mid_len, &xs, &xw),
-                3 => cols::<$n, 3>(&mid, &mut data, mid_len, &xs, &xw),
-                4 => cols::<$n, 4>(&mid, &mut data, mid_len, &xs, &xw),
-                _ => generic(&mid, &mut data, (mid_len, $n), &xs, &xw),
-            }
-        };
-    }
-    fn generic(
-        mid: &[u16],
-        data: &mut [u8],
-        (mid_len, c): (usize, usize),
-        xs: &[(usize, std::ops::Range<usize>)],
-        xw: &[u32],
-    ) {
-        for (src, dst) in mid
-            .chunks_exact(mid_len)
-            .zip(data.chunks_exact_mut(xs.len() * c))
-        {
-            for ((first, span), o) in xs.iter().zip(dst.chunks_exact_mut(c)) {
-                for (k, ok) in o.iter_mut().enumerate() {
-                    let mut a = 1u32 << 15;
-                    for (t, &wt) in xw[span.clone()].iter().enumerate() {
-                        a += wt * src[(first + t) * c + k] as u32;
-                    }
-                    *ok = (a >> 16).min(255) as u8;
-                }
-            }
-        }
-    }
-    match c {
-        1 => by_taps!(1),
-        2 => by_taps!(2),
-        3 => by_taps!(3),
-        4 => by_taps!(4),
-        _ => generic(&mid, &mut data, (mid_len, c), &xs, &xw),
+        horizontal(&mid, out);
     }
     Raster {
         width: w,

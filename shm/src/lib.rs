@@ -9,10 +9,12 @@
 //!
 //! Every entry is guarded by a seqlock of atomics: readers never block and copy the
 //! value out, then re-check the sequence, so a torn read is never returned; a writer
-//! takes an entry by CAS from an even to an odd sequence, records its pid, writes, and
-//! publishes with the next even sequence. A writer killed mid-write leaves an odd
-//! sequence that no reader accepts; the next writer (or the supervisor, through
-//! [`Cache::reclaim_dead`]) sees that the owner is gone and frees the entry.
+//! takes an entry by one CAS from an even sequence to an odd one that also carries its
+//! pid, writes, and publishes with the next even sequence. A writer killed mid-write
+//! leaves an odd sequence that no reader accepts; the next writer (or the supervisor,
+//! through [`Cache::reclaim_dead`]) sees that the owner is gone, takes the entry under its
+//! own pid, clears the key and only then publishes it. The protocol is model-checked with
+//! `loom` (`region::model`).
 
 mod region;
 

@@ -8,13 +8,7 @@ use common::*;
 /// A decoded PNG as (width, height, channels, samples).
 fn png_of(bytes: &[u8]) -> (u32, u32, usize, Vec<u8>) {
     let (w, h, ct, px) = png_decode(bytes);
-    let c = match ct {
-        png::ColorType::Grayscale => 1,
-        png::ColorType::GrayscaleAlpha => 2,
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        png::ColorType::Indexed => panic!("indexed PNG"),
-    };
+    let c = ct.samples();
     (w, h, c, px)
 }
 

@@ -108,13 +108,7 @@ fn img(r: &Reply) -> Img {
 
 fn png_img(b: &[u8]) -> Img {
     let (w, h, ct, px) = png_decode(b);
-    let c = match ct {
-        png::ColorType::Grayscale => 1,
-        png::ColorType::GrayscaleAlpha => 2,
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        png::ColorType::Indexed => 1,
-    };
+    let c = ct.samples();
     Img {
         w: w as usize,
         h: h as usize,

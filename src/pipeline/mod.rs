@@ -308,18 +308,15 @@ pub fn rotate_free(r: &Raster, degrees: f64, alpha: bool) -> Raster {
     let t = degrees.to_radians();
     let (s, c) = (t.sin(), t.cos());
     let (w, h) = (r.width as f64, r.height as f64);
-    // Rounded, as vips sizes its rotations.
-    let ow = (w * c.abs() + h * s.abs()).round().max(1.0) as u32;
-    let oh = (w * s.abs() + h * c.abs()).round().max(1.0) as u32;
+    // The exact bounding box; its size rounded, as vips sizes its rotations.
+    let (bw, bh) = (w * c.abs() + h * s.abs(), w * s.abs() + h * c.abs());
+    let (ow, oh) = (bw.round().max(1.0) as u32, bh.round().max(1.0) as u32);
     let ch = r.channels as usize;
     let add_alpha = alpha && matches!(ch, 1 | 3);
     let oc = ch + usize::from(add_alpha);
     let mut data = vec![0u8; ow as usize * oh as usize * oc];
     let (cx, cy) = (w / 2.0, h / 2.0);
-    let (ocx, ocy) = (
-        (w * c.abs() + h * s.abs()) / 2.0,
-        (w * s.abs() + h * c.abs()) / 2.0,
-    );
+    let (ocx, ocy) = (bw / 2.0, bh / 2.0);
     let at = |x: usize, y: usize, k: usize| r.data[(y * r.width as usize + x) * ch + k] as f64;
     for y in 0..oh as usize {
         for x in 0..ow as usize {

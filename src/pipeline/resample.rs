@@ -14,39 +14,28 @@ pub enum Filter {
     Area,
 }
 
-/// Resizes `r` to `w×h`. Bilinear reductions by 2× or more in both directions average
-/// the covered source area first, then finish with bilinear sampling.
+/// Resizes `r` to `w×h`. Reductions by 2× or more in both directions average whole
+/// blocks first (cheap and exact), then finish with the chosen filter. The area filter
+/// reduces only; an enlargement in either direction takes bilinear sampling.
 pub fn resize(r: &Raster, w: u32, h: u32, filter: Filter) -> Raster {
     if (r.width, r.height) == (w, h) {
         return r.clone();
     }
-    if filter == Filter::Area {
-        return if w <= r.width && h <= r.height && w > 0 && h > 0 {
-            // Large reductions: whole blocks first (cheap, exact), the rest by area.
-            let (fx, fy) = (r.width / w, r.height / h);
-            if fx >= 2 && fy >= 2 {
-                let boxed = box_reduce(r, fx, fy);
-                if (boxed.width, boxed.height) == (w, h) {
-                    boxed
-                } else {
-                    area(&boxed, w, h)
-                }
-            } else {
-                area(r, w, h)
-            }
-        } else {
-            resize(r, w, h, Filter::Bilinear)
-        };
+    let reducing = w > 0 && h > 0 && w <= r.width && h <= r.height;
+    if filter == Filter::Area && !reducing {
+        return resize(r, w, h, Filter::Bilinear);
     }
-    if filter == Filter::Bilinear && r.width >= 2 * w && r.height >= 2 * h {
-        let fx = r.width / w;
-        let fy = r.height / h;
-        let boxed = box_reduce(r, fx, fy);
+    if filter != Filter::Nearest && r.width >= 2 * w && r.height >= 2 * h {
+        let boxed = box_reduce(r, r.width / w, r.height / h);
+        if (boxed.width, boxed.height) == (w, h) {
+            return boxed;
+        }
         return resize(&boxed, w, h, filter);
     }
     match filter {
         Filter::Nearest => nearest(r, w, h),
-        Filter::Bilinear | Filter::Area => bilinear(r, w, h),
+        Filter::Bilinear => bilinear(r, w, h),
+        Filter::Area => area(r, w, h),
     }
 }
 
@@ -172,7 +161,7 @@ fn area_impl(r: &Raster, w: u32, h: u32) -> Raster {
         (4, 0..=2) => row_pass::<4, 2>(&xs, &xw),
         (4, 3) => row_pass::<4, 3>(&xs, &xw),
         (4, 4) => row_pass::<4, 4>(&xs, &xw),
-        _ => row_pass_any(c, xs.clone(), xw.clone()),
+        _ => row_pass_any(c, xs, xw),
     };
     let mut data = vec![0u8; ow * oh * c];
     for ((first, span), out) in ys.iter().zip(data.chunks_exact_mut(ow * c)) {

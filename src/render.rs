@@ -255,8 +255,8 @@ fn tile_bytes(
         &raster,
         format,
         (view.quality, view.tiff_codec),
+        &meta,
     )
-    .map(|b| embed(b, format, &meta))
 }
 
 /// The source's pixel density scaled by output pixels per full-resolution pixel
@@ -345,21 +345,31 @@ fn finish(raster: Raster, format: Format, view: &View, hist: Option<&[u64; 256]>
     }
 }
 
+/// Encodes `raster` with the metadata `meta` (as TIFF tags, or embedded afterwards).
 fn encode_bytes(
     cfg: &Config,
     client: &str,
     raster: &Raster,
     format: Format,
     (quality, tiff_compression): (Option<i32>, Option<i32>),
+    meta: &Embed,
 ) -> Result<Vec<u8>, Response> {
     let quality = quality_for(cfg, format, quality);
+    let tiff_tags = if format == Format::Tiff {
+        encode::embed::tiff_tags(meta)
+    } else {
+        Vec::new()
+    };
     let opts = encode::Options {
         tiff_compression: tiff_compression.unwrap_or(cfg.tiff_compression),
+        tiff_tags: &tiff_tags,
     };
-    encode::encode(raster, format, quality, opts).map_err(|e| {
-        log::error!("{client}: {e}");
-        Response::text_error(cfg, 500, &e.to_string())
-    })
+    encode::encode(raster, format, quality, opts)
+        .map(|b| embed(b, format, meta))
+        .map_err(|e| {
+            log::error!("{client}: {e}");
+            Response::text_error(cfg, 500, &e.to_string())
+        })
 }
 
 /// Most pixels one region export may assemble at its source level.
@@ -568,9 +578,8 @@ pub fn region(
         &raster,
         req.format,
         (view.quality, view.tiff_codec),
-    )
-    .map(|b| embed(b, req.format, &meta))
-    {
+        &meta,
+    ) {
         Ok(bytes) => {
             if let (Some(c), Some(key)) = (cache, key) {
                 if c.put(key, &bytes) {

@@ -1,9 +1,11 @@
-//! Puts the source's ICC profile, XMP packet, text metadata and pixel density into an
-//! encoded image: JPEG APP2/APP1 segments and the JFIF density, PNG iCCP/iTXt/tEXt/pHYs
-//! chunks, WebP ICCP/XMP chunks (extended format), TIFF tags (a rewritten IFD). Works on
-//! finished bitstreams, so it serves re-encoded and passed-through tiles alike.
+//! Puts the source's ICC profile, XMP packet, EXIF, text metadata and pixel density into
+//! an encoded image: JPEG APP2/APP1 segments and the JFIF density, PNG
+//! iCCP/iTXt/tEXt/eXIf/pHYs chunks, WebP ICCP/EXIF/XMP chunks (extended format), an AVIF
+//! `colr` property. Works on finished bitstreams, so it serves re-encoded and
+//! passed-through tiles alike. TIFF output, which is never passed through, gets the same
+//! metadata as tags from its encoder ([`tiff_tags`]).
 
-use super::Format;
+use super::{Format, TiffTag};
 use std::collections::BTreeMap;
 
 /// What to embed.
@@ -60,8 +62,8 @@ const TEXT: [(&str, u16, &str); 5] = [
 const ICC_CHUNK: usize = 65519;
 const XMP_JPEG: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 
-/// `bytes` with the metadata added; unchanged when the format carries none (AVIF, TIFF)
-/// or the stream is not what its encoder writes.
+/// `bytes` with the metadata added; unchanged for TIFF (see [`tiff_tags`]), when the
+/// format carries none of it, or when the stream is not what its encoder writes.
 pub fn embed(bytes: Vec<u8>, format: Format, m: &Embed) -> Vec<u8> {
     if m.is_empty() {
         return bytes;
@@ -70,7 +72,8 @@ pub fn embed(bytes: Vec<u8>, format: Format, m: &Embed) -> Vec<u8> {
         Format::Jpeg => jpeg(bytes, m),
         Format::Png => png(bytes, m),
         Format::Webp if m.icc.is_some() || m.xmp.is_some() || m.exif.is_some() => webp(bytes, m),
-        Format::Tiff => tiff(bytes, m),
+        // TIFF output carries its metadata as tags the encoder writes (`tiff_tags`).
+        Format::Tiff => bytes,
         Format::Avif => match m.icc.filter(|i| !i.is_empty()) {
             Some(icc) => avif_icc(&bytes, icc).unwrap_or(bytes),
             None => bytes,
@@ -464,50 +467,9 @@ fn avif_icc(b: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
     (at <= iloc.3).then_some(out)
 }
 
-/// Appends the metadata as tags to a TIFF our encoder wrote: the new values and a new
-/// first IFD (old entries plus new, in tag order) go at the end, the header points there.
-fn tiff(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
-    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]);
-    let u32_at = |b: &[u8], o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    if bytes.len() < 8 || &bytes[..4] != b"II*\0" {
-        return bytes;
-    }
-    let ifd = u32_at(&bytes, 4) as usize;
-    if ifd + 2 > bytes.len() {
-        return bytes;
-    }
-    let n = u16_at(&bytes, ifd) as usize;
-    if ifd + 2 + 12 * n + 4 > bytes.len() {
-        return bytes;
-    }
-    // (tag, type, count, value-or-offset bytes)
-    let mut entries: Vec<(u16, u16, u32, [u8; 4])> = (0..n)
-        .map(|i| {
-            let e = ifd + 2 + 12 * i;
-            let value = bytes[e + 8..e + 12].try_into().expect("4 bytes");
-            (
-                u16_at(&bytes, e),
-                u16_at(&bytes, e + 2),
-                u32_at(&bytes, e + 4),
-                value,
-            )
-        })
-        .collect();
-    let mut out = bytes;
-    let mut add = |out: &mut Vec<u8>, tag: u16, ty: u16, count: u32, data: &[u8]| {
-        let mut value = [0u8; 4];
-        if data.len() <= 4 {
-            value[..data.len()].copy_from_slice(data);
-        } else {
-            if out.len() % 2 == 1 {
-                out.push(0);
-            }
-            value = (out.len() as u32).to_le_bytes();
-            out.extend_from_slice(data);
-        }
-        entries.retain(|e| e.0 != tag);
-        entries.push((tag, ty, count, value));
-    };
+/// The metadata as TIFF tags for the TIFF encoder (text, resolution, XMP, ICC).
+pub fn tiff_tags(m: &Embed) -> Vec<TiffTag> {
+    let mut tags = Vec::new();
     if let Some(text) = m.text {
         for (_, tag, key) in TEXT {
             let Some(v) = text.get(key).filter(|v| !v.is_empty() && v.is_ascii()) else {
@@ -517,8 +479,8 @@ fn tiff(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
             if tag == 306 && v.len() != 19 {
                 continue;
             }
-            let data = format!("{v}\0");
-            add(&mut out, tag, 2, data.len() as u32, data.as_bytes());
+            let data = format!("{v}\0").into_bytes();
+            tags.push((tag, 2, data.len() as u32, data));
         }
     }
     if let Some(d) = m.density {
@@ -527,36 +489,22 @@ fn tiff(bytes: Vec<u8>, m: &Embed) -> Vec<u8> {
             let num = (v * 10000.0).round().clamp(1.0, u32::MAX as f64) as u32;
             let mut data = num.to_le_bytes().to_vec();
             data.extend(10000u32.to_le_bytes());
-            add(&mut out, tag, 5, 1, &data);
+            tags.push((tag, 5, 1, data));
         }
         let unit: u16 = match d.unit {
             DensityUnit::Unknown => 1,
             DensityUnit::Inch => 2,
             DensityUnit::Centimetre => 3,
         };
-        add(&mut out, 296, 3, 1, &unit.to_le_bytes());
+        tags.push((296, 3, 1, unit.to_le_bytes().to_vec()));
     }
     if let Some(xmp) = m.xmp {
-        add(&mut out, 700, 1, xmp.len() as u32, xmp.as_bytes());
+        tags.push((700, 1, xmp.len() as u32, xmp.as_bytes().to_vec()));
     }
     if let Some(icc) = m.icc.filter(|i| !i.is_empty()) {
-        add(&mut out, 34675, 7, icc.len() as u32, icc);
+        tags.push((34675, 7, icc.len() as u32, icc.to_vec()));
     }
-    if out.len() % 2 == 1 {
-        out.push(0);
-    }
-    entries.sort_by_key(|e| e.0);
-    let at = out.len() as u32;
-    out.extend((entries.len() as u16).to_le_bytes());
-    for (tag, ty, count, value) in &entries {
-        out.extend(tag.to_le_bytes());
-        out.extend(ty.to_le_bytes());
-        out.extend(count.to_le_bytes());
-        out.extend(value);
-    }
-    out.extend(0u32.to_le_bytes());
-    out[4..8].copy_from_slice(&at.to_le_bytes());
-    out
+    tags
 }
 
 #[cfg(test)]
@@ -660,14 +608,13 @@ mod tests {
     }
 
     #[test]
-    fn tiff_tags_are_added_to_a_new_ifd() {
+    fn tiff_tags_are_written_by_the_encoder() {
         let t = text();
         let m = Embed {
             text: Some(&t),
             ..META
         };
-        let tif = super::super::tiff::encode(&raster(3), 2, 6).unwrap();
-        let out = embed(tif, Format::Tiff, &m);
+        let out = super::super::tiff::encode(&raster(3), 2, 6, &tiff_tags(&m)).unwrap();
         let dir = std::env::temp_dir().join(format!("embed-{}.tif", std::process::id()));
         std::fs::write(&dir, &out).unwrap();
         let mut d = tiff::decoder::Decoder::new(std::fs::File::open(&dir).unwrap()).unwrap();

@@ -55,11 +55,16 @@ pub enum EncodeError {
     Avif(String),
 }
 
+/// A TIFF tag to write: (tag, field type, count, value bytes in little-endian order).
+pub type TiffTag = (u16, u16, u32, Vec<u8>);
+
 /// Encoder settings beyond the quality number.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub struct Options<'a> {
     /// TIFF compression (`TIFF_COMPRESSION` codes).
     pub tiff_compression: i32,
+    /// Metadata tags for TIFF output (see [`embed::tiff_tags`]).
+    pub tiff_tags: &'a [TiffTag],
 }
 
 /// Encodes `raster` as `format` at `quality` (already clamped to the format's range).
@@ -67,14 +72,14 @@ pub fn encode(
     raster: &Raster,
     format: Format,
     quality: i32,
-    opts: Options,
+    opts: Options<'_>,
 ) -> Result<Vec<u8>, EncodeError> {
     match format {
         Format::Jpeg => jpeg::encode(raster, quality),
         Format::Png => png::encode(raster, quality),
         Format::Webp => webp::encode(raster, quality),
         Format::Avif => avif::encode(raster, quality),
-        Format::Tiff => tiff::encode(raster, opts.tiff_compression, quality),
+        Format::Tiff => tiff::encode(raster, opts.tiff_compression, quality, opts.tiff_tags),
     }
 }
 

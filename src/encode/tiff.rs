@@ -3,14 +3,20 @@
 //! WebP (3 or 4 channels: each strip a WebP bitstream) or Zstd (`TIFF_COMPRESSION`).
 //! JPEG or WebP asked for channels they cannot carry falls back to Deflate.
 
-use super::EncodeError;
+use super::{EncodeError, TiffTag};
 use crate::pipeline::Raster;
 
 /// Rows per strip.
 const ROWS: u32 = 64;
 
 /// `TIFF_COMPRESSION` codes: 0 none, 1 LZW, 2 Deflate, 3 JPEG, 4 WebP, 5 Zstd.
-pub fn encode(r: &Raster, compression: i32, level: i32) -> Result<Vec<u8>, EncodeError> {
+/// `tags` are added to the IFD (metadata: text, resolution, XMP, ICC).
+pub fn encode(
+    r: &Raster,
+    compression: i32,
+    level: i32,
+    tags: &[TiffTag],
+) -> Result<Vec<u8>, EncodeError> {
     let c = r.channels as usize;
     if c == 0
         || r.width == 0
@@ -135,6 +141,17 @@ pub fn encode(r: &Raster, compression: i32, level: i32) -> Result<Vec<u8>, Encod
     if photometric == 6 {
         entries.push((530, 3, 2, 2 | (2 << 16))); // YCbCrSubSampling 2, 2
     }
+    for (tag, ty, count, data) in tags {
+        let value = if data.len() <= 4 {
+            let mut v = [0u8; 4];
+            v[..data.len()].copy_from_slice(data);
+            u32::from_le_bytes(v)
+        } else {
+            extra(&mut out, data)
+        };
+        entries.retain(|e| e.0 != *tag);
+        entries.push((*tag, *ty, *count, value));
+    }
     entries.sort_by_key(|e| e.0);
     if out.len() % 2 == 1 {
         out.push(0);
@@ -169,7 +186,7 @@ mod tests {
                     .map(|i| (i * 7 % 256) as u8)
                     .collect(),
             };
-            let t = encode(&r, comp, 6).unwrap();
+            let t = encode(&r, comp, 6, &[]).unwrap();
             assert_eq!(&t[..4], b"II*\0");
             let ifd = u32::from_le_bytes(t[4..8].try_into().unwrap()) as usize;
             let n = u16::from_le_bytes([t[ifd], t[ifd + 1]]) as usize;

@@ -436,17 +436,22 @@ pub fn assemble(
     for ty in top / th..=(top + height - 1) / th {
         for tx in left / tw..=(left + width - 1) / tw {
             let t = ty * level.columns() + tx;
-            let tile = opened.image.decode_tile(k, t)?;
-            let dst = out.get_or_insert_with(|| pipeline::blank_like(&tile, width, height));
             let (x0, y0) = (tx * tw, ty * th);
+            // The part of this tile inside the rectangle, in tile coordinates.
             let (sx, sy) = (left.max(x0) - x0, top.max(y0) - y0);
+            let ex = (left + width).min(x0 + tw).min(level.width) - x0;
+            let ey = (top + height).min(y0 + th).min(level.height) - y0;
+            let (tile, (ox, oy)) = opened.image.decode_tile_part(
+                k,
+                t,
+                (sx, sy, ex.saturating_sub(sx), ey.saturating_sub(sy)),
+            )?;
+            let dst = out.get_or_insert_with(|| pipeline::blank_like(&tile, width, height));
             let (dx, dy) = (x0 + sx - left, y0 + sy - top);
-            if !pipeline::blit_tile(
-                dst,
-                (dx, dy),
-                &tile,
-                (sx, sy, tile.width - sx, tile.height - sy),
-            ) {
+            if ox > sx
+                || oy > sy
+                || !pipeline::blit_tile(dst, (dx, dy), &tile, (sx - ox, sy - oy, ex - sx, ey - sy))
+            {
                 return Err(ImageError::Decode(format!(
                     "tile {t} differs in depth or channels from its neighbours"
                 )));

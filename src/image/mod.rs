@@ -225,6 +225,18 @@ pub trait Image: Send + Sync {
     /// Decode tile `t` of level `k`.
     fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError>;
 
+    /// Decode the part `(x, y, w, h)` of tile `t` of level `k` (tile coordinates, inside
+    /// the tile). The answer may cover more than the part; the second value is where its
+    /// first pixel sits in the tile. By default the whole tile, at `(0, 0)`.
+    fn decode_tile_part(
+        &self,
+        k: u32,
+        t: u32,
+        _part: (u32, u32, u32, u32),
+    ) -> Result<(Tile, (u32, u32)), ImageError> {
+        Ok((self.decode_tile(k, t)?, (0, 0)))
+    }
+
     /// The image seen from view `(x, y)` (a stack page, a sequence's file). `None` for
     /// images with a single view, which ignore the angles.
     fn view(&self, _x: i32, _y: i32) -> Option<Result<Arc<dyn Image>, ImageError>> {

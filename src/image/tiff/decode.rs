@@ -18,18 +18,7 @@ pub fn decompress(compression: u16, src: &[u8], expected: usize) -> Result<Vec<u
             }
             Ok(src[..expected].to_vec())
         }
-        8 | 32946 => {
-            let mut out = vec![0u8; expected];
-            let mut d = libdeflater::Decompressor::new();
-            let n = d
-                .zlib_decompress(src, &mut out)
-                .or_else(|_| d.deflate_decompress(src, &mut out))
-                .map_err(|e| err(format!("deflate: {e:?}")))?;
-            if n < expected {
-                return Err(err(format!("deflate tile holds {n} of {expected} bytes")));
-            }
-            Ok(out)
-        }
+        8 | 32946 => inflate(src, expected),
         5 => {
             let mut out = vec![0u8; expected];
             let mut dec = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8);
@@ -69,6 +58,78 @@ pub fn decompress(compression: u16, src: &[u8], expected: usize) -> Result<Vec<u
         32773 => packbits(src, expected),
         other => Err(ImageError::Unsupported(format!("TIFF compression {other}"))),
     }
+}
+
+/// A thread's libdeflate decompressor.
+struct Inflater(*mut libdeflate_sys::libdeflate_decompressor);
+
+impl Drop for Inflater {
+    fn drop(&mut self) {
+        // SAFETY: allocated by libdeflate_alloc_decompressor, freed once.
+        unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0) }
+    }
+}
+
+thread_local! {
+    static INFLATER: RefCell<Option<Inflater>> = const { RefCell::new(None) };
+}
+
+/// zlib-wrapped (or raw) deflate data into exactly `expected` bytes.
+fn inflate(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
+    use libdeflate_sys::*;
+    INFLATER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            // SAFETY: plain constructor; a null answer is checked.
+            let d = unsafe { libdeflate_alloc_decompressor() };
+            if d.is_null() {
+                return Err(err("deflate: cannot allocate a decompressor"));
+            }
+            *slot = Some(Inflater(d));
+        }
+        let d = slot.as_ref().expect("initialised above").0;
+        let mut out: Vec<u8> = Vec::with_capacity(expected);
+        let mut n = 0usize;
+        // SAFETY: libdeflate reads `src` within its length and writes at most `expected`
+        // bytes into `out`'s capacity, reporting how many; the length is set only to
+        // bytes it wrote.
+        unsafe {
+            let run = |f: unsafe extern "C" fn(
+                *mut libdeflate_decompressor,
+                *const std::ffi::c_void,
+                usize,
+                *mut std::ffi::c_void,
+                usize,
+                *mut usize,
+            ) -> libdeflate_result,
+                       out: *mut u8,
+                       n: &mut usize| {
+                f(d, src.as_ptr().cast(), src.len(), out.cast(), expected, n)
+            };
+            let mut r = run(libdeflate_zlib_decompress, out.as_mut_ptr(), &mut n);
+            if r != libdeflate_result_LIBDEFLATE_SUCCESS {
+                r = run(libdeflate_deflate_decompress, out.as_mut_ptr(), &mut n);
+            }
+            // Only a complete stream counts: after an error (or a stream longer than the
+            // tile) libdeflate does not say which bytes it wrote.
+            if r != libdeflate_result_LIBDEFLATE_SUCCESS {
+                let why = if r == libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE {
+                    "more data than the tile holds"
+                } else {
+                    "corrupt stream"
+                };
+                return Err(err(format!("deflate: {why}")));
+            }
+            out.set_len(n.min(expected));
+        }
+        if out.len() < expected {
+            return Err(err(format!(
+                "deflate tile holds {} of {expected} bytes",
+                out.len()
+            )));
+        }
+        Ok(out)
+    })
 }
 
 /// PackBits run-length decoding into exactly `expected` bytes.
@@ -270,46 +331,143 @@ pub fn words32(
     v
 }
 
-thread_local! {
-    static JPEG: RefCell<Option<turbojpeg::Decompressor>> = const { RefCell::new(None) };
-}
-
 /// Decodes a JPEG tile to interleaved 8-bit samples of `channels` (1 or 3), returning
 /// its width and height. YCbCr data comes out as RGB.
 pub fn jpeg(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), ImageError> {
+    let (_, _, w, h, px) = jpeg_part(bitstream, channels, None)?;
+    Ok((w, h, px))
+}
+
+/// A thread's TurboJPEG decompressor on the raw API: partial decoding (cropping) is not
+/// in the safe wrapper.
+struct RawDecompressor(turbojpeg::raw::tjhandle);
+
+impl Drop for RawDecompressor {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed once.
+        unsafe { turbojpeg::raw::tj3Destroy(self.0) }
+    }
+}
+
+thread_local! {
+    static RAW_JPEG: RefCell<Option<RawDecompressor>> = const { RefCell::new(None) };
+}
+
+/// Decodes the part `(x, y, w, h)` of a JPEG tile (`None`: all of it) to interleaved
+/// 8-bit samples of `channels` (1 or 3); YCbCr data comes out as RGB. Rows above the part are only entropy-decoded and rows below it
+/// not at all, columns outside it skip the inverse DCT and colour conversion. The top
+/// left corner moves to the JPEG's block grid, so the answer is `(x0, y0, width, height,
+/// samples)` with `(x0, y0)` the first pixel decoded, at or above and left of `(x, y)`.
+pub fn jpeg_part(
+    bitstream: &[u8],
+    channels: u16,
+    part: Option<(usize, usize, usize, usize)>,
+) -> Result<(usize, usize, usize, usize, Vec<u8>), ImageError> {
+    use turbojpeg::raw;
     let format = match channels {
-        1 => turbojpeg::PixelFormat::GRAY,
-        3 => turbojpeg::PixelFormat::RGB,
+        1 => raw::TJPF_TJPF_GRAY,
+        3 => raw::TJPF_TJPF_RGB,
         n => {
             return Err(ImageError::Unsupported(format!(
                 "JPEG tiles with {n} channels"
             )))
         }
     };
-    JPEG.with(|cell| {
+    RAW_JPEG.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = Some(turbojpeg::Decompressor::new().map_err(|e| err(e.to_string()))?);
+            // SAFETY: plain constructor; a null handle is checked.
+            let handle = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as libc::c_int) };
+            if handle.is_null() {
+                return Err(err("JPEG: cannot create a decompressor"));
+            }
+            *slot = Some(RawDecompressor(handle));
         }
-        let d = slot.as_mut().expect("initialised above");
-        let h = d
-            .read_header(bitstream)
-            .map_err(|e| err(format!("JPEG: {e}")))?;
-        if h.width == 0 || h.height == 0 || h.width > 65536 || h.height > 65536 {
-            return Err(err(format!("JPEG tile of {}x{}", h.width, h.height)));
-        }
-        let pitch = h.width * channels as usize;
-        let mut out = vec![0u8; pitch * h.height];
-        let image = turbojpeg::Image {
-            pixels: &mut out[..],
-            width: h.width,
-            pitch,
-            height: h.height,
-            format,
+        let handle = slot.as_ref().expect("initialised above").0;
+        let fail = || {
+            // SAFETY: the handle is valid; the message is a NUL-terminated static string.
+            let msg = unsafe { std::ffi::CStr::from_ptr(raw::tj3GetErrorStr(handle)) };
+            err(format!("JPEG: {}", msg.to_string_lossy().trim()))
         };
-        d.decompress(bitstream, image)
-            .map_err(|e| err(format!("JPEG: {e}")))?;
-        Ok((h.width, h.height, out))
+        // SAFETY: the buffer outlives the call; TurboJPEG reads at most its length.
+        if unsafe {
+            raw::tj3DecompressHeader(handle, bitstream.as_ptr(), bitstream.len() as raw::size_t)
+        } != 0
+        {
+            return Err(fail());
+        }
+        // SAFETY: reading parameters of a valid handle.
+        let get = |p: raw::TJPARAM| unsafe { raw::tj3Get(handle, p as libc::c_int) };
+        let (jw, jh) = (
+            get(raw::TJPARAM_TJPARAM_JPEGWIDTH),
+            get(raw::TJPARAM_TJPARAM_JPEGHEIGHT),
+        );
+        if jw <= 0 || jh <= 0 || jw > 65536 || jh > 65536 {
+            return Err(err(format!("JPEG tile of {jw}x{jh}")));
+        }
+        let (jw, jh) = (jw as usize, jh as usize);
+        let (x, y, w, h) = part.unwrap_or((0, 0, jw, jh));
+        if w == 0 || h == 0 || x + w > jw || y + h > jh {
+            return Err(err(format!(
+                "JPEG tile of {jw}x{jh} does not hold {w}x{h} at {x},{y}"
+            )));
+        }
+        // The block width for the stream's chroma subsampling (unknown: no cropping in x).
+        let subsamp = get(raw::TJPARAM_TJPARAM_SUBSAMP);
+        // TurboJPEG's tjMCUWidth and tjMCUHeight (header-only tables) for 4:4:4, 4:2:2,
+        // 4:2:0, grey, 4:4:0, 4:1:1, 4:4:1; unknown subsampling: no cropping.
+        let (bw, bh) = match subsamp {
+            0..=6 => (
+                [8, 16, 16, 8, 8, 32, 8][subsamp as usize],
+                [8, 8, 16, 8, 16, 8, 32][subsamp as usize],
+            ),
+            _ => (jw, jh),
+        };
+        // The smoothing chroma upsampler reads one chroma sample (two pixels) beyond
+        // each output pixel, which a crop tight to the part would lack at its edges:
+        // crops start on the block grid two pixels early and end two pixels late.
+        let (x0, y0) = (x.saturating_sub(2) / bw * bw, y.saturating_sub(2) / bh * bh);
+        let (cw, ch) = ((x + w + 2).min(jw) - x0, (y + h + 2).min(jh) - y0);
+        let region = if (x0, y0, cw, ch) == (0, 0, jw, jh) {
+            raw::tjregion {
+                x: 0,
+                y: 0,
+                w: 0,
+                h: 0,
+            }
+        } else {
+            raw::tjregion {
+                x: x0 as libc::c_int,
+                y: y0 as libc::c_int,
+                w: cw as libc::c_int,
+                h: ch as libc::c_int,
+            }
+        };
+        // SAFETY: the header was read just above, as the call requires.
+        if unsafe { raw::tj3SetCroppingRegion(handle, region) } != 0 {
+            return Err(fail());
+        }
+        let pitch = cw * channels as usize;
+        let len = pitch * ch;
+        let mut out: Vec<u8> = Vec::with_capacity(len);
+        // SAFETY: `out` has room for `h` rows of `pitch` bytes, exactly what a decode of
+        // the cropping region writes; its length is set only after a successful decode,
+        // which has written every one of those bytes.
+        unsafe {
+            if raw::tj3Decompress8(
+                handle,
+                bitstream.as_ptr(),
+                bitstream.len() as raw::size_t,
+                out.as_mut_ptr(),
+                pitch as libc::c_int,
+                format as libc::c_int,
+            ) != 0
+            {
+                return Err(fail());
+            }
+            out.set_len(len);
+        }
+        Ok((x0, y0, cw, ch, out))
     })
 }
 

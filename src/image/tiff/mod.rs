@@ -604,6 +604,40 @@ impl Image for TiffImage {
             data: crop_samples(samples, tw, channels, w as usize, h as usize),
         })
     }
+
+    fn decode_tile_part(
+        &self,
+        k: u32,
+        t: u32,
+        (x, y, w, h): (u32, u32, u32, u32),
+    ) -> Result<(Tile, (u32, u32)), ImageError> {
+        let (level, d) = self.check(k, t)?;
+        let (tw, th) = level.tile_size(t).expect("checked");
+        let whole = (x, y, w, h) == (0, 0, tw, th);
+        let jpeg = matches!(d.compression, 6 | 7)
+            && d.bits == 8
+            && (d.planar == 1 || d.samples == 1)
+            && matches!(d.samples, 1 | 3)
+            && d.photometric != 3;
+        if whole || !jpeg || w == 0 || h == 0 || x + w > tw || y + h > th {
+            return Ok((self.decode_tile(k, t)?, (0, 0)));
+        }
+        // Edge tiles of a region: decode only the rows and block columns it needs.
+        let channels = d.samples as usize;
+        let part = (x as usize, y as usize, w as usize, h as usize);
+        let (x0, y0, pw, ph, px) =
+            decode::jpeg_part(&self.jpeg_bitstream(d, t)?, d.samples, Some(part))?;
+        let (samples, channels) = self.finish_samples(d, Samples::U8(px), channels)?;
+        Ok((
+            Tile {
+                width: pw as u32,
+                height: ph as u32,
+                channels: channels as u16,
+                data: samples,
+            },
+            (x0 as u32, y0 as u32),
+        ))
+    }
 }
 
 /// Largest decoded tile accepted, in bytes.

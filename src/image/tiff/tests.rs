@@ -477,6 +477,51 @@ fn jpeg_tiles_with_tables_decode_and_pass_through() {
         v.iter().zip(&px).all(|(a, b)| a.abs_diff(*b) <= 12),
         "JPEG pixels close to the source"
     );
+    // Parts of tiles decode to exactly the same pixels as the whole tile, cropped.
+    let edges = [0u32, 1, 2, 3, 8, 15, 16, 17, 18, 24, 31];
+    let grid = edges
+        .iter()
+        .flat_map(|&x| edges.iter().map(move |&y| (x, y)))
+        .flat_map(|(x, y)| {
+            let ends = [1u32, 2, 8, 14, 15, 16, 17, 30, 32];
+            ends.into_iter()
+                .filter(move |&e| e > x.max(y))
+                .map(move |e| (0, (x, y, e - x, e - y)))
+        });
+    for (t, part) in grid.chain([
+        (0, (0, 0, 32, 32)),
+        (0, (5, 3, 20, 9)),
+        (0, (17, 17, 15, 15)),
+        (0, (16, 0, 16, 16)),
+        (0, (0, 16, 16, 16)),
+        (0, (16, 16, 16, 16)),
+        (0, (2, 16, 3, 4)),
+        (0, (0, 31, 32, 1)),
+        (1, (0, 0, 8, 32)),
+        (1, (3, 10, 5, 7)),
+        (3, (7, 7, 1, 1)),
+    ]) {
+        let whole = img.decode_tile(0, t).unwrap();
+        let (got, (ox, oy)) = img.decode_tile_part(0, t, part).unwrap();
+        let (x, y, w, h) = part;
+        assert!(ox <= x && oy <= y, "part {part:?} starts at {ox},{oy}");
+        assert!(
+            ox + got.width >= x + w && oy + got.height >= y + h,
+            "part {part:?} covered"
+        );
+        let (Samples::U8(a), Samples::U8(b)) = (&whole.data, &got.data) else {
+            panic!()
+        };
+        for r in 0..h {
+            for c in 0..w {
+                for k in 0..3 {
+                    let wi = (((y + r) * whole.width + x + c) * 3 + k) as usize;
+                    let gi = (((y + r - oy) * got.width + x + c - ox) * 3 + k) as usize;
+                    assert_eq!(a[wi], b[gi], "tile {t} part {part:?} pixel {c},{r}");
+                }
+            }
+        }
+    }
 }
 
 #[test]

@@ -53,6 +53,14 @@ pub fn type_size(kind: u16) -> Option<u64> {
     })
 }
 
+/// An integer array inside the file (see [`Reader::uint_array`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Uints {
+    pos: u64,
+    kind: u16,
+    pub len: u64,
+}
+
 /// Reads primitive values in the file's byte order, bounds-checked.
 #[derive(Clone, Copy)]
 pub struct Reader<'a> {
@@ -195,30 +203,50 @@ impl<'a> Reader<'a> {
         Ok(Ifd { entries, next })
     }
 
-    /// All values of an integer-typed entry (BYTE, SHORT, LONG, LONG8, IFD, IFD8 and
-    /// their signed forms, negative values clamped to 0).
-    pub fn uints(&self, e: &Entry) -> Result<Vec<u64>, ImageError> {
+    /// An integer-typed entry (BYTE, SHORT, LONG, LONG8, IFD, IFD8 and their signed
+    /// forms) left in the file, its values read one at a time by [`Reader::uint_at`]:
+    /// opening a pyramid does not copy its tile tables. The whole array is checked to lie
+    /// inside the file here.
+    pub fn uint_array(&self, e: &Entry) -> Result<Uints, ImageError> {
         if e.count > MAX_VALUES {
             return Err(bad(format!("tag {} has {} values", e.tag, e.count)));
         }
-        let sz = type_size(e.kind)
-            .ok_or_else(|| bad(format!("tag {} has unknown type {}", e.tag, e.kind)))?;
-        let mut out = Vec::with_capacity(e.count as usize);
-        for i in 0..e.count {
-            let p = e.pos as u64 + i * sz;
-            out.push(match e.kind {
-                1 | 7 => self.bytes(p, 1)?[0] as u64,
-                6 => (self.bytes(p, 1)?[0] as i8).max(0) as u64,
-                3 => self.u16(p)? as u64,
-                8 => (self.u16(p)? as i16).max(0) as u64,
-                4 | 13 => self.u32(p)? as u64,
-                9 => (self.u32(p)? as i32).max(0) as u64,
-                16 | 18 => self.u64(p)?,
-                17 => (self.u64(p)? as i64).max(0) as u64,
-                _ => return Err(bad(format!("tag {} is not an integer", e.tag))),
-            });
+        if !matches!(e.kind, 1 | 3 | 4 | 6 | 7 | 8 | 9 | 13 | 16 | 17 | 18) {
+            return Err(bad(format!("tag {} is not an integer", e.tag)));
         }
-        Ok(out)
+        let size = type_size(e.kind).expect("integer types have a size");
+        self.bytes(e.pos as u64, e.count * size)?;
+        Ok(Uints {
+            pos: e.pos as u64,
+            kind: e.kind,
+            len: e.count,
+        })
+    }
+
+    /// Value `i` of an integer array (negative values clamped to 0); `None` past its end.
+    pub fn uint_at(&self, a: &Uints, i: u64) -> Result<Option<u64>, ImageError> {
+        if i >= a.len {
+            return Ok(None);
+        }
+        let p = a.pos + i * type_size(a.kind).expect("integer types have a size");
+        Ok(Some(match a.kind {
+            1 | 7 => self.bytes(p, 1)?[0] as u64,
+            6 => (self.bytes(p, 1)?[0] as i8).max(0) as u64,
+            3 => self.u16(p)? as u64,
+            8 => (self.u16(p)? as i16).max(0) as u64,
+            4 | 13 => self.u32(p)? as u64,
+            9 => (self.u32(p)? as i32).max(0) as u64,
+            16 | 18 => self.u64(p)?,
+            _ => (self.u64(p)? as i64).max(0) as u64,
+        }))
+    }
+
+    /// All values of an integer-typed entry, as [`Reader::uint_array`] describes.
+    pub fn uints(&self, e: &Entry) -> Result<Vec<u64>, ImageError> {
+        let a = self.uint_array(e)?;
+        (0..a.len)
+            .map(|i| Ok(self.uint_at(&a, i)?.expect("within the array")))
+            .collect()
     }
 
     /// The first value of an integer entry.

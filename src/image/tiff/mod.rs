@@ -12,7 +12,7 @@ use super::{
     ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, ResolutionUnit, SampleFormat,
     Samples, StoredCodec, Tile,
 };
-use ifd::{Ifd, Reader};
+use ifd::{Ifd, Reader, Uints};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -64,8 +64,8 @@ mod tag {
 /// What decoding one level needs.
 #[derive(Debug, Clone)]
 struct LevelData {
-    offsets: Vec<u64>,
-    counts: Vec<u64>,
+    offsets: Uints,
+    counts: Uints,
     compression: u16,
     predictor: u16,
     jpeg_tables: Option<(usize, usize)>,
@@ -143,19 +143,18 @@ fn level_of(r: &Reader, d: &Ifd) -> Result<(Level, LevelData), ImageError> {
     let planar = opt_uint(r, d, tag::PLANAR_CONFIG, 1)?;
     let tiles = width.div_ceil(tw) * height.div_ceil(th);
     let needed = if planar == 2 { tiles * samples } else { tiles };
-    let offsets = r.uints(
+    let offsets = r.uint_array(
         d.get(tag::TILE_OFFSETS)
             .ok_or_else(|| ImageError::Malformed("missing TileOffsets".into()))?,
     )?;
-    let counts = r.uints(
+    let counts = r.uint_array(
         d.get(tag::TILE_BYTE_COUNTS)
             .ok_or_else(|| ImageError::Malformed("missing TileByteCounts".into()))?,
     )?;
-    if (offsets.len() as u64) < needed || (counts.len() as u64) < needed {
+    if offsets.len < needed || counts.len < needed {
         return Err(ImageError::Malformed(format!(
             "{} tile offsets and {} byte counts for {needed} tiles",
-            offsets.len(),
-            counts.len()
+            offsets.len, counts.len
         )));
     }
     let compression = opt_uint(r, d, tag::COMPRESSION, 1)? as u16;
@@ -496,11 +495,14 @@ impl TiffImage {
 
     /// The stored bytes of tile `t` of a level.
     fn stored(&self, d: &LevelData, t: u32) -> Result<&[u8], ImageError> {
-        let (off, len) = (d.offsets[t as usize], d.counts[t as usize]);
+        let r = self.reader();
+        let missing = || ImageError::NoSuchTile(t);
+        let off = r.uint_at(&d.offsets, t as u64)?.ok_or_else(missing)?;
+        let len = r.uint_at(&d.counts, t as u64)?.ok_or_else(missing)?;
         if len == 0 || len > 256 << 20 {
             return Err(ImageError::Malformed(format!("tile {t} has {len} bytes")));
         }
-        self.reader().bytes(off, len)
+        r.bytes(off, len)
     }
 
     fn jpeg_bitstream(&self, d: &LevelData, t: u32) -> Result<Vec<u8>, ImageError> {

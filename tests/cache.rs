@@ -47,6 +47,46 @@ fn a_tile_cached_by_one_worker_is_a_hit_in_another() {
 }
 
 #[test]
+fn an_image_header_read_by_one_worker_serves_another() {
+    let s = Server::start(&[("VERBOSITY", "3"), ("URI_MAP", "iiif=>IIIF")], 2);
+    let obj = "FIF=small.tif&OBJ=Max-size&OBJ=Resolution-number&OBJ=Tile-size";
+    let first = s.get(obj).text();
+    assert!(first.contains("Max-size:"), "{first}");
+    let mut shared = Vec::new();
+    let mut used_elsewhere = false;
+    for _ in 0..200 {
+        assert_eq!(
+            s.get(obj).text(),
+            first,
+            "same answer from the shared header"
+        );
+        let log = s.log();
+        shared = log_pids(&log, "image header shared: ");
+        let used = log_pids(&log, "image header from the shared cache: ");
+        if shared.len() == 1 && used.iter().any(|p| *p != shared[0]) {
+            used_elsewhere = true;
+            break;
+        }
+    }
+    assert_eq!(shared.len(), 1, "parsed and shared once: {}", s.log());
+    assert!(
+        used_elsewhere,
+        "the other worker parsed it again: {}",
+        s.log()
+    );
+    // The worker that only knows the header opens the file when a tile is needed,
+    // and serves the same tile as the worker that parsed it.
+    let tile = s.get("FIF=small.tif&JTL=2,3").body;
+    assert_eq!(jpeg_dims(&tile).2, 3);
+    for _ in 0..20 {
+        assert_eq!(s.get("FIF=small.tif&JTL=2,3").body, tile);
+        assert_eq!(s.get("FIF=small.tif&CVT=png&WID=100").status, 200);
+    }
+    let info = s.get_path("/iiif/small.tif/info.json");
+    assert_eq!(info.status, 200);
+}
+
+#[test]
 fn changed_files_are_not_served_stale() {
     let dir = TempDir::new("stale");
     std::fs::copy(fixtures().join("small.tif"), dir.0.join("x.tif")).unwrap();
@@ -54,6 +94,8 @@ fn changed_files_are_not_served_stale() {
     let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
     let a = s.get("FIF=x.tif&JTL=2,0").body;
     assert_eq!(jpeg_dims(&a).2, 3);
+    let old_colour = s.get("FIF=x.tif&OBJ=Colorspace,0,0").text();
+    assert!(old_colour.contains("Colorspace"), "{old_colour}");
     assert_eq!(s.get("FIF=x.tif&JTL=2,0").body, a);
     std::thread::sleep(Duration::from_millis(20));
     std::fs::copy(fixtures().join("grey.tif"), dir.0.join("x.tif")).unwrap();
@@ -63,6 +105,13 @@ fn changed_files_are_not_served_stale() {
         1,
         "the new file's tile, not the cached one"
     );
+    // Nor its header (one channel now), from either worker.
+    std::fs::copy(fixtures().join("grey.tif"), dir.0.join("g.tif")).unwrap();
+    let grey = s.get("FIF=g.tif&OBJ=Colorspace,0,0").text();
+    assert_ne!(grey, old_colour);
+    for _ in 0..10 {
+        assert_eq!(s.get("FIF=x.tif&OBJ=Colorspace,0,0").text(), grey);
+    }
 }
 
 #[test]

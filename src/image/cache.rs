@@ -1,11 +1,14 @@
-//! Per-worker cache of opened images, keyed by path and validated by mtime.
+//! Per-worker cache of opened images, keyed by path and validated by mtime, over the
+//! headers shared by all workers.
 //!
 //! An entry holds the parsed header and the file's memory map, so a hit costs one
 //! `stat`. A changed mtime reopens the file (and the response is then never a 304,
 //! as in iipsrv). Capacity is `MAX_IMAGE_METADATA_CACHE_SIZE` entries, least
-//! recently used evicted first.
+//! recently used evicted first. On a miss the header is looked up in the shared cache
+//! (path + mtime): found, the file is opened only when a tile must be decoded; not
+//! found, the file is parsed and its header shared.
 
-use super::{open, Image, ImageError};
+use super::{open, shared, Image, ImageError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +62,7 @@ pub struct ImageCache {
     clock: u64,
     hits: u64,
     misses: u64,
+    shared: Option<&'static shm::Cache>,
 }
 
 impl ImageCache {
@@ -69,7 +73,40 @@ impl ImageCache {
             clock: 0,
             hits: 0,
             misses: 0,
+            shared: None,
         }
+    }
+
+    /// Share headers with the other workers through `cache`.
+    pub fn with_shared(mut self, cache: Option<&'static shm::Cache>) -> Self {
+        self.shared = cache;
+        self
+    }
+
+    /// Opens `path` through the shared headers.
+    fn open_shared(&self, path: &Path, mtime: SystemTime) -> Result<Arc<dyn Image>, ImageError> {
+        let cache = match self.shared {
+            Some(c) if self.capacity != Some(0) => c,
+            _ => return open(path),
+        };
+        let nanos = mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let key = shm::key(&[
+            b"header",
+            path.as_os_str().as_encoded_bytes(),
+            &nanos.to_le_bytes(),
+        ]);
+        if let Some(info) = cache.get(key).as_deref().and_then(shared::decode) {
+            log::debug!("image header from the shared cache: {}", path.display());
+            return Ok(Arc::new(shared::Deferred::new(info, path.to_owned())));
+        }
+        let image = open(path)?;
+        if cache.put(key, &shared::encode(image.info())) {
+            log::debug!("image header shared: {}", path.display());
+        }
+        Ok(image)
     }
 
     pub fn len(&self) -> usize {
@@ -116,7 +153,7 @@ impl ImageCache {
             }
         }
         self.misses += 1;
-        let image = open(path)?;
+        let image = self.open_shared(path, mtime)?;
         if self.capacity != Some(0) {
             if let Some(cap) = self.capacity {
                 while self.entries.len() >= cap && !self.entries.contains_key(path) {

@@ -15,6 +15,7 @@ mod meta;
 pub use meta::from_jpeg as meta_from_jpeg;
 mod openjpeg;
 pub mod sequence;
+pub mod shared;
 pub mod tiff;
 pub mod watermark;
 

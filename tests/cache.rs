@@ -12,68 +12,46 @@ fn log_pids(log: &str, what: &str) -> Vec<i32> {
         .collect()
 }
 
+/// Repeats `query` (always answered with the first answer's bytes) until the log shows
+/// one worker storing (`put`) and another worker using (`used`) the shared value.
+fn shared_across_workers(s: &Server, query: &str, put: &str, used: &str) -> Vec<u8> {
+    let first = s.get(query).body;
+    let mut stored = Vec::new();
+    for _ in 0..200 {
+        assert_eq!(s.get(query).body, first, "shared answers equal fresh ones");
+        let log = s.log();
+        stored = log_pids(&log, put);
+        let users = log_pids(&log, used);
+        if stored.len() == 1 && users.iter().any(|p| *p != stored[0]) {
+            return first;
+        }
+    }
+    assert_eq!(stored.len(), 1, "stored once: {}", s.log());
+    panic!("not used by the other worker: {}", s.log());
+}
+
 #[test]
 fn a_tile_cached_by_one_worker_is_a_hit_in_another() {
     let s = Server::start(&[("VERBOSITY", "3")], 2);
-    let first = s.get("FIF=small.tif&JTL=2,5").body;
-    let mut inserted = Vec::new();
-    let mut hit_elsewhere = false;
-    for _ in 0..200 {
-        assert_eq!(
-            s.get("FIF=small.tif&JTL=2,5").body,
-            first,
-            "cached bytes equal fresh ones"
-        );
-        let log = s.log();
-        inserted = log_pids(&log, "tile cache insert: small.tif");
-        let hits = log_pids(&log, "tile cache hit: small.tif");
-        if inserted.len() == 1 && hits.iter().any(|p| *p != inserted[0]) {
-            hit_elsewhere = true;
-            break;
-        }
-    }
-    assert_eq!(inserted.len(), 1, "inserted once: {}", s.log());
-    assert!(hit_elsewhere, "no hit in the other worker: {}", s.log());
+    let (put, hit) = ("tile cache insert: small.tif", "tile cache hit: small.tif");
+    let first = shared_across_workers(&s, "FIF=small.tif&JTL=2,5", put, hit);
     // A reload empties it: the next request inserts again.
     s.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.get("FIF=small.tif&JTL=2,5").body, first);
-    assert_eq!(
-        log_pids(&s.log(), "tile cache insert: small.tif").len(),
-        2,
-        "{}",
-        s.log()
-    );
+    assert_eq!(log_pids(&s.log(), put).len(), 2, "{}", s.log());
 }
 
 #[test]
 fn an_image_header_read_by_one_worker_serves_another() {
     let s = Server::start(&[("VERBOSITY", "3"), ("URI_MAP", "iiif=>IIIF")], 2);
     let obj = "FIF=small.tif&OBJ=Max-size&OBJ=Resolution-number&OBJ=Tile-size";
-    let first = s.get(obj).text();
-    assert!(first.contains("Max-size:"), "{first}");
-    let mut shared = Vec::new();
-    let mut used_elsewhere = false;
-    for _ in 0..200 {
-        assert_eq!(
-            s.get(obj).text(),
-            first,
-            "same answer from the shared header"
-        );
-        let log = s.log();
-        shared = log_pids(&log, "image header shared: ");
-        let used = log_pids(&log, "image header from the shared cache: ");
-        if shared.len() == 1 && used.iter().any(|p| *p != shared[0]) {
-            used_elsewhere = true;
-            break;
-        }
-    }
-    assert_eq!(shared.len(), 1, "parsed and shared once: {}", s.log());
-    assert!(
-        used_elsewhere,
-        "the other worker parsed it again: {}",
-        s.log()
+    let (put, used) = (
+        "image header shared: ",
+        "image header from the shared cache: ",
     );
+    let first = shared_across_workers(&s, obj, put, used);
+    assert!(String::from_utf8_lossy(&first).contains("Max-size:"));
     // The worker that only knows the header opens the file when a tile is needed,
     // and serves the same tile as the worker that parsed it.
     let tile = s.get("FIF=small.tif&JTL=2,3").body;

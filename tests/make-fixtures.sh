@@ -105,6 +105,11 @@ tiffset -s 306 '2024:01:02 03:04:05' "$OUT/meta.tif"
 { head -c 2 "$OUT/photo.jpg"
   printf '\377\341\000\047Exif\000\000II*\000\010\000\000\000\001\000\017\001\002\000\005\000\000\000\032\000\000\000\000\000\000\000Tess\000'
   tail -c +3 "$OUT/photo.jpg"; } > "$OUT/exif.jpg"
+# The same with an XMP packet of 80 bytes (APP1, Adobe's namespace) after the EXIF
+{ head -c 43 "$OUT/exif.jpg"
+  printf '\377\341\000\157http://ns.adobe.com/xap/1.0/\000'
+  printf '<x:xmpmeta xmlns:x="adobe:ns:meta/"><dc:title>Tessellated</dc:title></x:xmpmeta>'
+  tail -c +44 "$OUT/exif.jpg"; } > "$OUT/xmp.jpg"
 
 # An image sequence (FILENAME_PATTERN's default "pyr_"): angles 0/10 x 90/100
 cp "$OUT/small.tif" "$OUT/seq_pyr_000_090.tif"

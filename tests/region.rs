@@ -419,6 +419,33 @@ fn icc_profiles_are_embedded_as_max_icc_allows() {
 }
 
 #[test]
+fn xmp_and_exif_reach_every_format_that_carries_them() {
+    // xmp.jpg: EXIF (Make "Tess") and an 80-byte XMP packet; vips (libjpeg, libpng,
+    // libwebp, libheif, libtiff) reads them back. TIFF output carries XMP, not EXIF
+    // (processing.md §7).
+    let dir = TempDir::new("xmp");
+    let s = Server::start(&[], 1);
+    for (cvt, ext, exif) in [
+        ("jpeg", "jpg", true),
+        ("png", "png", true),
+        ("webp", "webp", true),
+        ("avif", "avif", true),
+        ("tiff", "tif", false),
+    ] {
+        let r = s.get(&format!("FIF=xmp.jpg&WID=300&CVT={cvt}"));
+        assert_eq!(r.status, 200, "{cvt}");
+        let f = dir.0.join(format!("out.{ext}"));
+        std::fs::write(&f, &r.body).unwrap();
+        let head = sh(&format!("vipsheader -a {} 2>&1", f.display()));
+        assert!(head.contains("xmp-data: 80 bytes"), "{cvt}: {head}");
+        assert_eq!(head.contains("exif-ifd0-Make: Tess"), exif, "{cvt}: {head}");
+    }
+    // Tiles carry neither.
+    let r = s.get("FIF=xmp.jpg&JTL=0,0");
+    assert!(!r.body.windows(8).any(|w| w == b"xmpmeta "));
+}
+
+#[test]
 fn exif_of_jpeg_sources_is_carried_into_region_exports() {
     let dir = TempDir::new("exif");
     let s = Server::start(&[], 1);

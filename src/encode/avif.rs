@@ -18,6 +18,9 @@ pub fn encode(r: &Raster, quality: i32) -> Result<Vec<u8>, EncodeError> {
         .with_quality(q)
         .with_alpha_quality(q)
         .with_speed(10)
+        // 8-bit AV1, as iipsrv writes (ravif's default would pick 10-bit for 8-bit input:
+        // slower to encode, and twice the memory in decoders).
+        .with_bit_depth(ravif::BitDepth::Eight)
         .with_num_threads(Some(1));
     let err = |e: ravif::Error| EncodeError::Avif(e.to_string());
     let out = match r.channels {
@@ -68,6 +71,11 @@ mod tests {
             };
             let b = encode(&r, 50).unwrap();
             assert_eq!(&b[4..12], b"ftypavif", "{c} channels");
+            // av1C: version/marker byte, then profile and level, then the depth flags
+            // (high_bitdepth is bit 6): 8-bit samples.
+            let at = b.windows(4).position(|w| w == b"av1C").unwrap() + 4;
+            assert_eq!(b[at] & 0x7F, 1, "av1C version");
+            assert_eq!(b[at + 2] & 0x40, 0, "8-bit AV1 ({c} channels)");
         }
     }
 }

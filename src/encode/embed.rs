@@ -1,7 +1,7 @@
 //! Puts the source's ICC profile, XMP packet, EXIF, text metadata and pixel density into
 //! an encoded image: JPEG APP2/APP1 segments and the JFIF density, PNG
 //! iCCP/iTXt/tEXt/eXIf/pHYs chunks, WebP ICCP/EXIF/XMP chunks (extended format), an AVIF
-//! `colr` property. Works on finished bitstreams, so it serves re-encoded and
+//! `colr` property and `Exif`/`mime` items. Works on finished bitstreams, so it serves re-encoded and
 //! passed-through tiles alike. TIFF output, which is never passed through, gets the same
 //! metadata as tags from its encoder ([`tiff_tags`]).
 
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 pub struct Embed<'a> {
     pub icc: Option<&'a [u8]>,
     pub xmp: Option<&'a str>,
-    /// EXIF as a TIFF structure (no `Exif\0\0` prefix): JPEG, PNG and WebP carry it.
+    /// EXIF as a TIFF structure (no `Exif\0\0` prefix): JPEG, PNG, WebP and AVIF carry it.
     pub exif: Option<&'a [u8]>,
     /// Pixel density of the output (JPEG, PNG, TIFF; WebP and AVIF carry none).
     pub density: Option<Density>,
@@ -74,10 +74,24 @@ pub fn embed(bytes: Vec<u8>, format: Format, m: &Embed) -> Vec<u8> {
         Format::Webp if m.icc.is_some() || m.xmp.is_some() || m.exif.is_some() => webp(bytes, m),
         // TIFF output carries its metadata as tags the encoder writes (`tiff_tags`).
         Format::Tiff => bytes,
-        Format::Avif => match m.icc.filter(|i| !i.is_empty()) {
-            Some(icc) => avif_icc(&bytes, icc).unwrap_or(bytes),
-            None => bytes,
-        },
+        Format::Avif => {
+            let mut bytes = bytes;
+            // HEIF metadata items: EXIF behind a 4-byte offset to its TIFF header (0 here),
+            // XMP as a MIME item.
+            if let Some(exif) = m.exif.filter(|e| !e.is_empty()) {
+                let mut item = vec![0u8; 4];
+                item.extend_from_slice(exif);
+                bytes = avif_item(&bytes, b"Exif", None, &item).unwrap_or(bytes);
+            }
+            if let Some(xmp) = m.xmp.filter(|x| !x.is_empty()) {
+                let mime = Some("application/rdf+xml");
+                bytes = avif_item(&bytes, b"mime", mime, xmp.as_bytes()).unwrap_or(bytes);
+            }
+            match m.icc.filter(|i| !i.is_empty()) {
+                Some(icc) => avif_icc(&bytes, icc).unwrap_or(bytes),
+                None => bytes,
+            }
+        }
         Format::Webp => bytes,
     }
 }
@@ -326,6 +340,164 @@ fn bmff_boxes(b: &[u8], from: usize, to: usize) -> Option<Vec<BmffBox>> {
         out.push((kind, at, at + 8, at + size));
         at += size;
     }
+    Some(out)
+}
+
+/// A box: big-endian size, type, payload.
+fn bmff_box(kind: &[u8; 4], payload: &[u8]) -> Option<Vec<u8>> {
+    let mut out = u32::try_from(8 + payload.len())
+        .ok()?
+        .to_be_bytes()
+        .to_vec();
+    out.extend_from_slice(kind);
+    out.extend_from_slice(payload);
+    Some(out)
+}
+
+/// Adds a metadata item (`Exif`, or `mime` with its content type) describing the
+/// primary image to an AVIF that ravif wrote: an `infe` entry, a `cdsc` reference to the
+/// primary item, an `iloc` extent for the data, which goes at the end of `mdat`; the
+/// other items' offsets move by what `meta` grew. `None` (file unchanged) for a layout
+/// ravif does not write (`iloc` other than version 0 with 4-byte offsets and lengths,
+/// `iinf` other than version 0, `infe` other than version 2).
+fn avif_item(b: &[u8], kind: &[u8; 4], content_type: Option<&str>, data: &[u8]) -> Option<Vec<u8>> {
+    let be16 =
+        |o: usize| -> Option<u16> { Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?)) };
+    let be32 =
+        |o: usize| -> Option<u32> { Some(u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?)) };
+    let top = bmff_boxes(b, 0, b.len())?;
+    let meta = *top.iter().find(|x| &x.0 == b"meta")?;
+    let mdat = *top.iter().find(|x| &x.0 == b"mdat")?;
+    if mdat.1 < meta.3 || top.last()?.1 != mdat.1 {
+        return None;
+    }
+    let inner = bmff_boxes(b, meta.2 + 4, meta.3)?;
+    let find = |k: &[u8; 4]| inner.iter().find(|x| &x.0 == k).copied();
+    let primary = be16(find(b"pitm")?.2 + 4)?;
+    let (iinf, iloc) = (find(b"iinf")?, find(b"iloc")?);
+
+    // iinf, version 0: a 16-bit count, then infe boxes (version 2: 16-bit item ids).
+    if *b.get(iinf.2)? != 0 {
+        return None;
+    }
+    let entries = bmff_boxes(b, iinf.2 + 6, iinf.3)?;
+    let mut id = 0u16;
+    for e in &entries {
+        if &e.0 != b"infe" || *b.get(e.2)? != 2 {
+            return None;
+        }
+        id = id.max(be16(e.2 + 4)?);
+    }
+    let id = id.checked_add(1)?;
+    let mut infe = vec![2, 0, 0, 0];
+    infe.extend(id.to_be_bytes());
+    infe.extend([0, 0]);
+    infe.extend(kind);
+    infe.push(0); // no name
+    if let Some(t) = content_type {
+        infe.extend(t.as_bytes());
+        infe.push(0);
+    }
+    let mut iinf_payload = b[iinf.2..iinf.2 + 4].to_vec();
+    iinf_payload.extend(u16::try_from(entries.len() + 1).ok()?.to_be_bytes());
+    iinf_payload.extend(&b[iinf.2 + 6..iinf.3]);
+    iinf_payload.extend(bmff_box(b"infe", &infe)?);
+    let new_iinf = bmff_box(b"iinf", &iinf_payload)?;
+
+    // iref, version 0: add "this item describes the primary one".
+    let mut cdsc = Vec::new();
+    cdsc.extend(id.to_be_bytes());
+    cdsc.extend(1u16.to_be_bytes());
+    cdsc.extend(primary.to_be_bytes());
+    let cdsc = bmff_box(b"cdsc", &cdsc)?;
+    let new_iref = match find(b"iref") {
+        Some(r) if *b.get(r.2)? != 0 => return None,
+        Some(r) => {
+            let mut p = b[r.2..r.3].to_vec();
+            p.extend(&cdsc);
+            bmff_box(b"iref", &p)?
+        }
+        None => {
+            let mut p = vec![0, 0, 0, 0];
+            p.extend(&cdsc);
+            bmff_box(b"iref", &p)?
+        }
+    };
+
+    // iloc, version 0, 4-byte offsets and lengths, no base offset: one more item. The
+    // offsets are written once the growth of meta is known.
+    if *b.get(iloc.2)? != 0 || be16(iloc.2 + 4)? & 0xFFF0 != 0x4400 {
+        return None;
+    }
+    let items = be16(iloc.2 + 6)?;
+    let mut at = iloc.2 + 8;
+    let mut old = Vec::new(); // (item id, [(offset, length)])
+    for _ in 0..items {
+        let (item, extents) = (be16(at)?, be16(at + 4)?);
+        at += 6;
+        let mut ex = Vec::new();
+        for _ in 0..extents {
+            ex.push((be32(at)?, be32(at + 4)?));
+            at += 8;
+        }
+        old.push((item, ex));
+    }
+    if at != iloc.3 {
+        return None;
+    }
+    let data_len = u32::try_from(data.len()).ok()?;
+    let build_iloc = |delta: u32, data_at: u32| -> Option<Vec<u8>> {
+        let mut p = b[iloc.2..iloc.2 + 6].to_vec();
+        p.extend(items.checked_add(1)?.to_be_bytes());
+        for (item, ex) in &old {
+            p.extend(item.to_be_bytes());
+            p.extend([0, 0]);
+            p.extend(u16::try_from(ex.len()).ok()?.to_be_bytes());
+            for (off, len) in ex {
+                p.extend(off.checked_add(delta)?.to_be_bytes());
+                p.extend(len.to_be_bytes());
+            }
+        }
+        p.extend(id.to_be_bytes());
+        p.extend([0, 0, 0, 1]);
+        p.extend(data_at.to_be_bytes());
+        p.extend(data_len.to_be_bytes());
+        bmff_box(b"iloc", &p)
+    };
+    let assemble = |new_iloc: &[u8]| -> Vec<u8> {
+        let mut m = b[meta.2..meta.2 + 4].to_vec();
+        for c in &inner {
+            match &c.0 {
+                b"iloc" => m.extend(new_iloc),
+                b"iinf" => {
+                    m.extend(&new_iinf);
+                    if find(b"iref").is_none() {
+                        m.extend(&new_iref);
+                    }
+                }
+                b"iref" => m.extend(&new_iref),
+                _ => m.extend(&b[c.1..c.3]),
+            }
+        }
+        m
+    };
+    // The iloc's size does not depend on the offsets in it: measure, then write.
+    let grown = assemble(&build_iloc(0, 0)?).len() + 8 - (meta.3 - meta.1);
+    let delta = u32::try_from(grown).ok()?;
+    let data_at = u32::try_from(mdat.3 + grown).ok()?;
+    let new_meta = bmff_box(b"meta", &assemble(&build_iloc(delta, data_at)?))?;
+
+    let mut out = Vec::with_capacity(b.len() + grown + data.len());
+    out.extend(&b[..meta.1]);
+    out.extend(&new_meta);
+    out.extend(&b[meta.3..mdat.1]);
+    out.extend(
+        u32::try_from(mdat.3 - mdat.1 + data.len())
+            .ok()?
+            .to_be_bytes(),
+    );
+    out.extend(&b[mdat.1 + 4..mdat.3]);
+    out.extend(data);
     Some(out)
 }
 
@@ -589,7 +761,11 @@ mod tests {
     #[test]
     fn avif_gets_a_colr_prof_box() {
         let a = super::super::avif::encode(&raster(3), 60).unwrap();
-        let out = embed(a.clone(), Format::Avif, &META);
+        let icc_only = Embed {
+            icc: META.icc,
+            ..Default::default()
+        };
+        let out = embed(a.clone(), Format::Avif, &icc_only);
         let colr = out.windows(8).position(|w| w == b"colrprof").unwrap();
         assert_eq!(
             &out[colr + 8..colr + 8 + META.icc.unwrap().len()],
@@ -605,6 +781,29 @@ mod tests {
             embed(b"not avif".to_vec(), Format::Avif, &META),
             b"not avif"
         );
+    }
+
+    #[test]
+    fn avif_gets_exif_and_xmp_items() {
+        // (vips reads both back from a server's AVIF in tests/region.rs.)
+        let a = super::super::avif::encode(&raster(4), 60).unwrap();
+        let out = embed(a.clone(), Format::Avif, &META);
+        let (exif, xmp) = (META.exif.unwrap(), META.xmp.unwrap().as_bytes());
+        // The data ends the file: EXIF behind its 4-byte header offset, then XMP.
+        let tail = [&[0u8; 4][..], exif, xmp].concat();
+        assert!(out.ends_with(&tail));
+        let has = |w: &[u8]| out.windows(w.len()).any(|x| x == w);
+        assert!(has(b"infe\x02\0\0\0\0\x03\0\0Exif\0"), "EXIF item 3");
+        assert!(has(b"infe\x02\0\0\0\0\x04\0\0mime\0application/rdf+xml\0"));
+        assert!(has(b"cdsc\0\x03\0\x01\0\x01") && has(b"cdsc\0\x04\0\x01\0\x01"));
+        assert!(has(b"auxl"), "the alpha item's reference is kept");
+        // The coded image (and alpha) sits where iloc says, with its bytes unchanged.
+        let mdat = |b: &[u8]| b.windows(4).position(|w| w == b"mdat").unwrap() + 4;
+        let coded = &a[mdat(&a)..];
+        assert_eq!(&out[mdat(&out)..mdat(&out) + coded.len()], coded);
+        let iloc = out.windows(4).position(|w| w == b"iloc").unwrap() + 4;
+        let first = u32::from_be_bytes(out[iloc + 14..iloc + 18].try_into().unwrap()) as usize;
+        assert_eq!(first, mdat(&out), "item 1 starts the mdat payload");
     }
 
     #[test]

@@ -20,4 +20,5 @@ pub mod protocol;
 pub mod render;
 pub mod response;
 pub mod supervisor;
+pub mod turbo;
 pub mod worker;

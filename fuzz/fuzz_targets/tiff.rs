@@ -16,6 +16,11 @@ fuzz_target!(|data: &[u8]| {
             for t in 0..level.tile_count().min(4) {
                 let _ = img.decode_tile(k as u32, t);
                 let _ = img.encoded_tile(k as u32, t);
+                // A part of the tile, as region edges ask (JPEG tiles decode it cropped).
+                if let Some((w, h)) = level.tile_size(t) {
+                    let part = (w / 3, h / 5, (w - w / 3).max(1), (h - h / 5).div_ceil(2));
+                    let _ = img.decode_tile_part(k as u32, t, part);
+                }
             }
         }
     }

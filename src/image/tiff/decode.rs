@@ -338,24 +338,10 @@ pub fn jpeg(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
     Ok((w, h, px))
 }
 
-/// A thread's TurboJPEG decompressor on the raw API: partial decoding (cropping) is not
-/// in the safe wrapper.
-struct RawDecompressor(turbojpeg::raw::tjhandle);
-
-impl Drop for RawDecompressor {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from tj3Init and is destroyed once.
-        unsafe { turbojpeg::raw::tj3Destroy(self.0) }
-    }
-}
-
-thread_local! {
-    static RAW_JPEG: RefCell<Option<RawDecompressor>> = const { RefCell::new(None) };
-}
-
 /// Decodes the part `(x, y, w, h)` of a JPEG tile (`None`: all of it) to interleaved
-/// 8-bit samples of `channels` (1 or 3); YCbCr data comes out as RGB. Rows above the part are only entropy-decoded and rows below it
-/// not at all, columns outside it skip the inverse DCT and colour conversion. The top
+/// 8-bit samples of `channels` (1 or 3); YCbCr data comes out as RGB. Rows above the
+/// part are only entropy-decoded and rows below it not at all, columns outside it skip
+/// the inverse DCT and colour conversion. The top
 /// left corner moves to the JPEG's block grid, so the answer is `(x0, y0, width, height,
 /// samples)` with `(x0, y0)` the first pixel decoded, at or above and left of `(x, y)`.
 pub fn jpeg_part(
@@ -373,22 +359,9 @@ pub fn jpeg_part(
             )))
         }
     };
-    RAW_JPEG.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            // SAFETY: plain constructor; a null handle is checked.
-            let handle = unsafe { raw::tj3Init(raw::TJINIT_TJINIT_DECOMPRESS as libc::c_int) };
-            if handle.is_null() {
-                return Err(err("JPEG: cannot create a decompressor"));
-            }
-            *slot = Some(RawDecompressor(handle));
-        }
-        let handle = slot.as_ref().expect("initialised above").0;
-        let fail = || {
-            // SAFETY: the handle is valid; the message is a NUL-terminated static string.
-            let msg = unsafe { std::ffi::CStr::from_ptr(raw::tj3GetErrorStr(handle)) };
-            err(format!("JPEG: {}", msg.to_string_lossy().trim()))
-        };
+    let decoded = crate::turbo::decompressor(|tj| {
+        let handle = tj.raw();
+        let fail = || err(format!("JPEG: {}", tj.error()));
         // SAFETY: the buffer outlives the call; TurboJPEG reads at most its length.
         if unsafe {
             raw::tj3DecompressHeader(handle, bitstream.as_ptr(), bitstream.len() as raw::size_t)
@@ -396,8 +369,7 @@ pub fn jpeg_part(
         {
             return Err(fail());
         }
-        // SAFETY: reading parameters of a valid handle.
-        let get = |p: raw::TJPARAM| unsafe { raw::tj3Get(handle, p as libc::c_int) };
+        let get = |p| tj.get(p);
         let (jw, jh) = (
             get(raw::TJPARAM_TJPARAM_JPEGWIDTH),
             get(raw::TJPARAM_TJPARAM_JPEGHEIGHT),
@@ -468,7 +440,8 @@ pub fn jpeg_part(
             out.set_len(len);
         }
         Ok((x0, y0, cw, ch, out))
-    })
+    });
+    decoded.map_err(|e| err(format!("JPEG: {e}")))?
 }
 
 #[cfg(test)]

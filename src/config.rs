@@ -107,7 +107,8 @@ pub struct Config {
     pub iiif_extensions: bool,
     /// `COPYRIGHT`.
     pub copyright: Option<String>,
-    /// `OMP_NUM_THREADS`: threads one region export may use (1 = none).
+    /// `OMP_NUM_THREADS`, accepted for compatibility: workers run each request on one
+    /// thread.
     pub threads: usize,
 }
 

@@ -262,7 +262,88 @@ macro_rules! unpredict {
     };
 }
 
-unpredict!(unpredict_u8, u8);
+unpredict!(unpredict_scalar_u8, u8);
+
+/// Undoes horizontal differencing of 8-bit samples (predictor 2).
+pub fn unpredict_u8(data: &mut [u8], width: usize, channels: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(channels, 3 | 4) && std::arch::is_x86_feature_detected!("ssse3") {
+        // SAFETY: the CPU has SSSE3, checked just above.
+        unsafe { unpredict_u8_ssse3(data, width, channels) };
+        return;
+    }
+    unpredict_scalar_u8(data, width, channels)
+}
+
+/// [`unpredict_u8`] for 3 or 4 channels, whole pixels per 16-byte vector (5 or 4): a
+/// prefix sum by pixel in log steps (shifts of 1, 2, 4 pixels), plus the previous
+/// vector's last pixel broadcast. For 3 channels the vector's 16th byte belongs to the
+/// next pixel and is stored back unchanged.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn unpredict_u8_ssse3(data: &mut [u8], width: usize, channels: usize) {
+    use std::arch::x86_64::*;
+    let row = width * channels;
+    if row == 0 {
+        return;
+    }
+    let step = 16 / channels * channels;
+    // Broadcast the last whole pixel of a vector over all of its pixel positions.
+    let last = (step - channels) as i8; // first byte of the vector's last pixel
+    let mut pattern = [0i8; 16];
+    for (i, p) in pattern.iter_mut().enumerate() {
+        *p = last + (i % channels) as i8;
+    }
+    let broadcast = _mm_loadu_si128(pattern.as_ptr() as *const __m128i);
+    let keep: [i8; 16] = std::array::from_fn(|i| if i < step { -1 } else { 0 });
+    let keep = _mm_loadu_si128(keep.as_ptr() as *const __m128i);
+    let len = data.len();
+    for start in (0..len / row * row).step_by(row) {
+        let end = start + row;
+        let mut at = start;
+        let mut carry = _mm_setzero_si128();
+        // Each vector is loaded before the previous one is stored: for 3 channels they
+        // overlap by a byte, and a load of a just-stored byte would wait for the store.
+        let fits = |at: usize| at + step <= end && at + 16 <= len;
+        // SAFETY: every load and store covers 16 bytes at an `at` that `fits`.
+        let mut next = if fits(at) {
+            _mm_loadu_si128(data.as_ptr().add(at) as *const __m128i)
+        } else {
+            _mm_setzero_si128()
+        };
+        while fits(at) {
+            let p = data.as_mut_ptr().add(at) as *mut __m128i;
+            let raw = next;
+            if fits(at + step) {
+                next = _mm_loadu_si128(data.as_ptr().add(at + step) as *const __m128i);
+            }
+            let mut v = raw;
+            if channels == 3 {
+                v = _mm_add_epi8(v, _mm_slli_si128::<3>(v));
+                v = _mm_add_epi8(v, _mm_slli_si128::<6>(v));
+                v = _mm_add_epi8(v, _mm_slli_si128::<12>(v));
+            } else {
+                v = _mm_add_epi8(v, _mm_slli_si128::<4>(v));
+                v = _mm_add_epi8(v, _mm_slli_si128::<8>(v));
+            }
+            v = _mm_add_epi8(v, carry);
+            carry = _mm_shuffle_epi8(v, broadcast);
+            let out = _mm_or_si128(_mm_and_si128(keep, v), _mm_andnot_si128(keep, raw));
+            _mm_storeu_si128(p, out);
+            at += step;
+        }
+        // The rest of the row, from the last pixel done.
+        let mut acc = [0u8; 4];
+        if at > start {
+            acc[..channels].copy_from_slice(&data[at - channels..at]);
+        }
+        for (i, v) in data[at..end].iter_mut().enumerate() {
+            let k = (at - start + i) % channels;
+            acc[k] = acc[k].wrapping_add(*v);
+            *v = acc[k];
+        }
+    }
+}
 unpredict!(unpredict_u16, u16);
 unpredict!(unpredict_u32, u32);
 
@@ -447,6 +528,26 @@ pub fn jpeg_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vector_predictor_matches_the_scalar_one() {
+        let mut seed = 7u32;
+        for channels in [1usize, 2, 3, 4, 5] {
+            for width in [1usize, 2, 4, 5, 6, 7, 11, 31, 256, 257] {
+                let rows = 3;
+                let raw: Vec<u8> = (0..width * channels * rows + 5)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        (seed >> 24) as u8
+                    })
+                    .collect();
+                let (mut a, mut b) = (raw.clone(), raw.clone());
+                unpredict_u8(&mut a, width, channels);
+                unpredict_scalar_u8(&mut b, width, channels);
+                assert_eq!(a, b, "{channels} channels, width {width}");
+            }
+        }
+    }
 
     #[test]
     fn predictor_restores_ramps() {

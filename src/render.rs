@@ -453,7 +453,7 @@ pub fn assemble(
                 || !pipeline::blit_tile(dst, (dx, dy), &tile, (sx - ox, sy - oy, ex - sx, ey - sy))
             {
                 return Err(ImageError::Decode(format!(
-                    "tile {t} differs in depth or channels from its neighbours"
+                    "tile {t} decoded unlike its neighbours (depth, channels or extent)"
                 )));
             }
         }

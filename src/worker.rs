@@ -39,8 +39,7 @@ impl Worker {
     /// Serve tiles, and share image headers, through the shared cache.
     pub fn with_tile_cache(mut self, tiles: Option<&'static shm::Cache>) -> Self {
         self.tiles = tiles;
-        self.images =
-            std::mem::replace(&mut self.images, ImageCache::new(Some(0))).with_shared(tiles);
+        self.images.share_through(tiles);
         self
     }
 

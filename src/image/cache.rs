@@ -78,9 +78,8 @@ impl ImageCache {
     }
 
     /// Share headers with the other workers through `cache`.
-    pub fn with_shared(mut self, cache: Option<&'static shm::Cache>) -> Self {
+    pub fn share_through(&mut self, cache: Option<&'static shm::Cache>) {
         self.shared = cache;
-        self
     }
 
     /// Opens `path` through the shared headers.

@@ -122,7 +122,7 @@ fn main() {
     if let Some(c) = tiles {
         let st = c.stats();
         log::info!(
-            "Shared tile cache: {} entries, {} bytes",
+            "Shared cache of tiles and image headers: {} entries, {} bytes",
             st.entries,
             st.capacity
         );

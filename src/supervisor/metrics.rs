@@ -142,43 +142,44 @@ impl Metrics {
     }
 }
 
-/// Prometheus lines for the shared tile cache.
+/// Prometheus lines for the shared cache (tiles and image headers; the metric names
+/// keep "tile_cache").
 pub fn render_cache(t: &shm::Stats) -> String {
     let mut s = String::new();
     for (name, help, kind, v) in [
         (
             "tessera_tile_cache_hits_total",
-            "Tiles answered from the shared cache.",
+            "Tiles and image headers answered from the shared cache.",
             "counter",
             t.hits,
         ),
         (
             "tessera_tile_cache_misses_total",
-            "Tile lookups that missed.",
+            "Shared-cache lookups that missed.",
             "counter",
             t.misses,
         ),
         (
             "tessera_tile_cache_inserts_total",
-            "Tiles stored.",
+            "Tiles and image headers stored.",
             "counter",
             t.inserts,
         ),
         (
             "tessera_tile_cache_evictions_total",
-            "Tiles evicted to make room.",
+            "Entries evicted to make room.",
             "counter",
             t.evictions,
         ),
         (
             "tessera_tile_cache_bytes",
-            "Bytes of tiles held.",
+            "Bytes held (tiles and image headers).",
             "gauge",
             t.bytes,
         ),
         (
             "tessera_tile_cache_capacity_bytes",
-            "Bytes of tiles the cache can hold.",
+            "Bytes the shared cache can hold.",
             "gauge",
             t.capacity,
         ),

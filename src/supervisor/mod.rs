@@ -253,7 +253,7 @@ impl<C: Send + Sync + 'static> Supervisor<'_, C> {
         if let Some(c) = self.cache {
             let t = c.stats();
             log::info!(
-                "Tile cache: {} hits, {} misses, {} inserts, {} evictions, {} of {} bytes, {} reclaimed entries",
+                "Shared cache (tiles and image headers): {} hits, {} misses, {} inserts, {} evictions, {} of {} bytes, {} reclaimed entries",
                 t.hits, t.misses, t.inserts, t.evictions, t.bytes, t.capacity, t.reclaimed
             );
         }

@@ -354,29 +354,158 @@ fn bmff_box(kind: &[u8; 4], payload: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Adds a metadata item (`Exif`, or `mime` with its content type) describing the
-/// primary image to an AVIF that ravif wrote: an `infe` entry, a `cdsc` reference to the
-/// primary item, an `iloc` extent for the data, which goes at the end of `mdat`; the
-/// other items' offsets move by what `meta` grew. `None` (file unchanged) for a layout
-/// ravif does not write (`iloc` other than version 0 with 4-byte offsets and lengths,
-/// `iinf` other than version 0, `infe` other than version 2).
-fn avif_item(b: &[u8], kind: &[u8; 4], content_type: Option<&str>, data: &[u8]) -> Option<Vec<u8>> {
-    let be16 =
-        |o: usize| -> Option<u16> { Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?)) };
-    let be32 =
-        |o: usize| -> Option<u32> { Some(u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?)) };
-    let top = bmff_boxes(b, 0, b.len())?;
-    let meta = *top.iter().find(|x| &x.0 == b"meta")?;
-    let mdat = *top.iter().find(|x| &x.0 == b"mdat")?;
-    if mdat.1 < meta.3 || top.last()?.1 != mdat.1 {
-        return None;
-    }
-    let inner = bmff_boxes(b, meta.2 + 4, meta.3)?;
-    let find = |k: &[u8; 4]| inner.iter().find(|x| &x.0 == k).copied();
-    let primary = be16(find(b"pitm")?.2 + 4)?;
-    let (iinf, iloc) = (find(b"iinf")?, find(b"iloc")?);
+/// A big-endian u16 at `o`.
+fn be16(b: &[u8], o: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?))
+}
 
+/// A big-endian u32 at `o`.
+fn be32(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+
+/// An AVIF as ravif writes it: `ftyp`, then `meta` (with `pitm`, an `iloc` of version 0
+/// with 4-byte offsets and lengths and no base offset, `iinf`, maybe `iref`, `iprp`),
+/// then `mdat`, last. Metadata is added by rebuilding `meta` ([`Avif::rebuild`]).
+struct Avif<'a> {
+    b: &'a [u8],
+    meta: BmffBox,
+    mdat: BmffBox,
+    /// The children of `meta`.
+    children: Vec<BmffBox>,
+    /// The primary item's id.
+    primary: u16,
+    /// `iloc`'s items: id and extents (file offset, length).
+    items: Vec<(u16, Vec<(u32, u32)>)>,
+}
+
+impl<'a> Avif<'a> {
+    fn parse(b: &'a [u8]) -> Option<Avif<'a>> {
+        let top = bmff_boxes(b, 0, b.len())?;
+        let meta = *top.iter().find(|x| &x.0 == b"meta")?;
+        let mdat = *top.iter().find(|x| &x.0 == b"mdat")?;
+        if mdat.1 < meta.3 || top.last()?.1 != mdat.1 {
+            return None;
+        }
+        // meta is a full box: 4 bytes of version and flags before its children.
+        let children = bmff_boxes(b, meta.2 + 4, meta.3)?;
+        let child = |k: &[u8; 4]| children.iter().find(|x| &x.0 == k).copied();
+        let primary = be16(b, child(b"pitm")?.2 + 4)?;
+        let iloc = child(b"iloc")?;
+        if *b.get(iloc.2)? != 0 || be16(b, iloc.2 + 4)? & 0xFFF0 != 0x4400 {
+            return None;
+        }
+        let mut items = Vec::new();
+        let mut at = iloc.2 + 8;
+        for _ in 0..be16(b, iloc.2 + 6)? {
+            let (id, extents) = (be16(b, at)?, be16(b, at + 4)?);
+            at += 6;
+            let mut ex = Vec::new();
+            for _ in 0..extents {
+                ex.push((be32(b, at)?, be32(b, at + 4)?));
+                at += 8;
+            }
+            items.push((id, ex));
+        }
+        (at == iloc.3).then_some(Avif {
+            b,
+            meta,
+            mdat,
+            children,
+            primary,
+            items,
+        })
+    }
+
+    fn child(&self, kind: &[u8; 4]) -> Option<BmffBox> {
+        self.children.iter().find(|x| &x.0 == kind).copied()
+    }
+
+    /// The whole box `x` (header included).
+    fn whole(&self, x: &BmffBox) -> &'a [u8] {
+        &self.b[x.1..x.3]
+    }
+
+    /// The file with every child of `meta` but `iloc` replaced by what `edit` makes of it,
+    /// and `added` (an item id and its data) stored at the end of `mdat`. `iloc` is
+    /// written anew: the new item, and every other offset moved by what `meta` grew.
+    fn rebuild(
+        &self,
+        edit: impl Fn(&BmffBox) -> Option<Vec<u8>>,
+        added: Option<(u16, &[u8])>,
+    ) -> Option<Vec<u8>> {
+        let (b, meta, mdat) = (self.b, self.meta, self.mdat);
+        let iloc = self.child(b"iloc")?;
+        let edited = self
+            .children
+            .iter()
+            .map(|c| {
+                if c.1 == iloc.1 {
+                    Some(Vec::new())
+                } else {
+                    edit(c)
+                }
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let data = added.map_or(&[][..], |a| a.1);
+        let iloc_at = |delta: u32, data_at: u32| -> Option<Vec<u8>> {
+            let mut p = b[iloc.2..iloc.2 + 6].to_vec();
+            let count = self.items.len() + usize::from(added.is_some());
+            p.extend(u16::try_from(count).ok()?.to_be_bytes());
+            for (id, ex) in &self.items {
+                p.extend(id.to_be_bytes());
+                p.extend([0, 0]);
+                p.extend(u16::try_from(ex.len()).ok()?.to_be_bytes());
+                for (off, len) in ex {
+                    p.extend(off.checked_add(delta)?.to_be_bytes());
+                    p.extend(len.to_be_bytes());
+                }
+            }
+            if let Some((id, _)) = added {
+                p.extend(id.to_be_bytes());
+                p.extend([0, 0, 0, 1]);
+                p.extend(data_at.to_be_bytes());
+                p.extend(u32::try_from(data.len()).ok()?.to_be_bytes());
+            }
+            bmff_box(b"iloc", &p)
+        };
+        let meta_with = |new_iloc: &[u8]| -> Option<Vec<u8>> {
+            let mut p = b[meta.2..meta.2 + 4].to_vec();
+            for (c, e) in self.children.iter().zip(&edited) {
+                p.extend(if c.1 == iloc.1 { new_iloc } else { e });
+            }
+            bmff_box(b"meta", &p)
+        };
+        // iloc's size does not depend on the offsets in it: measure, then write.
+        let grown = meta_with(&iloc_at(0, 0)?)?
+            .len()
+            .checked_sub(meta.3 - meta.1)?;
+        let delta = u32::try_from(grown).ok()?;
+        let new_meta = meta_with(&iloc_at(delta, u32::try_from(mdat.3 + grown).ok()?)?)?;
+
+        let mut out = Vec::with_capacity(b.len() + grown + data.len());
+        out.extend(&b[..meta.1]);
+        out.extend(&new_meta);
+        out.extend(&b[meta.3..mdat.1]);
+        out.extend(
+            u32::try_from(mdat.3 - mdat.1 + data.len())
+                .ok()?
+                .to_be_bytes(),
+        );
+        out.extend(&b[mdat.1 + 4..mdat.3]);
+        out.extend(data);
+        Some(out)
+    }
+}
+
+/// Adds a metadata item (`Exif`, or `mime` with its content type) describing the
+/// primary image to an AVIF that ravif wrote: an `infe` entry (version 2, as ravif's),
+/// a `cdsc` reference to the primary item, the data at the end of `mdat`. `None` (file
+/// unchanged) for any other layout.
+fn avif_item(b: &[u8], kind: &[u8; 4], content_type: Option<&str>, data: &[u8]) -> Option<Vec<u8>> {
+    let avif = Avif::parse(b)?;
     // iinf, version 0: a 16-bit count, then infe boxes (version 2: 16-bit item ids).
+    let iinf = avif.child(b"iinf")?;
     if *b.get(iinf.2)? != 0 {
         return None;
     }
@@ -386,7 +515,7 @@ fn avif_item(b: &[u8], kind: &[u8; 4], content_type: Option<&str>, data: &[u8]) 
         if &e.0 != b"infe" || *b.get(e.2)? != 2 {
             return None;
         }
-        id = id.max(be16(e.2 + 4)?);
+        id = id.max(be16(b, e.2 + 4)?);
     }
     let id = id.checked_add(1)?;
     let mut infe = vec![2, 0, 0, 0];
@@ -408,143 +537,62 @@ fn avif_item(b: &[u8], kind: &[u8; 4], content_type: Option<&str>, data: &[u8]) 
     let mut cdsc = Vec::new();
     cdsc.extend(id.to_be_bytes());
     cdsc.extend(1u16.to_be_bytes());
-    cdsc.extend(primary.to_be_bytes());
+    cdsc.extend(avif.primary.to_be_bytes());
     let cdsc = bmff_box(b"cdsc", &cdsc)?;
-    let new_iref = match find(b"iref") {
+    let iref = avif.child(b"iref");
+    let mut iref_payload = match iref {
         Some(r) if *b.get(r.2)? != 0 => return None,
-        Some(r) => {
-            let mut p = b[r.2..r.3].to_vec();
-            p.extend(&cdsc);
-            bmff_box(b"iref", &p)?
-        }
-        None => {
-            let mut p = vec![0, 0, 0, 0];
-            p.extend(&cdsc);
-            bmff_box(b"iref", &p)?
-        }
+        Some(r) => b[r.2..r.3].to_vec(),
+        None => vec![0, 0, 0, 0],
     };
+    iref_payload.extend(&cdsc);
+    let new_iref = bmff_box(b"iref", &iref_payload)?;
 
-    // iloc, version 0, 4-byte offsets and lengths, no base offset: one more item. The
-    // offsets are written once the growth of meta is known.
-    if *b.get(iloc.2)? != 0 || be16(iloc.2 + 4)? & 0xFFF0 != 0x4400 {
-        return None;
-    }
-    let items = be16(iloc.2 + 6)?;
-    let mut at = iloc.2 + 8;
-    let mut old = Vec::new(); // (item id, [(offset, length)])
-    for _ in 0..items {
-        let (item, extents) = (be16(at)?, be16(at + 4)?);
-        at += 6;
-        let mut ex = Vec::new();
-        for _ in 0..extents {
-            ex.push((be32(at)?, be32(at + 4)?));
-            at += 8;
-        }
-        old.push((item, ex));
-    }
-    if at != iloc.3 {
-        return None;
-    }
-    let data_len = u32::try_from(data.len()).ok()?;
-    let build_iloc = |delta: u32, data_at: u32| -> Option<Vec<u8>> {
-        let mut p = b[iloc.2..iloc.2 + 6].to_vec();
-        p.extend(items.checked_add(1)?.to_be_bytes());
-        for (item, ex) in &old {
-            p.extend(item.to_be_bytes());
-            p.extend([0, 0]);
-            p.extend(u16::try_from(ex.len()).ok()?.to_be_bytes());
-            for (off, len) in ex {
-                p.extend(off.checked_add(delta)?.to_be_bytes());
-                p.extend(len.to_be_bytes());
-            }
-        }
-        p.extend(id.to_be_bytes());
-        p.extend([0, 0, 0, 1]);
-        p.extend(data_at.to_be_bytes());
-        p.extend(data_len.to_be_bytes());
-        bmff_box(b"iloc", &p)
-    };
-    let assemble = |new_iloc: &[u8]| -> Vec<u8> {
-        let mut m = b[meta.2..meta.2 + 4].to_vec();
-        for c in &inner {
-            match &c.0 {
-                b"iloc" => m.extend(new_iloc),
-                b"iinf" => {
-                    m.extend(&new_iinf);
-                    if find(b"iref").is_none() {
-                        m.extend(&new_iref);
-                    }
-                }
-                b"iref" => m.extend(&new_iref),
-                _ => m.extend(&b[c.1..c.3]),
-            }
-        }
-        m
-    };
-    // The iloc's size does not depend on the offsets in it: measure, then write.
-    let grown = assemble(&build_iloc(0, 0)?).len() + 8 - (meta.3 - meta.1);
-    let delta = u32::try_from(grown).ok()?;
-    let data_at = u32::try_from(mdat.3 + grown).ok()?;
-    let new_meta = bmff_box(b"meta", &assemble(&build_iloc(delta, data_at)?))?;
-
-    let mut out = Vec::with_capacity(b.len() + grown + data.len());
-    out.extend(&b[..meta.1]);
-    out.extend(&new_meta);
-    out.extend(&b[meta.3..mdat.1]);
-    out.extend(
-        u32::try_from(mdat.3 - mdat.1 + data.len())
-            .ok()?
-            .to_be_bytes(),
-    );
-    out.extend(&b[mdat.1 + 4..mdat.3]);
-    out.extend(data);
-    Some(out)
+    avif.rebuild(
+        |c| match &c.0 {
+            // Without an iref, the new one follows iinf.
+            b"iinf" if iref.is_none() => Some([&new_iinf[..], &new_iref[..]].concat()),
+            b"iinf" => Some(new_iinf.clone()),
+            b"iref" => Some(new_iref.clone()),
+            _ => Some(avif.whole(c).to_vec()),
+        },
+        Some((id, data)),
+    )
 }
 
-/// Adds the ICC profile to an AVIF that ravif wrote (`ftyp`, `meta`, `mdat`): a `colr`
-/// box of type `prof` joins the item properties, the primary item is associated with
-/// it, the enclosing box sizes grow, and the `iloc` offsets into `mdat`, which moves
-/// back by as many bytes, follow. `None` (file unchanged) for any other layout.
+/// Adds the ICC profile to an AVIF that ravif wrote: a `colr` box of type `prof` joins
+/// the item properties and the primary item is associated with it. `None` (file
+/// unchanged) for any other layout.
 fn avif_icc(b: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
-    let be16 =
-        |o: usize| -> Option<u16> { Some(u16::from_be_bytes(b.get(o..o + 2)?.try_into().ok()?)) };
-    let top = bmff_boxes(b, 0, b.len())?;
-    let meta = *top.iter().find(|x| &x.0 == b"meta")?;
-    let mdat = *top.iter().find(|x| &x.0 == b"mdat")?;
-    if mdat.1 < meta.3 {
-        return None;
-    }
-    // meta is a full box: 4 bytes of version and flags before its children.
-    let inner = bmff_boxes(b, meta.2 + 4, meta.3)?;
-    let pitm = *inner.iter().find(|x| &x.0 == b"pitm")?;
-    let primary = be16(pitm.2 + 4)?;
-    let iloc = *inner.iter().find(|x| &x.0 == b"iloc")?;
-    let iprp = *inner.iter().find(|x| &x.0 == b"iprp")?;
+    let avif = Avif::parse(b)?;
+    let iprp = avif.child(b"iprp")?;
     let props = bmff_boxes(b, iprp.2, iprp.3)?;
     let ipco = *props.iter().find(|x| &x.0 == b"ipco")?;
     let ipma = *props.iter().find(|x| &x.0 == b"ipma")?;
     let index = bmff_boxes(b, ipco.2, ipco.3)?.len() + 1;
 
     // The new property, and the new association list.
-    let mut colr = ((8 + 4 + icc.len()) as u32).to_be_bytes().to_vec();
-    colr.extend(b"colrprof");
+    let mut colr = b"prof".to_vec();
     colr.extend(icc);
+    let mut ipco_payload = b[ipco.2..ipco.3].to_vec();
+    ipco_payload.extend(bmff_box(b"colr", &colr)?);
+    let new_ipco = bmff_box(b"ipco", &ipco_payload)?;
     let (version, flags) = (*b.get(ipma.2)?, *b.get(ipma.2 + 3)?);
     let wide_index = flags & 1 == 1;
     if version != 0 || (!wide_index && index > 127) {
         return None;
     }
-    let count = u32::from_be_bytes(b.get(ipma.2 + 4..ipma.2 + 8)?.try_into().ok()?);
-    let mut table = Vec::new();
+    let count = be32(b, ipma.2 + 4)?;
+    let mut table = b[ipma.2..ipma.2 + 8].to_vec();
     let mut at = ipma.2 + 8;
     let mut found = false;
     for _ in 0..count {
-        let item = be16(at)?;
+        let item = be16(b, at)?;
         let n = *b.get(at + 2)? as usize;
         let len = if wide_index { 2 * n } else { n };
         let assoc = b.get(at + 3..at + 3 + len)?;
         table.extend(item.to_be_bytes());
-        if item == primary {
+        if item == avif.primary {
             found = true;
             table.push(u8::try_from(n + 1).ok()?);
             table.extend(assoc);
@@ -562,81 +610,23 @@ fn avif_icc(b: &[u8], icc: &[u8]) -> Option<Vec<u8>> {
     if !found || at != ipma.3 {
         return None;
     }
-    let mut new_ipma = ((8 + 8 + table.len()) as u32).to_be_bytes().to_vec();
-    new_ipma.extend(b"ipma");
-    new_ipma.extend(&b[ipma.2..ipma.2 + 8]);
-    new_ipma.extend(&table);
-    let delta = colr.len() + new_ipma.len() - (ipma.3 - ipma.1);
-
-    let mut out = Vec::with_capacity(b.len() + delta);
-    out.extend(&b[..ipco.3]);
-    out.extend(&colr);
-    out.extend(&b[ipco.3..ipma.1]);
-    out.extend(&new_ipma);
-    out.extend(&b[ipma.3..]);
-    // Grown sizes: meta, iprp, ipco (ipma was rebuilt whole); all start before ipco's end.
-    for (start, grow) in [(meta.1, delta), (iprp.1, delta), (ipco.1, colr.len())] {
-        let size = u32::from_be_bytes(out[start..start + 4].try_into().ok()?) as usize + grow;
-        out[start..start + 4].copy_from_slice(&u32::try_from(size).ok()?.to_be_bytes());
+    let new_ipma = bmff_box(b"ipma", &table)?;
+    let mut iprp_payload = Vec::new();
+    for p in &props {
+        iprp_payload.extend(match &p.0 {
+            b"ipco" => &new_ipco[..],
+            b"ipma" => &new_ipma[..],
+            _ => &b[p.1..p.3],
+        });
     }
-    // iloc sits before ipco, so its position is unchanged; shift its file offsets.
-    let v = *b.get(iloc.2)?;
-    let sizes = be16(iloc.2 + 4)?;
-    let (off_size, len_size, base_size) = (
-        (sizes >> 12) as usize,
-        ((sizes >> 8) & 15) as usize,
-        ((sizes >> 4) & 15) as usize,
-    );
-    let index_size = if v >= 1 { (sizes & 15) as usize } else { 0 };
-    if v > 1 || iloc.3 > ipco.1 {
-        return None;
-    }
-    let items = be16(iloc.2 + 6)?;
-    let mut at = iloc.2 + 8;
-    let shift = |out: &mut Vec<u8>, at: usize, size: usize| -> Option<()> {
-        match size {
-            0 => Some(()),
-            4 => {
-                let v = u32::from_be_bytes(out.get(at..at + 4)?.try_into().ok()?);
-                let v = u32::try_from(v as usize + delta).ok()?;
-                out[at..at + 4].copy_from_slice(&v.to_be_bytes());
-                Some(())
-            }
-            8 => {
-                let v = u64::from_be_bytes(out.get(at..at + 8)?.try_into().ok()?);
-                out[at..at + 8].copy_from_slice(&(v + delta as u64).to_be_bytes());
-                Some(())
-            }
-            _ => None,
-        }
-    };
-    for _ in 0..items {
-        let method = if v == 1 {
-            let m = be16(at + 2)? & 15;
-            at += 2;
-            m
-        } else {
-            0
-        };
-        at += 4; // item id, data reference index
-        if method != 0 {
-            return None;
-        }
-        // With a base offset, extents are relative to it: shift the base only.
-        let has_base = base_size > 0;
-        shift(&mut out, at, base_size)?;
-        at += base_size;
-        let extents = be16(at)?;
-        at += 2;
-        for _ in 0..extents {
-            at += index_size;
-            if !has_base {
-                shift(&mut out, at, off_size)?;
-            }
-            at += off_size + len_size;
-        }
-    }
-    (at <= iloc.3).then_some(out)
+    let new_iprp = bmff_box(b"iprp", &iprp_payload)?;
+    avif.rebuild(
+        |c| match &c.0 {
+            b"iprp" => Some(new_iprp.clone()),
+            _ => Some(avif.whole(c).to_vec()),
+        },
+        None,
+    )
 }
 
 /// The metadata as TIFF tags for the TIFF encoder (text, resolution, XMP, ICC).

@@ -94,21 +94,11 @@ fn inflate(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
         // bytes into `out`'s capacity, reporting how many; the length is set only to
         // bytes it wrote.
         unsafe {
-            let run = |f: unsafe extern "C" fn(
-                *mut libdeflate_decompressor,
-                *const std::ffi::c_void,
-                usize,
-                *mut std::ffi::c_void,
-                usize,
-                *mut usize,
-            ) -> libdeflate_result,
-                       out: *mut u8,
-                       n: &mut usize| {
-                f(d, src.as_ptr().cast(), src.len(), out.cast(), expected, n)
-            };
-            let mut r = run(libdeflate_zlib_decompress, out.as_mut_ptr(), &mut n);
+            let (src_ptr, out_ptr) = (src.as_ptr().cast(), out.as_mut_ptr().cast());
+            let mut r =
+                libdeflate_zlib_decompress(d, src_ptr, src.len(), out_ptr, expected, &mut n);
             if r != libdeflate_result_LIBDEFLATE_SUCCESS {
-                r = run(libdeflate_deflate_decompress, out.as_mut_ptr(), &mut n);
+                r = libdeflate_deflate_decompress(d, src_ptr, src.len(), out_ptr, expected, &mut n);
             }
             // Only a complete stream counts: after an error (or a stream longer than the
             // tile) libdeflate does not say which bytes it wrote.

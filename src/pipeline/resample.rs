@@ -134,7 +134,8 @@ fn row_pass_sse2<const N: usize, const T: usize>(
     xw: &[u32],
 ) -> RowPass {
     use std::arch::x86_64::*;
-    const { assert!(N == 3 || N == 4) };
+    // Four lanes per load hold a whole pixel of 3 or 4 channels (callers check N).
+    assert!(N == 3 || N == 4);
     const { assert!(T >= 1 && T <= 4) };
     // Per output pixel: its first source sample and, per pair of taps, the weights as
     // [w0, w1] repeated over four channel lanes.
@@ -187,6 +188,31 @@ fn row_pass_sse2<const N: usize, const T: usize>(
     })
 }
 
+/// The fastest horizontal pass for N channels and spans of at most `taps` samples
+/// (SSE2 for 3 and 4 channels on x86-64); `None` above 4 taps.
+fn row_pass_for<const N: usize>(
+    taps: usize,
+    xs: &[(usize, std::ops::Range<usize>)],
+    xw: &[u32],
+) -> Option<RowPass> {
+    fn pick<const N: usize, const T: usize>(
+        xs: &[(usize, std::ops::Range<usize>)],
+        xw: &[u32],
+    ) -> RowPass {
+        #[cfg(target_arch = "x86_64")]
+        if N == 3 || N == 4 {
+            return row_pass_sse2::<N, T>(xs, xw);
+        }
+        row_pass::<N, T>(xs, xw)
+    }
+    Some(match taps {
+        0..=2 => pick::<N, 2>(xs, xw),
+        3 => pick::<N, 3>(xs, xw),
+        4 => pick::<N, 4>(xs, xw),
+        _ => return None,
+    })
+}
+
 /// The horizontal pass for any channel count and span length.
 fn row_pass_any(c: usize, xs: Vec<(usize, std::ops::Range<usize>)>, xw: Vec<u32>) -> RowPass {
     Box::new(move |src: &[u16], dst: &mut [u8]| {
@@ -216,33 +242,13 @@ fn area_impl(r: &Raster, w: u32, h: u32) -> Raster {
     const PAD: usize = 4;
     let mut mid = vec![0u16; (iw + PAD) * c];
     let taps = xs.iter().map(|(_, s)| s.len()).max().unwrap_or(1);
-    #[cfg(target_arch = "x86_64")]
-    let simd: Option<RowPass> = match (c, taps) {
-        (3, 0..=2) => Some(row_pass_sse2::<3, 2>(&xs, &xw)),
-        (3, 3) => Some(row_pass_sse2::<3, 3>(&xs, &xw)),
-        (3, 4) => Some(row_pass_sse2::<3, 4>(&xs, &xw)),
-        (4, 0..=2) => Some(row_pass_sse2::<4, 2>(&xs, &xw)),
-        (4, 3) => Some(row_pass_sse2::<4, 3>(&xs, &xw)),
-        (4, 4) => Some(row_pass_sse2::<4, 4>(&xs, &xw)),
+    let horizontal = match c {
+        1 => row_pass_for::<1>(taps, &xs, &xw),
+        3 => row_pass_for::<3>(taps, &xs, &xw),
+        4 => row_pass_for::<4>(taps, &xs, &xw),
         _ => None,
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd: Option<RowPass> = None;
-    let horizontal: RowPass = match (simd, c, taps) {
-        (Some(pass), _, _) => pass,
-        (None, c, taps) => match (c, taps) {
-            (1, 0..=2) => row_pass::<1, 2>(&xs, &xw),
-            (1, 3) => row_pass::<1, 3>(&xs, &xw),
-            (1, 4) => row_pass::<1, 4>(&xs, &xw),
-            (3, 0..=2) => row_pass::<3, 2>(&xs, &xw),
-            (3, 3) => row_pass::<3, 3>(&xs, &xw),
-            (3, 4) => row_pass::<3, 4>(&xs, &xw),
-            (4, 0..=2) => row_pass::<4, 2>(&xs, &xw),
-            (4, 3) => row_pass::<4, 3>(&xs, &xw),
-            (4, 4) => row_pass::<4, 4>(&xs, &xw),
-            _ => row_pass_any(c, xs, xw),
-        },
-    };
+    }
+    .unwrap_or_else(|| row_pass_any(c, xs, xw));
     let mut data = vec![0u8; ow * oh * c];
     for ((first, span), out) in ys.iter().zip(data.chunks_exact_mut(ow * c)) {
         for (t, &wt) in yw[span.clone()].iter().enumerate() {

@@ -254,8 +254,8 @@ impl<'a> Reader<'a> {
         if e.count == 0 {
             return Err(bad(format!("tag {} has no value", e.tag)));
         }
-        let one = Entry { count: 1, ..*e };
-        Ok(self.uints(&one)?[0])
+        let first = self.uint_array(&Entry { count: 1, ..*e })?;
+        Ok(self.uint_at(&first, 0)?.expect("one value"))
     }
 
     /// Numeric values of any numeric type as f64 (for resolutions and sample ranges).

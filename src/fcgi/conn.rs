@@ -291,6 +291,11 @@ impl<S: Stream> Conn<S> {
     /// bytes and time) so that closing does not reset the connection under its last
     /// unread records.
     pub fn close(mut self) {
+        if self.start == self.end && self.peer_is_quiet() {
+            // Nothing unread: closing sends a plain FIN, and waiting for the web
+            // server's own close would only hold this worker away from `accept`.
+            return;
+        }
         let _ = self.stream.shutdown_write();
         let deadline = Instant::now() + Duration::from_secs(1);
         let fd = self.stream.raw_fd();
@@ -324,6 +329,27 @@ impl<S: Stream> Conn<S> {
                 Err(_) => break,
             }
         }
+    }
+}
+
+impl<S: Stream> Conn<S> {
+    /// Whether the peer has sent nothing we have not read (or has closed its side),
+    /// checked without blocking.
+    fn peer_is_quiet(&self) -> bool {
+        let Some(fd) = self.stream.raw_fd() else {
+            return false;
+        };
+        let mut b = 0u8;
+        // SAFETY: a one-byte buffer we own; MSG_PEEK leaves the socket's data in place.
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut b as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 0 || (n < 0 && io::Error::last_os_error().kind() == ErrorKind::WouldBlock)
     }
 }
 
@@ -657,5 +683,52 @@ mod tests {
         let recs = records(&got);
         assert_eq!(recs[0].2, b"Status: 204 No Content\r\n\r\n");
         assert_eq!(recs.last().unwrap().0, END_REQUEST);
+    }
+
+    #[test]
+    fn a_quiet_peer_is_told_from_one_with_unread_bytes() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let c = Conn::new(a, Limits::default()).unwrap();
+        assert!(c.peer_is_quiet(), "nothing sent yet");
+        io::Write::write_all(&mut b, b"x").unwrap();
+        assert!(!c.peer_is_quiet(), "one unread byte");
+        assert!(!c.peer_is_quiet(), "peeking leaves the byte in place");
+        let (a2, b2) = std::os::unix::net::UnixStream::pair().unwrap();
+        drop(b2);
+        assert!(Conn::new(a2, Limits::default()).unwrap().peer_is_quiet());
+        // Streams without a descriptor always take the lingering close.
+        assert!(!conn(Vec::new(), 8).0.peer_is_quiet());
+    }
+
+    #[test]
+    fn closing_delivers_the_response_whether_or_not_bytes_are_left_unread() {
+        for trailing in [&b""[..], &[0u8; 3000][..]] {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            let mut input = request(1, 0, "T=1", b"");
+            input.extend_from_slice(trailing);
+            let client = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                io::Write::write_all(&mut s, &input).unwrap();
+                let mut got = Vec::new();
+                // The client keeps its side open until it has read to the end.
+                s.read_to_end(&mut got).map(|_| got)
+            });
+            let (s, _) = l.accept().unwrap();
+            let mut c = Conn::new(s, Limits::default()).unwrap();
+            let r = c.next_request().unwrap().unwrap();
+            let body = vec![b'a'; 100_000];
+            c.respond(&r, &body).unwrap();
+            c.close();
+            let got = client.join().unwrap().expect("no reset");
+            let recs = records(&got);
+            let out: Vec<u8> = recs
+                .iter()
+                .filter(|r| r.0 == STDOUT)
+                .flat_map(|r| r.2.clone())
+                .collect();
+            assert_eq!(out, body, "{} trailing bytes", trailing.len());
+            assert_eq!(recs.last().unwrap().0, END_REQUEST);
+        }
     }
 }

@@ -153,8 +153,14 @@ impl<S: Stream> Conn<S> {
         Ok(Some(h))
     }
 
-    fn send(&mut self) -> Result<(), FcgiError> {
-        let r = io::Write::write_all(&mut self.stream, &self.out);
+    /// Writes `out`. When the connection closes right after (`last`), the tail is held
+    /// back with MSG_MORE so that the close sends it with the FIN in one segment: the
+    /// web server takes the response and the end of stream in one wake-up.
+    fn send(&mut self, last: bool) -> Result<(), FcgiError> {
+        let r = match self.stream.raw_fd() {
+            Some(fd) if last => send_more(fd, &self.out),
+            _ => io::Write::write_all(&mut self.stream, &self.out),
+        };
         self.out.clear();
         match r {
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -189,7 +195,7 @@ impl<S: Stream> Conn<S> {
                     body[0] = h.kind;
                     record::write_record(&mut self.out, record::UNKNOWN_TYPE, 0, &body);
                 }
-                self.send()?;
+                self.send(false)?;
                 continue;
             }
             match h.kind {
@@ -206,7 +212,7 @@ impl<S: Stream> Conn<S> {
                                 h.request_id,
                                 record::CANT_MPX_CONN,
                             );
-                            self.send()?;
+                            self.send(false)?;
                             continue;
                         }
                     }
@@ -216,7 +222,7 @@ impl<S: Stream> Conn<S> {
                             h.request_id,
                             record::UNKNOWN_ROLE,
                         );
-                        self.send()?;
+                        self.send(false)?;
                         continue;
                     }
                     pending = Some(Pending {
@@ -235,7 +241,7 @@ impl<S: Stream> Conn<S> {
                         h.request_id,
                         record::REQUEST_COMPLETE,
                     );
-                    self.send()?;
+                    self.send(false)?;
                 }
                 record::PARAMS => {
                     let Some(p) = pending.as_mut().filter(|p| p.id == h.request_id) else {
@@ -284,7 +290,7 @@ impl<S: Stream> Conn<S> {
             .reserve(body.len() + body.len() / record::MAX_CONTENT * 16 + 64);
         record::write_response(&mut self.out, req.id, body);
         self.served = true;
-        self.send()
+        self.send(!req.keep_conn)
     }
 
     /// Lingering close: half-close, then drain what the peer still sends (bounded in
@@ -330,6 +336,32 @@ impl<S: Stream> Conn<S> {
             }
         }
     }
+}
+
+/// `write_all` through `send(2)` with MSG_MORE (ignored by Unix-domain sockets).
+fn send_more(fd: std::os::fd::RawFd, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `buf` is a live slice for the duration of the call.
+        let n = unsafe {
+            libc::send(
+                fd,
+                buf.as_ptr().cast(),
+                buf.len(),
+                libc::MSG_NOSIGNAL | libc::MSG_MORE,
+            )
+        };
+        match n {
+            0 => return Err(ErrorKind::WriteZero.into()),
+            n if n > 0 => buf = &buf[n as usize..],
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 impl<S: Stream> Conn<S> {

@@ -2,7 +2,7 @@
 //! Single-threaded; one connection and one request at a time.
 
 use crate::config::Config;
-use crate::fcgi::{Conn, Limits, Params, Stream};
+use crate::fcgi::{Conn, Limits, Lingering, Params, Stream};
 use crate::image::cache::ImageCache;
 use crate::protocol::{self, Ctx, Outcome};
 use crate::response::Response;
@@ -121,7 +121,13 @@ fn limits() -> Limits {
     }
 }
 
-fn serve_conn<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx, preset: bool) {
+fn serve_conn<S: Stream>(
+    stream: S,
+    worker: &mut Worker,
+    ctx: &WorkerCtx,
+    preset: bool,
+    lingering: &mut Lingering,
+) {
     let conn = if preset {
         Conn::with_inherited_write_timeout(stream, limits())
     } else {
@@ -155,7 +161,7 @@ fn serve_conn<S: Stream>(stream: S, worker: &mut Worker, ctx: &WorkerCtx, preset
             }
         }
     }
-    conn.close();
+    conn.close(lingering);
 }
 
 /// The worker's main function, run in each forked process.
@@ -174,14 +180,19 @@ pub fn main(
         Listener::Tcp(l) => preset_tcp(l, limits().write_timeout),
         Listener::Unix(..) => false,
     };
-    supervisor::accept_loop(listener, ctx, |accepted| match accepted {
-        Accepted::Tcp(s) => {
-            if !preset {
-                let _ = s.set_nodelay(true);
+    let mut lingering = Lingering::default();
+    supervisor::accept_loop(listener, ctx, |accepted| {
+        match accepted {
+            Some(Accepted::Tcp(s)) => {
+                if !preset {
+                    let _ = s.set_nodelay(true);
+                }
+                serve_conn(s, &mut worker, ctx, preset, &mut lingering)
             }
-            serve_conn(s, &mut worker, ctx, preset)
+            Some(Accepted::Unix(s)) => serve_conn(s, &mut worker, ctx, false, &mut lingering),
+            None => {}
         }
-        Accepted::Unix(s) => serve_conn(s, &mut worker, ctx, false),
+        lingering.sweep();
     })
 }
 
@@ -284,10 +295,11 @@ pub fn main_http(
     let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
     let fd = listener.raw_fd();
     supervisor::accept_loop(listener, ctx, |accepted| match accepted {
-        Accepted::Tcp(s) => {
+        Some(Accepted::Tcp(s)) => {
             let _ = s.set_nodelay(true);
             serve_http(s, fd, &mut worker, ctx, opts)
         }
-        Accepted::Unix(s) => serve_http(s, fd, &mut worker, ctx, opts),
+        Some(Accepted::Unix(s)) => serve_http(s, fd, &mut worker, ctx, opts),
+        None => {}
     })
 }

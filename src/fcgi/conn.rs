@@ -1,8 +1,9 @@
 //! One FastCGI connection: reads records into complete requests, answers
 //! management records itself, writes responses, closes with a lingering drain.
 
+use super::linger::LINGER;
 use super::record::{self, Header, RecordError};
-use super::{Limits, Params, Request, Stream};
+use super::{Limits, Lingering, Params, Request, Stream};
 use std::io::{self, ErrorKind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -293,42 +294,21 @@ impl<S: Stream> Conn<S> {
         self.send(!req.keep_conn)
     }
 
-    /// Lingering close: half-close, then drain what the peer still sends (bounded in
-    /// bytes and time) so that closing does not reset the connection under its last
-    /// unread records.
-    pub fn close(mut self) {
-        if self.start == self.end && self.peer_is_quiet() {
-            // Nothing unread: closing sends a plain FIN, and waiting for the web
-            // server's own close would only hold this worker away from `accept`.
-            return;
-        }
+    /// Half-closes (the response leaves with the FIN) and hands the connection to
+    /// `lingering`, which closes it once the peer has closed its side: closing at once
+    /// would reset the connection under bytes the peer may still send. A stream without
+    /// a descriptor is drained here instead, bounded in bytes and time.
+    pub fn close(mut self, lingering: &mut Lingering) {
         let _ = self.stream.shutdown_write();
-        let deadline = Instant::now() + Duration::from_secs(1);
-        let fd = self.stream.raw_fd();
-        if fd.is_none() {
-            let _ = self
-                .stream
-                .set_timeouts(Some(Duration::from_millis(200)), None);
-        }
+        let mut stream = match self.stream.into_fd() {
+            Ok(fd) => return lingering.push(fd),
+            Err(s) => s,
+        };
+        let _ = stream.set_timeouts(Some(Duration::from_millis(200)), None);
+        let deadline = Instant::now() + LINGER;
         let mut drained = 0usize;
         while Instant::now() < deadline && drained < 1 << 20 {
-            // Wait up to 200 ms for the peer's next bytes or its end of stream; a poll
-            // costs one system call where re-arming both socket timeouts cost two.
-            if let Some(fd) = fd {
-                let mut p = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd for the duration of the call.
-                match unsafe { libc::poll(&mut p, 1, 200) } {
-                    n if n > 0 => {}
-                    0 => break,
-                    _ if io::Error::last_os_error().kind() == ErrorKind::Interrupted => continue,
-                    _ => break,
-                }
-            }
-            match self.stream.read(&mut self.buf) {
+            match stream.read(&mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => drained += n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -362,27 +342,6 @@ fn send_more(fd: std::os::fd::RawFd, mut buf: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-impl<S: Stream> Conn<S> {
-    /// Whether the peer has sent nothing we have not read (or has closed its side),
-    /// checked without blocking.
-    fn peer_is_quiet(&self) -> bool {
-        let Some(fd) = self.stream.raw_fd() else {
-            return false;
-        };
-        let mut b = 0u8;
-        // SAFETY: a one-byte buffer we own; MSG_PEEK leaves the socket's data in place.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                (&mut b as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        n == 0 || (n < 0 && io::Error::last_os_error().kind() == ErrorKind::WouldBlock)
-    }
 }
 
 #[cfg(test)]
@@ -701,7 +660,7 @@ mod tests {
         let mut c = Conn::new(s, Limits::default()).unwrap();
         let r = c.next_request().unwrap().unwrap();
         c.respond(&r, b"Status: 204 No Content\r\n\r\n").unwrap();
-        c.close();
+        c.close(&mut Lingering::default());
         let (s2, _) = l.accept().unwrap();
         let limits = Limits {
             read_timeout: Duration::from_millis(200),
@@ -718,32 +677,21 @@ mod tests {
     }
 
     #[test]
-    fn a_quiet_peer_is_told_from_one_with_unread_bytes() {
-        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let c = Conn::new(a, Limits::default()).unwrap();
-        assert!(c.peer_is_quiet(), "nothing sent yet");
-        io::Write::write_all(&mut b, b"x").unwrap();
-        assert!(!c.peer_is_quiet(), "one unread byte");
-        assert!(!c.peer_is_quiet(), "peeking leaves the byte in place");
-        let (a2, b2) = std::os::unix::net::UnixStream::pair().unwrap();
-        drop(b2);
-        assert!(Conn::new(a2, Limits::default()).unwrap().peer_is_quiet());
-        // Streams without a descriptor always take the lingering close.
-        assert!(!conn(Vec::new(), 8).0.peer_is_quiet());
-    }
-
-    #[test]
-    fn closing_delivers_the_response_whether_or_not_bytes_are_left_unread() {
-        for trailing in [&b""[..], &[0u8; 3000][..]] {
+    fn bytes_sent_after_the_response_do_not_reset_it() {
+        // Some clients send a second empty STDIN record after the request is complete.
+        for late in [&b""[..], &[5, 0, 1, 0, 0, 0, 0, 0][..]] {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = l.local_addr().unwrap();
-            let mut input = request(1, 0, "T=1", b"");
-            input.extend_from_slice(trailing);
             let client = std::thread::spawn(move || {
                 let mut s = std::net::TcpStream::connect(addr).unwrap();
-                io::Write::write_all(&mut s, &input).unwrap();
+                io::Write::write_all(&mut s, &request(1, 0, "T=1", b"")).unwrap();
+                // By now the response is sent and the server's side is closed for writing.
+                std::thread::sleep(Duration::from_millis(200));
+                for half in late.chunks(4) {
+                    io::Write::write_all(&mut s, half)?;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
                 let mut got = Vec::new();
-                // The client keeps its side open until it has read to the end.
                 s.read_to_end(&mut got).map(|_| got)
             });
             let (s, _) = l.accept().unwrap();
@@ -751,16 +699,26 @@ mod tests {
             let r = c.next_request().unwrap().unwrap();
             let body = vec![b'a'; 100_000];
             c.respond(&r, &body).unwrap();
-            c.close();
-            let got = client.join().unwrap().expect("no reset");
+            let mut lingering = Lingering::default();
+            c.close(&mut lingering);
+            let t = Instant::now();
+            while !lingering.is_empty() && t.elapsed() < Duration::from_secs(5) {
+                lingering.sweep();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let got = client
+                .join()
+                .unwrap()
+                .expect("the response arrives whole, no reset");
             let recs = records(&got);
             let out: Vec<u8> = recs
                 .iter()
                 .filter(|r| r.0 == STDOUT)
                 .flat_map(|r| r.2.clone())
                 .collect();
-            assert_eq!(out, body, "{} trailing bytes", trailing.len());
+            assert_eq!(out, body, "{} late bytes", late.len());
             assert_eq!(recs.last().unwrap().0, END_REQUEST);
+            assert!(lingering.is_empty(), "closed after the client closed");
         }
     }
 }

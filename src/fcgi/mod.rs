@@ -7,9 +7,11 @@
 //! it is small, bounded in memory and time, and its parsers are pure functions.
 
 mod conn;
+mod linger;
 pub mod record;
 
 pub use conn::{Conn, FcgiError};
+pub use linger::Lingering;
 
 use std::io;
 use std::time::Duration;
@@ -24,11 +26,21 @@ pub trait Stream: io::Read + io::Write {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         None
     }
+    /// The descriptor, to be kept open past the stream (see [`Lingering`]).
+    fn into_fd(self) -> Result<std::os::fd::OwnedFd, Self>
+    where
+        Self: Sized,
+    {
+        Err(self)
+    }
 }
 
 impl Stream for std::net::TcpStream {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
+    fn into_fd(self) -> Result<std::os::fd::OwnedFd, Self> {
+        Ok(self.into())
     }
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(read)?;
@@ -45,6 +57,9 @@ impl Stream for std::net::TcpStream {
 impl Stream for std::os::unix::net::UnixStream {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(std::os::fd::AsRawFd::as_raw_fd(self))
+    }
+    fn into_fd(self) -> Result<std::os::fd::OwnedFd, Self> {
+        Ok(self.into())
     }
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(read)?;

@@ -72,28 +72,38 @@ impl Default for Options {
 }
 
 /// A worker's accept loop: accepts until the stop flag is set and hands each
-/// connection to `serve`. Returns the worker's exit code.
-pub fn accept_loop(listener: &Listener, ctx: &WorkerCtx, mut serve: impl FnMut(Accepted)) -> i32 {
+/// connection to `serve`, and `None` when `accept` woke without one (the listening
+/// socket's periodic wake-up, a signal), for the worker's housekeeping. Returns the
+/// worker's exit code.
+pub fn accept_loop(
+    listener: &Listener,
+    ctx: &WorkerCtx,
+    mut serve: impl FnMut(Option<Accepted>),
+) -> i32 {
     while !ctx.stopping() {
-        match listener.accept() {
-            Ok(conn) => serve(conn),
-            Err(e) => match e.raw_os_error() {
-                Some(libc::EINTR)
-                | Some(libc::EAGAIN)
-                | Some(libc::ETIMEDOUT)
-                | Some(libc::ECONNABORTED)
-                | Some(libc::EPROTO) => {}
-                Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
-                | Some(libc::ENOMEM) => {
-                    log::error!("accept: {e}; pausing");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                _ => {
-                    log::error!("accept: {e}");
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            },
+        let e = match listener.accept() {
+            Ok(conn) => {
+                serve(Some(conn));
+                continue;
+            }
+            Err(e) => e,
+        };
+        match e.raw_os_error() {
+            Some(libc::EINTR)
+            | Some(libc::EAGAIN)
+            | Some(libc::ETIMEDOUT)
+            | Some(libc::ECONNABORTED)
+            | Some(libc::EPROTO) => {}
+            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
+                log::error!("accept: {e}; pausing");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => {
+                log::error!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
+        serve(None);
     }
     0
 }

@@ -280,56 +280,13 @@ impl Jp2Image {
             clip((left as u64 + tw as u64) * scale, self.info.width()),
             clip((top as u64 + th as u64) * scale, self.info.height()),
         );
-        let d = super::openjpeg::decode(&self.map, reduce, self.layers, window)
-            .map_err(|e| ImageError::Decode(format!("OpenJPEG error :: {e}")))?;
-        let c = d.channels;
-        let (w, h) = (tw as usize, th as usize);
-        // Sample (x, y) of the tile, clamped to what the decoder returned.
-        let at = |x: usize, y: usize, ch: usize| -> i32 {
-            let sx = (x * step).min(d.width - 1);
-            let sy = (y * step).min(d.height - 1);
-            d.samples[(sy * d.width + sx) * c + ch]
-        };
-        let bits = d.precision.clamp(1, 16);
-        let mask = (1i32 << bits) - 1;
-        let data = if bits <= 8 {
-            let expand = |v: i32| -> u8 {
-                let v = v.clamp(0, mask);
-                match bits {
-                    1 => (v * 255) as u8,
-                    2 => (v * 85) as u8,
-                    4 => (v * 17) as u8,
-                    6 => ((v << 2) | (v >> 4)) as u8,
-                    8 => v as u8,
-                    _ => ((v * 255) / mask.max(1)).min(255) as u8,
-                }
-            };
-            let mut out = Vec::with_capacity(w * h * c);
-            for y in 0..h {
-                for x in 0..w {
-                    for ch in 0..c {
-                        out.push(expand(at(x, y, ch)));
-                    }
-                }
-            }
-            Samples::U8(out)
-        } else {
-            let mut out = Vec::with_capacity(w * h * c);
-            for y in 0..h {
-                for x in 0..w {
-                    for ch in 0..c {
-                        let v = at(x, y, ch).clamp(0, mask) as u32;
-                        let v = if bits < 16 {
-                            (v << (16 - bits)) | (v >> (2 * bits - 16))
-                        } else {
-                            v
-                        };
-                        out.push(v as u16);
-                    }
-                }
-            }
-            Samples::U16(out)
-        };
+        let (c, data) = super::openjpeg::decode(&self.map, reduce, self.layers, window, |d| {
+            (
+                d.planes.len(),
+                interleave(d, tw as usize, th as usize, step),
+            )
+        })
+        .map_err(|e| ImageError::Decode(format!("OpenJPEG error :: {e}")))?;
         Ok(Tile {
             width: tw,
             height: th,
@@ -339,9 +296,114 @@ impl Jp2Image {
     }
 }
 
+/// Samples of a `w`×`h` tile taken from the decoded planes at every `step`-th pixel
+/// (clamped to what the decoder returned), interleaved, scaled to 8 or 16 bits.
+fn interleave(d: &super::openjpeg::Planes, w: usize, h: usize, step: usize) -> Samples {
+    let c = d.planes.len();
+    let bits = d.precision.clamp(1, 16);
+    let mask = (1i32 << bits) - 1;
+    // Source column of each output column, computed once per tile.
+    let cols: Vec<usize> = (0..w).map(|x| (x * step).min(d.width - 1)).collect();
+    let direct = step == 1 && w <= d.width;
+    if bits <= 8 {
+        let expand = |v: i32| -> u8 {
+            let v = v.clamp(0, mask);
+            match bits {
+                1 => (v * 255) as u8,
+                2 => (v * 85) as u8,
+                4 => (v * 17) as u8,
+                6 => ((v << 2) | (v >> 4)) as u8,
+                8 => v as u8,
+                _ => ((v * 255) / mask.max(1)).min(255) as u8,
+            }
+        };
+        let mut out = vec![0u8; w * h * c];
+        for (y, row) in out.chunks_exact_mut(w * c).enumerate() {
+            let sy = (y * step).min(d.height - 1);
+            for (ch, &(plane, offset)) in d.planes.iter().enumerate() {
+                let src = &plane[sy * d.width..(sy + 1) * d.width];
+                if direct && bits == 8 {
+                    // The common case, kept free of the per-sample depth match.
+                    for (px, &v) in row.chunks_exact_mut(c).zip(&src[..w]) {
+                        px[ch] = (v + offset).clamp(0, 255) as u8;
+                    }
+                } else {
+                    for (px, &sx) in row.chunks_exact_mut(c).zip(&cols) {
+                        px[ch] = expand(src[sx] + offset);
+                    }
+                }
+            }
+        }
+        Samples::U8(out)
+    } else {
+        let widen = |v: i32| -> u16 {
+            let v = v.clamp(0, mask) as u32;
+            let v = if bits < 16 {
+                (v << (16 - bits)) | (v >> (2 * bits - 16))
+            } else {
+                v
+            };
+            v as u16
+        };
+        let mut out = vec![0u16; w * h * c];
+        for (y, row) in out.chunks_exact_mut(w * c).enumerate() {
+            let sy = (y * step).min(d.height - 1);
+            for (ch, &(plane, offset)) in d.planes.iter().enumerate() {
+                let src = &plane[sy * d.width..(sy + 1) * d.width];
+                for (px, &sx) in row.chunks_exact_mut(c).zip(&cols) {
+                    px[ch] = widen(src[sx] + offset);
+                }
+            }
+        }
+        Samples::U16(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn planes<'a>(
+        w: usize,
+        h: usize,
+        prec: u32,
+        p: &[(&'a [i32], i32)],
+    ) -> super::super::openjpeg::Planes<'a> {
+        super::super::openjpeg::Planes {
+            width: w,
+            height: h,
+            precision: prec,
+            planes: p.to_vec(),
+        }
+    }
+
+    #[test]
+    fn planes_are_interleaved_clamped_and_scaled() {
+        // 3×2 planes, two components; the second is signed (offset 128).
+        let a = [0, 10, 300, -5, 255, 7];
+        let b = [-128, 0, 127, -200, 1, 2];
+        let d = planes(3, 2, 8, &[(&a, 0), (&b, 128)]);
+        assert_eq!(
+            interleave(&d, 3, 2, 1),
+            Samples::U8(vec![0, 0, 10, 128, 255, 255, 0, 0, 255, 129, 7, 130])
+        );
+        // Every second pixel, and a tile larger than what was decoded repeats the edge.
+        assert_eq!(
+            interleave(&d, 3, 2, 2),
+            Samples::U8(vec![0, 0, 255, 255, 255, 255, 0, 0, 7, 130, 7, 130])
+        );
+        // 4-bit samples expand by 17; 12-bit ones widen to 16 bits by bit replication.
+        let g = [0, 1, 15, 16];
+        assert_eq!(
+            interleave(&planes(4, 1, 4, &[(&g, 0)]), 4, 1, 1),
+            Samples::U8(vec![0, 17, 255, 255])
+        );
+        let t = [0, 0x800, 0xFFF, 0x1000];
+        assert_eq!(
+            interleave(&planes(4, 1, 12, &[(&t, 0)]), 4, 1, 1),
+            Samples::U16(vec![0, 0x8008, 0xFFFF, 0xFFFF])
+        );
+    }
 
     fn codestream_bytes(w: u32, h: u32, comps: u16, levels: u8, layers: u16) -> Vec<u8> {
         let mut v = vec![0xFF, 0x4F, 0xFF, 0x51];

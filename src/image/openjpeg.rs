@@ -55,23 +55,25 @@ unsafe extern "C" fn message(msg: *const c_char, _user: *mut c_void) {
     }
 }
 
-/// Decoded components of a window: width, height, channels, bit depth, samples.
-pub struct Decoded {
+/// Decoded components of a window, as OpenJPEG holds them: one plane per component,
+/// each with the offset that makes a signed component's samples unsigned.
+pub struct Planes<'a> {
     pub width: usize,
     pub height: usize,
-    pub channels: usize,
     pub precision: u32,
-    pub samples: Vec<i32>,
+    pub planes: Vec<(&'a [i32], i32)>,
 }
 
 /// Decodes `[x0, x1) × [y0, y1)` of the full-resolution grid at `reduce`, with `layers`
-/// quality layers (0 = all).
-pub fn decode(
+/// quality layers (0 = all), and hands the planes to `visit` before they are freed (the
+/// caller converts them once, into its own layout).
+pub fn decode<R>(
     data: &[u8],
     reduce: u32,
     layers: u32,
     (x0, y0, x1, y1): (u32, u32, u32, u32),
-) -> Result<Decoded, String> {
+    visit: impl FnOnce(&Planes) -> R,
+) -> Result<R, String> {
     let mut src = Source { data, pos: 0 };
     // SAFETY: the stream, codec and image are created and destroyed in this function;
     // the Source outlives them; every pointer from OpenJPEG is checked before use.
@@ -98,7 +100,7 @@ pub fn decode(
         params.cp_reduce = reduce;
         params.cp_layer = layers;
         let mut image: *mut opj::opj_image_t = std::ptr::null_mut();
-        let result = (|| -> Result<Decoded, String> {
+        let result = (|| -> Result<R, String> {
             if opj::opj_setup_decoder(codec, &mut params) == 0 {
                 return Err("decoder setup failed".into());
             }
@@ -139,26 +141,23 @@ pub fn decode(
             if w == 0 || h == 0 || used.is_empty() {
                 return Err("empty decoded window".into());
             }
-            let n = used.len();
-            let mut samples = vec![0i32; w * h * n];
-            for (ci, c) in used.iter().enumerate() {
-                let plane = std::slice::from_raw_parts(c.data, w * h);
-                let offset = if c.sgnd != 0 {
-                    1i32 << (c.prec.clamp(1, 31) - 1)
-                } else {
-                    0
-                };
-                for (i, v) in plane.iter().enumerate() {
-                    samples[i * n + ci] = v + offset;
-                }
-            }
-            Ok(Decoded {
+            let planes = used
+                .iter()
+                .map(|c| {
+                    let offset = if c.sgnd != 0 {
+                        1i32 << (c.prec.clamp(1, 31) - 1)
+                    } else {
+                        0
+                    };
+                    (std::slice::from_raw_parts(c.data, w * h), offset)
+                })
+                .collect();
+            Ok(visit(&Planes {
                 width: w,
                 height: h,
-                channels: n,
                 precision: used[0].prec,
-                samples,
-            })
+                planes,
+            }))
         })();
         if !image.is_null() {
             opj::opj_image_destroy(image);

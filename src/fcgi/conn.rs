@@ -1,12 +1,10 @@
 //! One FastCGI connection: reads records into complete requests, answers
-//! management records itself, writes responses, closes with a lingering drain.
+//! management records itself, writes responses, half-closes into a lingering set.
 
-use super::linger::LINGER;
 use super::record::{self, Header, RecordError};
 use super::{Limits, Lingering, Params, Request, Stream};
 use std::io::{self, ErrorKind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 /// Why a connection cannot go on. The worker closes it.
 #[derive(Debug, thiserror::Error)]
@@ -296,24 +294,11 @@ impl<S: Stream> Conn<S> {
 
     /// Half-closes (the response leaves with the FIN) and hands the connection to
     /// `lingering`, which closes it once the peer has closed its side: closing at once
-    /// would reset the connection under bytes the peer may still send. A stream without
-    /// a descriptor is drained here instead, bounded in bytes and time.
-    pub fn close(mut self, lingering: &mut Lingering) {
+    /// would reset the connection under bytes the peer may still send.
+    pub fn close(self, lingering: &mut Lingering) {
         let _ = self.stream.shutdown_write();
-        let mut stream = match self.stream.into_fd() {
-            Ok(fd) => return lingering.push(fd),
-            Err(s) => s,
-        };
-        let _ = stream.set_timeouts(Some(Duration::from_millis(200)), None);
-        let deadline = Instant::now() + LINGER;
-        let mut drained = 0usize;
-        while Instant::now() < deadline && drained < 1 << 20 {
-            match stream.read(&mut self.buf) {
-                Ok(0) => break,
-                Ok(n) => drained += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+        if let Some(fd) = self.stream.into_fd() {
+            lingering.push(fd);
         }
     }
 }
@@ -351,6 +336,7 @@ mod tests {
     use std::cell::RefCell;
     use std::io::Read as _;
     use std::rc::Rc;
+    use std::time::{Duration, Instant};
 
     /// An in-memory peer: reads come from `input` in chunks of `chunk` bytes,
     /// writes are collected in `output`.

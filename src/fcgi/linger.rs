@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 /// How long a half-closed connection is kept for the peer's close.
-pub const LINGER: Duration = Duration::from_secs(1);
+const LINGER: Duration = Duration::from_secs(1);
 /// Bytes drained from one connection before it is closed anyway.
 const MAX_DRAIN: usize = 1 << 20;
 /// Connections held at once; the oldest is closed when a new one would exceed it.

@@ -27,11 +27,11 @@ pub trait Stream: io::Read + io::Write {
         None
     }
     /// The descriptor, to be kept open past the stream (see [`Lingering`]).
-    fn into_fd(self) -> Result<std::os::fd::OwnedFd, Self>
+    fn into_fd(self) -> Option<std::os::fd::OwnedFd>
     where
         Self: Sized,
     {
-        Err(self)
+        None
     }
 }
 
@@ -39,8 +39,8 @@ impl Stream for std::net::TcpStream {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(std::os::fd::AsRawFd::as_raw_fd(self))
     }
-    fn into_fd(self) -> Result<std::os::fd::OwnedFd, Self> {
-        Ok(self.into())
+    fn into_fd(self) -> Option<std::os::fd::OwnedFd> {
+        Some(self.into())
     }
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(read)?;
@@ -58,8 +58,8 @@ impl Stream for std::os::unix::net::UnixStream {
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         Some(std::os::fd::AsRawFd::as_raw_fd(self))
     }
-    fn into_fd(self) -> Result<std::os::fd::OwnedFd, Self> {
-        Ok(self.into())
+    fn into_fd(self) -> Option<std::os::fd::OwnedFd> {
+        Some(self.into())
     }
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(read)?;

@@ -299,44 +299,22 @@ impl Jp2Image {
 /// Samples of a `w`×`h` tile taken from the decoded planes at every `step`-th pixel
 /// (clamped to what the decoder returned), interleaved, scaled to 8 or 16 bits.
 fn interleave(d: &super::openjpeg::Planes, w: usize, h: usize, step: usize) -> Samples {
-    let c = d.planes.len();
     let bits = d.precision.clamp(1, 16);
     let mask = (1i32 << bits) - 1;
-    // Source column of each output column, computed once per tile.
-    let cols: Vec<usize> = (0..w).map(|x| (x * step).min(d.width - 1)).collect();
-    let direct = step == 1 && w <= d.width;
-    if bits <= 8 {
-        let expand = |v: i32| -> u8 {
+    match bits {
+        // The common case, kept free of the per-sample depth match.
+        8 => Samples::U8(gather(d, w, h, step, |v| v.clamp(0, 255) as u8)),
+        1..=7 => Samples::U8(gather(d, w, h, step, |v| {
             let v = v.clamp(0, mask);
             match bits {
                 1 => (v * 255) as u8,
                 2 => (v * 85) as u8,
                 4 => (v * 17) as u8,
                 6 => ((v << 2) | (v >> 4)) as u8,
-                8 => v as u8,
                 _ => ((v * 255) / mask.max(1)).min(255) as u8,
             }
-        };
-        let mut out = vec![0u8; w * h * c];
-        for (y, row) in out.chunks_exact_mut(w * c).enumerate() {
-            let sy = (y * step).min(d.height - 1);
-            for (ch, &(plane, offset)) in d.planes.iter().enumerate() {
-                let src = &plane[sy * d.width..(sy + 1) * d.width];
-                if direct && bits == 8 {
-                    // The common case, kept free of the per-sample depth match.
-                    for (px, &v) in row.chunks_exact_mut(c).zip(&src[..w]) {
-                        px[ch] = (v + offset).clamp(0, 255) as u8;
-                    }
-                } else {
-                    for (px, &sx) in row.chunks_exact_mut(c).zip(&cols) {
-                        px[ch] = expand(src[sx] + offset);
-                    }
-                }
-            }
-        }
-        Samples::U8(out)
-    } else {
-        let widen = |v: i32| -> u16 {
+        })),
+        _ => Samples::U16(gather(d, w, h, step, |v| {
             let v = v.clamp(0, mask) as u32;
             let v = if bits < 16 {
                 (v << (16 - bits)) | (v >> (2 * bits - 16))
@@ -344,19 +322,39 @@ fn interleave(d: &super::openjpeg::Planes, w: usize, h: usize, step: usize) -> S
                 v
             };
             v as u16
-        };
-        let mut out = vec![0u16; w * h * c];
-        for (y, row) in out.chunks_exact_mut(w * c).enumerate() {
-            let sy = (y * step).min(d.height - 1);
-            for (ch, &(plane, offset)) in d.planes.iter().enumerate() {
-                let src = &plane[sy * d.width..(sy + 1) * d.width];
+        })),
+    }
+}
+
+/// The interleaving loop of [`interleave`], with each sample passed through `conv`.
+fn gather<T: Copy + Default>(
+    d: &super::openjpeg::Planes,
+    w: usize,
+    h: usize,
+    step: usize,
+    conv: impl Fn(i32) -> T,
+) -> Vec<T> {
+    let c = d.planes.len();
+    // Source column of each output column, computed once per tile.
+    let cols: Vec<usize> = (0..w).map(|x| (x * step).min(d.width - 1)).collect();
+    let direct = step == 1 && w <= d.width;
+    let mut out = vec![T::default(); w * h * c];
+    for (y, row) in out.chunks_exact_mut(w * c).enumerate() {
+        let sy = (y * step).min(d.height - 1);
+        for (ch, &(plane, offset)) in d.planes.iter().enumerate() {
+            let src = &plane[sy * d.width..(sy + 1) * d.width];
+            if direct {
+                for (px, &v) in row.chunks_exact_mut(c).zip(&src[..w]) {
+                    px[ch] = conv(v + offset);
+                }
+            } else {
                 for (px, &sx) in row.chunks_exact_mut(c).zip(&cols) {
-                    px[ch] = widen(src[sx] + offset);
+                    px[ch] = conv(src[sx] + offset);
                 }
             }
         }
-        Samples::U16(out)
     }
+    out
 }
 
 #[cfg(test)]

@@ -3,12 +3,18 @@
 //! The supervisor creates one region before forking (a memfd mapped `MAP_SHARED`, so
 //! every worker inherits the same pages; `memmap2::map_anon` would be private after
 //! fork, and the `shared_memory` crate uses named segments and no crash-safe locking).
-//! The region holds a header of counters and size classes of fixed-size entries; a key
-//! maps to a small set of candidate entries per class (set-associative), and a CLOCK
-//! bit per entry picks the victim inside a set, so a scan cannot flush the whole cache.
+//! The region holds a header of counters, an index and an arena. Values of any size
+//! (up to a quarter of the arena) are written one after another into the arena, a ring
+//! whose positions only grow, so the budget holds as many small tiles as fit, byte for
+//! byte; the oldest are overwritten first, and a value still being read when its turn
+//! comes is written again at the head (a second chance, so a scan of new tiles does not
+//! flush the ones in use). A key maps to a small set of candidate index entries
+//! (set-associative), where a CLOCK bit per entry picks the victim.
 //!
-//! Every entry is guarded by a seqlock of atomics: readers never block and copy the
-//! value out, then re-check the sequence, so a torn read is never returned; a writer
+//! Every index entry is guarded by a seqlock of atomics: readers never block and copy
+//! the value out, then re-check the sequence and that the arena has not overwritten it
+//! meanwhile (a writer moves the arena's tail past what it will overwrite before
+//! writing), so a torn read is never returned; a writer
 //! takes an entry by one CAS from an even sequence to an odd one that also carries its
 //! pid, writes, and publishes with the next even sequence. A writer killed mid-write
 //! leaves an odd sequence that no reader accepts; the next writer (or the supervisor,

@@ -1,16 +1,22 @@
-//! The shared region: layout, seqlocked entries, lookup, insertion, reclaim.
+//! The shared region: layout, seqlocked index entries, the value arena, lookup,
+//! insertion, reclaim.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-const MAGIC: u64 = 0x7465_7373_6572_6101;
-/// Candidate entries per key in a size class.
+const MAGIC: u64 = 0x7465_7373_6572_6102;
+/// Candidate index entries per key.
 const WAYS: usize = 8;
-/// Largest value per size class, and the share of the budget each class gets (%).
-const CLASSES: [(usize, u64); 3] = [(32 * 1024, 60), (128 * 1024, 30), (512 * 1024, 10)];
-/// Entry header size: seq, reserved, key (2), generation, len, referenced, spare.
+/// One index entry per this many bytes of budget: values down to this size (small JPEG
+/// tiles of flat areas) can still fill the arena.
+const BYTES_PER_ENTRY: u64 = 2048;
+/// Index entry size: seq, reserved, key (2), generation, len, referenced, position.
 const ENTRY_HEAD: usize = 64;
 const HEADER: usize = 4096;
+/// Largest value: this fraction of the arena, so one value never flushes the cache.
+const MAX_VALUE_SHARE: u64 = 4;
+/// Bound on the compare-and-swap loop that reserves arena space.
+const RESERVE_TRIES: usize = 1000;
 
 /// Why the region could not be created or attached.
 #[derive(Debug)]
@@ -36,22 +42,16 @@ pub struct Stats {
     pub hits: u64,
     pub misses: u64,
     pub inserts: u64,
+    /// Live values whose index entry was given to another key, or whose bytes the
+    /// arena overwrote, counted when their entry is reused.
     pub evictions: u64,
-    /// Value bytes currently stored.
+    /// Bytes of the values that can be read now (counted from the index).
     pub bytes: u64,
     /// Entries freed after their writer died mid-write.
     pub reclaimed: u64,
-    /// Entries and value bytes the region can hold.
+    /// Index entries, and bytes of the value arena.
     pub entries: u64,
     pub capacity: u64,
-}
-
-#[repr(C)]
-struct ClassHead {
-    entries: AtomicU64,
-    offset: AtomicU64,
-    stride: AtomicU64,
-    capacity: AtomicU64,
 }
 
 #[repr(C)]
@@ -64,9 +64,17 @@ struct Header {
     misses: AtomicU64,
     inserts: AtomicU64,
     evictions: AtomicU64,
-    bytes: AtomicU64,
     reclaimed: AtomicU64,
-    classes: [ClassHead; 3],
+    /// Index entries (a multiple of [`WAYS`]), from byte [`HEADER`] on.
+    entries: AtomicU64,
+    /// Where the arena starts and its length in bytes (a multiple of 8).
+    arena_offset: AtomicU64,
+    arena_len: AtomicU64,
+    /// Arena positions only grow: the byte at position `p` lives at `p % arena_len`.
+    /// `head` is where the next value goes; every byte from `tail` on is as its writer
+    /// left it, bytes before `tail` may have been overwritten.
+    head: AtomicU64,
+    tail: AtomicU64,
 }
 
 #[repr(C)]
@@ -79,7 +87,8 @@ struct Entry {
     generation: AtomicU64,
     len: AtomicU64,
     referenced: AtomicU64,
-    _spare: AtomicU64,
+    /// Arena position of the value (a multiple of 8).
+    pos: AtomicU64,
 }
 
 /// A handle on the shared region. Cloning is not needed: forked children inherit it.
@@ -129,23 +138,31 @@ fn alive(p: u64) -> bool {
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
+/// Where a value of `len8` bytes (a multiple of 8) goes when the head is at `head`: at
+/// the head, or at the start of the next lap if it would run past the arena's end (a
+/// value is never split). Returns `(start, end)`.
+fn placement(head: u64, len8: u64, arena: u64) -> (u64, u64) {
+    let off = head % arena;
+    let start = if off + len8 > arena {
+        head + (arena - off)
+    } else {
+        head
+    };
+    (start, start + len8)
+}
+
 impl Cache {
-    /// Creates a region for `budget` bytes of values. `None` when the budget holds no entry.
+    /// Creates a region for `budget` bytes (index and values; the header adds 4 KiB).
+    /// `None` when the budget is too small to be useful.
     pub fn create(budget: u64) -> Result<Option<Cache>, CacheError> {
-        let mut layout = [(0u64, 0u64, 0u64, 0u64); 3];
-        let mut off = HEADER as u64;
-        for (i, (cap, share)) in CLASSES.iter().enumerate() {
-            let stride = (ENTRY_HEAD + cap) as u64;
-            let mut n = budget * share / 100 / stride;
-            if n >= WAYS as u64 {
-                n -= n % WAYS as u64;
-            }
-            layout[i] = (n, off, stride, *cap as u64);
-            off += n * stride;
-        }
-        if layout.iter().all(|l| l.0 == 0) {
+        let entries = budget / BYTES_PER_ENTRY / WAYS as u64 * WAYS as u64;
+        let index = entries * ENTRY_HEAD as u64;
+        let arena = budget.saturating_sub(index) / 8 * 8;
+        if entries < WAYS as u64 || arena < 4096 {
             return Ok(None);
         }
+        let arena_offset = HEADER as u64 + index;
+        let size = arena_offset + arena;
         // SAFETY: plain syscalls on a descriptor we own.
         let fd = unsafe { libc::memfd_create(c"tessera-cache".as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {
@@ -156,19 +173,16 @@ impl Cache {
         }
         // SAFETY: fd is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), off as libc::off_t) } != 0 {
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) } != 0 {
             return Err(CacheError::Os("ftruncate", std::io::Error::last_os_error()));
         }
-        let c = Self::map(fd, off as usize)?;
+        let c = Self::map(fd, size as usize)?;
         let h = c.header();
-        h.size.store(off, Ordering::Relaxed);
+        h.size.store(size, Ordering::Relaxed);
         h.generation.store(1, Ordering::Relaxed);
-        for (i, (n, o, s, cap)) in layout.iter().enumerate() {
-            h.classes[i].entries.store(*n, Ordering::Relaxed);
-            h.classes[i].offset.store(*o, Ordering::Relaxed);
-            h.classes[i].stride.store(*s, Ordering::Relaxed);
-            h.classes[i].capacity.store(*cap, Ordering::Relaxed);
-        }
+        h.entries.store(entries, Ordering::Relaxed);
+        h.arena_offset.store(arena_offset, Ordering::Relaxed);
+        h.arena_len.store(arena, Ordering::Relaxed);
         h.magic.store(MAGIC, Ordering::Release);
         Ok(Some(c))
     }
@@ -192,15 +206,17 @@ impl Cache {
         {
             return Err(CacheError::Invalid("not a tessera cache region"));
         }
-        for ch in &h.classes {
-            let end = ch.offset.load(Ordering::Relaxed)
-                + ch.entries.load(Ordering::Relaxed) * ch.stride.load(Ordering::Relaxed);
-            if end > size as u64
-                || ch.stride.load(Ordering::Relaxed)
-                    < ENTRY_HEAD as u64 + ch.capacity.load(Ordering::Relaxed)
-            {
-                return Err(CacheError::Invalid("corrupt class table"));
-            }
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let index_end =
+            (HEADER as u64).checked_add(r(&h.entries).saturating_mul(ENTRY_HEAD as u64));
+        let arena_end = r(&h.arena_offset).checked_add(r(&h.arena_len));
+        if index_end.is_none_or(|e| e > r(&h.arena_offset))
+            || arena_end != Some(size as u64)
+            || r(&h.arena_len) % 8 != 0
+            || r(&h.arena_len) == 0
+            || r(&h.arena_offset) % 8 != 0
+        {
+            return Err(CacheError::Invalid("corrupt layout"));
         }
         Ok(c)
     }
@@ -238,26 +254,28 @@ impl Cache {
         unsafe { &*(self.base as *const Header) }
     }
 
-    fn entry(&self, class: usize, i: u64) -> (&Entry, &[AtomicU64]) {
-        let c = &self.header().classes[class];
-        let off = c.offset.load(Ordering::Relaxed) + i * c.stride.load(Ordering::Relaxed);
-        let words = c.capacity.load(Ordering::Relaxed) as usize / 8;
-        debug_assert!(off as usize + ENTRY_HEAD + words * 8 <= self.size);
-        // SAFETY: `attach`/`create` validated that every entry of every class lies
-        // inside the mapping; entries are 8-byte aligned and made of atomics.
-        unsafe {
-            let e = &*(self.base.add(off as usize) as *const Entry);
-            let d = std::slice::from_raw_parts(
-                self.base.add(off as usize + ENTRY_HEAD) as *const AtomicU64,
-                words,
-            );
-            (e, d)
-        }
+    fn entry(&self, i: u64) -> &Entry {
+        let off = HEADER + i as usize * ENTRY_HEAD;
+        debug_assert!(off + ENTRY_HEAD <= self.size);
+        // SAFETY: `attach`/`create` validated that the index lies inside the mapping;
+        // entries are 8-byte aligned and made of atomics.
+        unsafe { &*(self.base.add(off) as *const Entry) }
     }
 
-    /// The candidate entries of `k1` in `class`.
-    fn set(&self, class: usize, k1: u64) -> std::ops::Range<u64> {
-        let n = self.header().classes[class].entries.load(Ordering::Relaxed);
+    /// The arena as words.
+    fn arena(&self) -> &[AtomicU64] {
+        let h = self.header();
+        let off = h.arena_offset.load(Ordering::Relaxed) as usize;
+        let len = h.arena_len.load(Ordering::Relaxed) as usize;
+        debug_assert!(off + len <= self.size);
+        // SAFETY: `attach`/`create` validated the arena's bounds and alignment; it holds
+        // atomics only.
+        unsafe { std::slice::from_raw_parts(self.base.add(off) as *const AtomicU64, len / 8) }
+    }
+
+    /// The candidate entries of `k1`.
+    fn set(&self, k1: u64) -> std::ops::Range<u64> {
+        let n = self.header().entries.load(Ordering::Relaxed);
         if n <= WAYS as u64 {
             return 0..n;
         }
@@ -270,34 +288,50 @@ impl Cache {
     pub fn get(&self, key: (u64, u64)) -> Option<Vec<u8>> {
         let h = self.header();
         let generation = h.generation.load(Ordering::Acquire);
-        for class in 0..CLASSES.len() {
-            for i in self.set(class, key.0) {
-                let (e, data) = self.entry(class, i);
-                let s1 = e.seq.load(Ordering::Acquire);
-                if s1 & 1 == 1
-                    || e.k1.load(Ordering::Relaxed) != key.0
-                    || e.k2.load(Ordering::Relaxed) != key.1
-                    || e.generation.load(Ordering::Relaxed) != generation
-                {
-                    continue;
-                }
-                let len = e.len.load(Ordering::Relaxed) as usize;
-                if len > data.len() * 8 {
-                    continue;
-                }
-                let mut out = Vec::with_capacity(len.div_ceil(8) * 8);
-                for w in &data[..len.div_ceil(8)] {
-                    out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
-                }
-                out.truncate(len);
-                fence(Ordering::Acquire);
-                if e.seq.load(Ordering::Relaxed) != s1 {
-                    continue; // overwritten while copying
-                }
-                e.referenced.store(1, Ordering::Relaxed);
-                h.hits.fetch_add(1, Ordering::Relaxed);
-                return Some(out);
+        let arena = self.arena();
+        let arena_len = arena.len() as u64 * 8;
+        for i in self.set(key.0) {
+            let e = self.entry(i);
+            let s1 = e.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1
+                || e.k1.load(Ordering::Relaxed) != key.0
+                || e.k2.load(Ordering::Relaxed) != key.1
+                || e.generation.load(Ordering::Relaxed) != generation
+            {
+                continue;
             }
+            let len = e.len.load(Ordering::Relaxed);
+            let pos = e.pos.load(Ordering::Relaxed);
+            let first = ((pos % arena_len) / 8) as usize;
+            let words = len.div_ceil(8) as usize;
+            if len > arena_len / MAX_VALUE_SHARE
+                || pos % 8 != 0
+                || first + words > arena.len()
+                || h.tail.load(Ordering::Relaxed) > pos
+            {
+                continue;
+            }
+            let mut out = Vec::with_capacity(words * 8);
+            for w in &arena[first..first + words] {
+                out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+            }
+            out.truncate(len as usize);
+            // A writer moves the tail past the bytes it is about to overwrite before it
+            // writes them, and fences; so if any word copied above is newer than the
+            // value, this load sees the tail past `pos`.
+            fence(Ordering::Acquire);
+            let tail = h.tail.load(Ordering::Relaxed);
+            if e.seq.load(Ordering::Relaxed) != s1 || tail > pos {
+                continue; // rewritten while copying
+            }
+            e.referenced.store(1, Ordering::Relaxed);
+            h.hits.fetch_add(1, Ordering::Relaxed);
+            // Second chance: a value still read when the arena is about to overwrite it
+            // moves to the head, so what is in use survives a scan of new values.
+            if h.head.load(Ordering::Relaxed).saturating_sub(pos) > arena_len / 4 * 3 {
+                self.insert(key, &out, false);
+            }
+            return Some(out);
         }
         h.misses.fetch_add(1, Ordering::Relaxed);
         None
@@ -326,50 +360,85 @@ impl Cache {
         true
     }
 
-    /// Stores `value` under `key`. Returns false when it is too large for any class or
-    /// every candidate entry is being written by another live process.
+    /// Stores `value` under `key`. Returns false when it is larger than a quarter of the
+    /// arena or every candidate entry is being written by another live process.
     pub fn put(&self, key: (u64, u64), value: &[u8]) -> bool {
+        self.insert(key, value, true)
+    }
+
+    fn insert(&self, key: (u64, u64), value: &[u8], count: bool) -> bool {
         let h = self.header();
-        let Some(class) = (0..CLASSES.len()).find(|&c| {
-            h.classes[c].entries.load(Ordering::Relaxed) > 0
-                && h.classes[c].capacity.load(Ordering::Relaxed) as usize >= value.len()
-        }) else {
-            return false;
-        };
-        let generation = h.generation.load(Ordering::Acquire);
-        let set = self.set(class, key.0);
-        let ways = set.end - set.start;
-        if ways == 0 {
+        let arena = self.arena();
+        let arena_len = arena.len() as u64 * 8;
+        let len = value.len() as u64;
+        if len > arena_len / MAX_VALUE_SHARE {
             return false;
         }
-        // The same key, else an empty or stale entry, else a CLOCK victim.
+        let generation = h.generation.load(Ordering::Acquire);
+        let set = self.set(key.0);
+        if set.is_empty() {
+            return false;
+        }
+        // The value first, in arena space nobody else writes: reserve it, declare the
+        // bytes it covers overwritten (tail), then write.
+        let len8 = len.div_ceil(8) * 8;
+        let mut reserved = None;
+        for _ in 0..RESERVE_TRIES {
+            let head = h.head.load(Ordering::Relaxed);
+            let (start, end) = placement(head, len8, arena_len);
+            if h.head
+                .compare_exchange_weak(head, end, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                reserved = Some((start, end));
+                break;
+            }
+        }
+        let Some((start, end)) = reserved else {
+            return false;
+        };
+        h.tail
+            .fetch_max(end.saturating_sub(arena_len), Ordering::Relaxed);
+        fence(Ordering::Release);
+        let first = ((start % arena_len) / 8) as usize;
+        for (w, chunk) in arena[first..].iter().zip(value.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+        // Then the index entry: the same key, else an empty or dead one, else a CLOCK
+        // victim.
+        let tail = h.tail.load(Ordering::Relaxed);
+        let dead = |e: &Entry| {
+            e.k1.load(Ordering::Relaxed) == 0
+                || e.generation.load(Ordering::Relaxed) != generation
+                || e.pos.load(Ordering::Relaxed) < tail
+        };
         let mut pick = None;
         for i in set.clone() {
-            let (e, _) = self.entry(class, i);
+            let e = self.entry(i);
             if e.k1.load(Ordering::Relaxed) == key.0 && e.k2.load(Ordering::Relaxed) == key.1 {
                 pick = Some(i);
                 break;
             }
-            if pick.is_none()
-                && (e.k1.load(Ordering::Relaxed) == 0
-                    || e.generation.load(Ordering::Relaxed) != generation)
-            {
+            if pick.is_none() && dead(e) {
                 pick = Some(i);
             }
         }
+        let ways = set.end - set.start;
         let pick = pick.unwrap_or_else(|| {
             let mut chosen = set.start;
+            let hand = h.hand.fetch_add(1, Ordering::Relaxed);
             for step in 0..2 * ways {
-                let i = set.start + (h.hand.fetch_add(1, Ordering::Relaxed) + step) % ways;
-                let (e, _) = self.entry(class, i);
-                if e.referenced.swap(0, Ordering::Relaxed) == 0 {
+                let i = set.start + (hand + step) % ways;
+                if self.entry(i).referenced.swap(0, Ordering::Relaxed) == 0 {
                     chosen = i;
                     break;
                 }
             }
             chosen
         });
-        let (e, data) = self.entry(class, pick);
+        let e = self.entry(pick);
         let mut s = e.seq.load(Ordering::Acquire);
         if s & 1 == 1 {
             if !self.repair(e, s) {
@@ -388,52 +457,40 @@ impl Cache {
             return false;
         }
         fence(Ordering::Release);
-        let was_live =
+        let same = e.k1.load(Ordering::Relaxed) == key.0 && e.k2.load(Ordering::Relaxed) == key.1;
+        let was_value =
             e.k1.load(Ordering::Relaxed) != 0 && e.generation.load(Ordering::Relaxed) == generation;
-        if was_live {
-            let old = e.len.load(Ordering::Relaxed);
-            let same =
-                e.k1.load(Ordering::Relaxed) == key.0 && e.k2.load(Ordering::Relaxed) == key.1;
-            if !same {
-                h.evictions.fetch_add(1, Ordering::Relaxed);
-            }
-            h.bytes
-                .fetch_sub(old.min(h.bytes.load(Ordering::Relaxed)), Ordering::Relaxed);
+        if was_value && !same {
+            h.evictions.fetch_add(1, Ordering::Relaxed);
         }
         e.k1.store(key.0, Ordering::Relaxed);
         e.k2.store(key.1, Ordering::Relaxed);
         e.generation.store(generation, Ordering::Relaxed);
-        e.len.store(value.len() as u64, Ordering::Relaxed);
-        for (w, chunk) in data.iter().zip(value.chunks(8)) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
-        }
-        e.referenced.store(1, Ordering::Relaxed);
+        e.len.store(len, Ordering::Relaxed);
+        e.pos.store(start, Ordering::Relaxed);
+        // A new value has not been asked for yet: it is the first a CLOCK sweep takes,
+        // before any that has been read since its last sweep.
+        e.referenced.store(u64::from(!count), Ordering::Relaxed);
         e.seq.store(published(lock), Ordering::Release);
-        h.inserts.fetch_add(1, Ordering::Relaxed);
-        h.bytes.fetch_add(value.len() as u64, Ordering::Relaxed);
+        if count {
+            h.inserts.fetch_add(1, Ordering::Relaxed);
+        }
         true
     }
 
     /// Empties the cache at once (SIGHUP): every entry of an older generation is a miss.
     pub fn clear(&self) {
-        let h = self.header();
-        h.generation.fetch_add(1, Ordering::AcqRel);
-        h.bytes.store(0, Ordering::Relaxed);
+        self.header().generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Frees every entry a dead process left mid-write. Returns how many were freed.
     pub fn reclaim_dead(&self) -> u64 {
         let mut n = 0;
-        for class in 0..CLASSES.len() {
-            let entries = self.header().classes[class].entries.load(Ordering::Relaxed);
-            for i in 0..entries {
-                let (e, _) = self.entry(class, i);
-                let s = e.seq.load(Ordering::Acquire);
-                if s & 1 == 1 && self.repair(e, s) {
-                    n += 1;
-                }
+        for i in 0..self.header().entries.load(Ordering::Relaxed) {
+            let e = self.entry(i);
+            let s = e.seq.load(Ordering::Acquire);
+            if s & 1 == 1 && self.repair(e, s) {
+                n += 1;
             }
         }
         n
@@ -441,42 +498,42 @@ impl Cache {
 
     /// Entries currently locked by a writer (odd sequence).
     pub fn locked_entries(&self) -> u64 {
-        let mut n = 0;
-        for class in 0..CLASSES.len() {
-            let entries = self.header().classes[class].entries.load(Ordering::Relaxed);
-            for i in 0..entries {
-                if self.entry(class, i).0.seq.load(Ordering::Acquire) & 1 == 1 {
-                    n += 1;
-                }
-            }
-        }
-        n
+        (0..self.header().entries.load(Ordering::Relaxed))
+            .filter(|&i| self.entry(i).seq.load(Ordering::Acquire) & 1 == 1)
+            .count() as u64
     }
 
     pub fn stats(&self) -> Stats {
         let h = self.header();
         let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let generation = h.generation.load(Ordering::Acquire);
+        let tail = r(&h.tail);
+        let bytes = (0..r(&h.entries))
+            .map(|i| self.entry(i))
+            .filter(|e| {
+                r(&e.seq) & 1 == 0
+                    && r(&e.k1) != 0
+                    && r(&e.generation) == generation
+                    && r(&e.pos) >= tail
+            })
+            .map(|e| r(&e.len))
+            .sum();
         Stats {
             hits: r(&h.hits),
             misses: r(&h.misses),
             inserts: r(&h.inserts),
             evictions: r(&h.evictions),
-            bytes: r(&h.bytes),
+            bytes,
             reclaimed: r(&h.reclaimed),
-            entries: h.classes.iter().map(|c| r(&c.entries)).sum(),
-            capacity: h
-                .classes
-                .iter()
-                .map(|c| r(&c.entries) * r(&c.capacity))
-                .sum(),
+            entries: r(&h.entries),
+            capacity: r(&h.arena_len),
         }
     }
 
     /// Simulates a writer that died after locking an entry (for tests of the repair path).
     #[doc(hidden)]
     pub fn lock_entry_as(&self, key: (u64, u64), owner: u64) -> bool {
-        let set = self.set(0, key.0);
-        let (e, _) = self.entry(0, set.start);
+        let e = self.entry(self.set(key.0).start);
         let s = e.seq.load(Ordering::Acquire);
         if s & 1 == 1
             || e.seq
@@ -533,7 +590,8 @@ mod tests {
             assert!(c.put(k, &v), "{len}");
             assert_eq!(c.get(k).unwrap(), v, "{len}");
         }
-        assert!(!c.put(key(&[b"huge"]), &vec![0; 600_000]));
+        let quarter = c.stats().capacity / MAX_VALUE_SHARE;
+        assert!(!c.put(key(&[b"huge"]), &vec![0; quarter as usize + 1]));
         let st = c.stats();
         assert_eq!(st.inserts, 8);
         assert_eq!(st.hits, 8);
@@ -543,6 +601,53 @@ mod tests {
         assert!(c.put(k, &[1, 2, 3]));
         assert_eq!(c.get(k).unwrap(), vec![1, 2, 3]);
         assert_eq!(c.stats().bytes, 3 + 1 + 7 + 9 + 40_000 + 130_000 + 500_000);
+    }
+
+    #[test]
+    fn small_values_fill_the_budget() {
+        // iipsrv's default budget (10 MB) and 8 KB tiles: nearly all of it holds values.
+        let c = cache(10 * 1_024_000);
+        let v = vec![7u8; 8 * 1024];
+        for i in 0..3000u64 {
+            assert!(c.put(key(&[&i.to_le_bytes()]), &v));
+        }
+        let live = (0..3000u64)
+            .filter(|i| c.get(key(&[&i.to_le_bytes()])).is_some())
+            .count() as u64;
+        let st = c.stats();
+        assert!(live >= 1100, "only {live} of 3000 8 KB values kept");
+        assert_eq!(st.bytes, live * 8192);
+        assert!(st.bytes <= 10 * 1_024_000);
+        // The most recent ones are among them.
+        assert!(c.get(key(&[&2999u64.to_le_bytes()])).is_some());
+    }
+
+    #[test]
+    fn overwritten_values_are_misses_never_wrong() {
+        let c = cache(64 * 1024);
+        let value =
+            |i: u64| -> Vec<u8> { (0..(1000 + i % 3000)).map(|j| (i * 31 + j) as u8).collect() };
+        // Far more than the arena holds: it wraps many times.
+        for i in 0..500u64 {
+            assert!(c.put(key(&[&i.to_le_bytes()]), &value(i)));
+            for j in i.saturating_sub(40)..=i {
+                if let Some(v) = c.get(key(&[&j.to_le_bytes()])) {
+                    assert_eq!(v, value(j), "value {j} read back wrong");
+                }
+            }
+        }
+        assert_eq!(c.get(key(&[&499u64.to_le_bytes()])), Some(value(499)));
+        assert_eq!(c.get(key(&[&0u64.to_le_bytes()])), None);
+        assert!(c.stats().bytes <= c.stats().capacity);
+    }
+
+    #[test]
+    fn placement_never_splits_a_value() {
+        assert_eq!(placement(0, 16, 64), (0, 16));
+        assert_eq!(placement(48, 16, 64), (48, 64));
+        assert_eq!(placement(56, 16, 64), (64, 80));
+        assert_eq!(placement(130, 8, 64), (130, 138));
+        assert_eq!(placement(184, 16, 64), (192, 208));
     }
 
     #[test]
@@ -559,7 +664,7 @@ mod tests {
         let hot = key(&[b"hot"]);
         assert!(c.put(hot, b"hot value"));
         for i in 0..2000u64 {
-            let _ = c.get(hot);
+            assert!(c.get(hot).is_some(), "lost after {i}");
             c.put(key(&[b"scan", &i.to_le_bytes()]), &[1; 10]);
         }
         assert_eq!(c.get(hot).as_deref(), Some(&b"hot value"[..]));
@@ -690,6 +795,37 @@ mod model {
         e.key.store(0, Ordering::Relaxed);
         e.seq.store(published(mine), Ordering::Release);
         true
+    }
+
+    /// The arena's rule, as in `Cache::insert` and `Cache::get`: a writer moves the tail
+    /// past the words it will overwrite, fences, then writes; a reader copies, fences,
+    /// and accepts only if the tail has not passed the value's position.
+    #[test]
+    fn an_overwritten_value_is_never_accepted() {
+        loom::model(|| {
+            let tail = Arc::new(AtomicU64::new(0));
+            let words = Arc::new([AtomicU64::new(5), AtomicU64::new(5)]);
+            let w = {
+                let (tail, words) = (tail.clone(), words.clone());
+                loom::thread::spawn(move || {
+                    tail.fetch_max(2, Ordering::Relaxed);
+                    fence(Ordering::Release);
+                    for x in words.iter() {
+                        x.store(9, Ordering::Relaxed);
+                    }
+                })
+            };
+            // The value at position 0 (two words of 5) is read while being overwritten.
+            let v = [
+                words[0].load(Ordering::Relaxed),
+                words[1].load(Ordering::Relaxed),
+            ];
+            fence(Ordering::Acquire);
+            if tail.load(Ordering::Relaxed) <= 0 {
+                assert_eq!(v, [5, 5], "accepted overwritten bytes");
+            }
+            w.join().unwrap();
+        });
     }
 
     #[test]

@@ -311,9 +311,9 @@ impl Cache {
             {
                 continue;
             }
-            let mut out = Vec::with_capacity(words * 8);
-            for w in &arena[first..first + words] {
-                out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+            let mut out = vec![0u8; words * 8];
+            for (o, w) in out.chunks_exact_mut(8).zip(&arena[first..first + words]) {
+                o.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
             }
             out.truncate(len as usize);
             // A writer moves the tail past the bytes it is about to overwrite before it
@@ -401,10 +401,17 @@ impl Cache {
             .fetch_max(end.saturating_sub(arena_len), Ordering::Relaxed);
         fence(Ordering::Release);
         let first = ((start % arena_len) / 8) as usize;
-        for (w, chunk) in arena[first..].iter().zip(value.chunks(8)) {
+        let words = &arena[first..first + (len8 / 8) as usize];
+        let whole = value.chunks_exact(8);
+        let rest = whole.remainder();
+        for (w, chunk) in words.iter().zip(whole) {
+            let word: [u8; 8] = chunk.try_into().expect("chunks of 8");
+            w.store(u64::from_le_bytes(word), Ordering::Relaxed);
+        }
+        if !rest.is_empty() {
             let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+            b[..rest.len()].copy_from_slice(rest);
+            words[words.len() - 1].store(u64::from_le_bytes(b), Ordering::Relaxed);
         }
         // Then the index entry: the same key, else an empty or dead one, else a CLOCK
         // victim.

@@ -139,3 +139,33 @@ fn unprocessed_region_exports_are_cached_processed_ones_are_not() {
         "processed exports bypass the cache"
     );
 }
+
+#[test]
+fn a_small_budget_holds_as_many_tiles_as_fit() {
+    // One iipsrv megabyte and tiles of about 4.7 KB: the cache stores them byte for byte,
+    // so far more than a few dozen fit (fixed 32 KB slots would have held 18).
+    let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "1")], 1);
+    let tiles: Vec<String> = (0..150).map(|t| format!("FIF=big.tif&JTL=5,{t}")).collect();
+    let first: Vec<Vec<u8>> = tiles.iter().map(|q| s.get(q).body).collect();
+    let total: usize = first.iter().map(Vec::len).sum();
+    assert!(
+        total < 900_000,
+        "the test's tiles must fit the budget: {total} bytes"
+    );
+    for (q, body) in tiles.iter().zip(&first) {
+        assert_eq!(
+            &s.get(q).body,
+            body,
+            "{q}: a cached tile differs from the fresh one"
+        );
+    }
+    let hits = s
+        .log()
+        .lines()
+        .filter(|l| l.contains("tile cache hit: big.tif"))
+        .count();
+    assert!(
+        hits >= 145,
+        "{hits} of 150 tiles ({total} bytes) served from the cache"
+    );
+}

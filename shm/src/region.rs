@@ -151,6 +151,12 @@ fn placement(head: u64, len8: u64, arena: u64) -> (u64, u64) {
     (start, start + len8)
 }
 
+/// Which of `sets` sets holds `key`: a multiplicative hash of both halves.
+fn set_of(key: (u64, u64), sets: u64) -> u64 {
+    let h = (key.0 ^ key.1.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 32) % sets
+}
+
 impl Cache {
     /// Creates a region for `budget` bytes (index and values; the header adds 4 KiB).
     /// `None` when the budget is too small to be useful.
@@ -273,14 +279,16 @@ impl Cache {
         unsafe { std::slice::from_raw_parts(self.base.add(off) as *const AtomicU64, len / 8) }
     }
 
-    /// The candidate entries of `k1`.
-    fn set(&self, k1: u64) -> std::ops::Range<u64> {
+    /// The candidate entries of `key`.
+    fn set(&self, key: (u64, u64)) -> std::ops::Range<u64> {
         let n = self.header().entries.load(Ordering::Relaxed);
         if n <= WAYS as u64 {
             return 0..n;
         }
         let sets = n / WAYS as u64;
-        let start = (k1 % sets) * WAYS as u64;
+        // Not `key.0` alone: it is always odd (0 marks an empty entry), so with an even
+        // number of sets only half of them would ever be used.
+        let start = set_of(key, sets) * WAYS as u64;
         start..start + WAYS as u64
     }
 
@@ -290,7 +298,7 @@ impl Cache {
         let generation = h.generation.load(Ordering::Acquire);
         let arena = self.arena();
         let arena_len = arena.len() as u64 * 8;
-        for i in self.set(key.0) {
+        for i in self.set(key) {
             let e = self.entry(i);
             let s1 = e.seq.load(Ordering::Acquire);
             if s1 & 1 == 1
@@ -375,7 +383,7 @@ impl Cache {
             return false;
         }
         let generation = h.generation.load(Ordering::Acquire);
-        let set = self.set(key.0);
+        let set = self.set(key);
         if set.is_empty() {
             return false;
         }
@@ -540,7 +548,7 @@ impl Cache {
     /// Simulates a writer that died after locking an entry (for tests of the repair path).
     #[doc(hidden)]
     pub fn lock_entry_as(&self, key: (u64, u64), owner: u64) -> bool {
-        let e = self.entry(self.set(key.0).start);
+        let e = self.entry(self.set(key).start);
         let s = e.seq.load(Ordering::Acquire);
         if s & 1 == 1
             || e.seq
@@ -646,6 +654,18 @@ mod tests {
         assert_eq!(c.get(key(&[&499u64.to_le_bytes()])), Some(value(499)));
         assert_eq!(c.get(key(&[&0u64.to_le_bytes()])), None);
         assert!(c.stats().bytes <= c.stats().capacity);
+    }
+
+    #[test]
+    fn keys_spread_over_every_set() {
+        // Real keys (odd first halves) into an even number of sets: all of them used,
+        // none far above the mean.
+        let sets = 62;
+        let mut load = vec![0u32; sets as usize];
+        for t in 0..6200u32 {
+            load[set_of(key(&[b"big.tif", &t.to_le_bytes()]), sets) as usize] += 1;
+        }
+        assert!(load.iter().all(|&n| (60..=140).contains(&n)), "{load:?}");
     }
 
     #[test]

@@ -843,12 +843,13 @@ mod model {
                 })
             };
             // The value at position 0 (two words of 5) is read while being overwritten.
+            let pos = 0;
             let v = [
                 words[0].load(Ordering::Relaxed),
                 words[1].load(Ordering::Relaxed),
             ];
             fence(Ordering::Acquire);
-            if tail.load(Ordering::Relaxed) <= 0 {
+            if tail.load(Ordering::Relaxed) <= pos {
                 assert_eq!(v, [5, 5], "accepted overwritten bytes");
             }
             w.join().unwrap();

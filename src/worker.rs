@@ -7,7 +7,7 @@ use crate::image::cache::ImageCache;
 use crate::protocol::{self, Ctx, Outcome};
 use crate::response::Response;
 use crate::supervisor::metrics::Metrics;
-use crate::supervisor::{self, Accepted, Listener, WorkerCtx};
+use crate::supervisor::{self, Accepted, Listener, Waiting, Wake, WorkerCtx};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -121,25 +121,14 @@ fn limits() -> Limits {
     }
 }
 
-fn serve_conn<S: Stream>(
-    stream: S,
+/// Answers the requests a connection has ready. Returns it when the web server keeps
+/// it open for more (FCGI_KEEP_CONN) and nothing more has arrived yet; else closes it.
+fn serve_requests<S: Stream>(
+    mut conn: Conn<S>,
     worker: &mut Worker,
     ctx: &WorkerCtx,
-    preset: bool,
     lingering: &mut Lingering,
-) {
-    let conn = if preset {
-        Conn::with_inherited_write_timeout(stream, limits())
-    } else {
-        Conn::new(stream, limits())
-    };
-    let mut conn = match conn {
-        Ok(c) => c.with_stop_flag(ctx.stop),
-        Err(e) => {
-            log::warn!("cannot set up connection: {e}");
-            return;
-        }
-    };
+) -> Option<Conn<S>> {
     loop {
         match conn.next_request() {
             Ok(Some(req)) => {
@@ -153,6 +142,9 @@ fn serve_conn<S: Stream>(
                 if !req.keep_conn || ctx.stop.load(Ordering::Relaxed) {
                     break;
                 }
+                if !conn.has_buffered() {
+                    return Some(conn);
+                }
             }
             Ok(None) => break,
             Err(e) => {
@@ -162,6 +154,94 @@ fn serve_conn<S: Stream>(
         }
     }
     conn.close(lingering);
+    None
+}
+
+/// A new connection: set up, then served as [`serve_requests`].
+fn serve_conn<S: Stream>(
+    stream: S,
+    worker: &mut Worker,
+    ctx: &WorkerCtx,
+    preset: bool,
+    lingering: &mut Lingering,
+) -> Option<Conn<S>> {
+    let conn = if preset {
+        Conn::with_inherited_write_timeout(stream, limits())
+    } else {
+        Conn::new(stream, limits())
+    };
+    match conn {
+        Ok(c) => serve_requests(c.with_stop_flag(ctx.stop), worker, ctx, lingering),
+        Err(e) => {
+            log::warn!("cannot set up connection: {e}");
+            None
+        }
+    }
+}
+
+/// A connection kept open by the web server, of the listening socket's kind.
+enum KeptConn {
+    Tcp(Conn<std::net::TcpStream>),
+    Unix(Conn<std::os::unix::net::UnixStream>),
+}
+
+/// Connections the web server keeps open between requests (nginx's `fastcgi_keep_conn`
+/// with an upstream `keepalive` pool), waited on together with the listening socket. A
+/// single-threaded worker that blocked reading the next request of one of them would
+/// leave every other connection unserved until that one spoke again — new ones queued
+/// at the listening socket, and the web server's other kept connections — which stalled
+/// requests for up to the read timeout. At most [`MAX_KEPT`] per worker; one idle for
+/// [`KEPT_IDLE`] is closed.
+#[derive(Default)]
+struct Kept {
+    conns: std::collections::HashMap<std::os::fd::RawFd, (KeptConn, std::time::Instant)>,
+}
+
+const MAX_KEPT: usize = 256;
+const KEPT_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Kept {
+    fn keep(&mut self, conn: KeptConn, waiting: &Waiting, lingering: &mut Lingering) {
+        let fd = match &conn {
+            KeptConn::Tcp(c) => c.raw_fd(),
+            KeptConn::Unix(c) => c.raw_fd(),
+        };
+        match fd {
+            Some(fd) if self.conns.len() < MAX_KEPT && waiting.add(fd).is_ok() => {
+                self.conns.insert(fd, (conn, std::time::Instant::now()));
+            }
+            _ => close_kept(conn, lingering),
+        }
+    }
+
+    /// The connection on `fd`, no longer waited on.
+    fn take(&mut self, fd: std::os::fd::RawFd, waiting: &Waiting) -> Option<KeptConn> {
+        let (conn, _) = self.conns.remove(&fd)?;
+        waiting.remove(fd);
+        Some(conn)
+    }
+
+    /// Closes connections idle too long, or all of them when the worker stops.
+    fn expire(&mut self, waiting: &Waiting, lingering: &mut Lingering, all: bool) {
+        let old: Vec<_> = self
+            .conns
+            .iter()
+            .filter(|(_, (_, since))| all || since.elapsed() > KEPT_IDLE)
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in old {
+            if let Some(conn) = self.take(fd, waiting) {
+                close_kept(conn, lingering);
+            }
+        }
+    }
+}
+
+fn close_kept(conn: KeptConn, lingering: &mut Lingering) {
+    match conn {
+        KeptConn::Tcp(c) => c.close(lingering),
+        KeptConn::Unix(c) => c.close(lingering),
+    }
 }
 
 /// The worker's main function, run in each forked process.
@@ -181,19 +261,41 @@ pub fn main(
         Listener::Unix(..) => false,
     };
     let mut lingering = Lingering::default();
-    supervisor::accept_loop(listener, ctx, |accepted| {
-        match accepted {
-            Some(Accepted::Tcp(s)) => {
+    let mut kept = Kept::default();
+    let code = supervisor::accept_loop(listener, ctx, |wake, waiting| {
+        let conn = match wake {
+            Wake::Accepted(Accepted::Tcp(s)) => {
                 if !preset {
                     let _ = s.set_nodelay(true);
                 }
-                serve_conn(s, &mut worker, ctx, preset, &mut lingering)
+                serve_conn(s, &mut worker, ctx, preset, &mut lingering).map(KeptConn::Tcp)
             }
-            Some(Accepted::Unix(s)) => serve_conn(s, &mut worker, ctx, false, &mut lingering),
-            None => {}
+            Wake::Accepted(Accepted::Unix(s)) => {
+                serve_conn(s, &mut worker, ctx, false, &mut lingering).map(KeptConn::Unix)
+            }
+            Wake::Ready(fd) => match kept.take(fd, waiting) {
+                Some(KeptConn::Tcp(c)) => {
+                    serve_requests(c, &mut worker, ctx, &mut lingering).map(KeptConn::Tcp)
+                }
+                Some(KeptConn::Unix(c)) => {
+                    serve_requests(c, &mut worker, ctx, &mut lingering).map(KeptConn::Unix)
+                }
+                None => None,
+            },
+            Wake::Idle => {
+                kept.expire(waiting, &mut lingering, ctx.stopping());
+                lingering.sweep();
+                None
+            }
+        };
+        if let Some(conn) = conn {
+            kept.keep(conn, waiting, &mut lingering);
         }
-        lingering.sweep();
-    })
+    });
+    for (_, (conn, _)) in kept.conns.drain() {
+        close_kept(conn, &mut lingering);
+    }
+    code
 }
 
 /// Keeps tile-sized buffers (200 KB – a few MB) in the heap between requests. With
@@ -294,12 +396,12 @@ pub fn main_http(
     tune_malloc();
     let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
     let fd = listener.raw_fd();
-    supervisor::accept_loop(listener, ctx, |accepted| match accepted {
-        Some(Accepted::Tcp(s)) => {
+    supervisor::accept_loop(listener, ctx, |wake, _| match wake {
+        Wake::Accepted(Accepted::Tcp(s)) => {
             let _ = s.set_nodelay(true);
             serve_http(s, fd, &mut worker, ctx, opts)
         }
-        Some(Accepted::Unix(s)) => serve_http(s, fd, &mut worker, ctx, opts),
-        None => {}
+        Wake::Accepted(Accepted::Unix(s)) => serve_http(s, fd, &mut worker, ctx, opts),
+        Wake::Ready(_) | Wake::Idle => {}
     })
 }

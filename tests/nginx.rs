@@ -14,20 +14,33 @@ struct Nginx {
 
 impl Nginx {
     fn start(upstream: &Addr) -> Nginx {
+        Nginx::start_with(upstream, None)
+    }
+
+    /// With `keepalive`, nginx keeps up to that many FastCGI connections open between
+    /// requests (`fastcgi_keep_conn on` and an upstream `keepalive` pool).
+    fn start_with(upstream: &Addr, keepalive: Option<u32>) -> Nginx {
         let dir = TempDir::new("nginx");
         let port = free_port();
-        let pass = match upstream {
+        let server = match upstream {
             Addr::Unix(p) => format!("unix:{}", p.display()),
             Addr::Tcp(p) => format!("127.0.0.1:{p}"),
         };
+        let (pool, pass) = match keepalive {
+            Some(n) => (
+                format!("upstream tessera {{ server {server}; keepalive {n}; }}\n"),
+                "tessera;\n      fastcgi_keep_conn on;".to_string(),
+            ),
+            None => (String::new(), format!("{server};")),
+        };
         let d = dir.0.display();
-        let params = format!("include /etc/nginx/fastcgi_params;\n      fastcgi_pass {pass};");
+        let params = format!("include /etc/nginx/fastcgi_params;\n      fastcgi_pass {pass}");
         let conf = format!(
             "worker_processes 1;\ndaemon on;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/tmp-client;\n  proxy_temp_path {d}/tmp-proxy;\n\
                fastcgi_temp_path {d}/tmp-fcgi;\n  uwsgi_temp_path {d}/tmp-uwsgi;\n  scgi_temp_path {d}/tmp-scgi;\n\
-               fastcgi_buffers 64 64k;\n\
+               fastcgi_buffers 64 64k;\n  {pool}\
                server {{\n    listen 127.0.0.1:{port};\n    server_name localhost;\n\
                  location = /fcgi-bin/iipsrv.fcgi {{\n      {params}\n    }}\n\
                  location /iiif/ {{\n      {params}\n    }}\n  }}\n}}\n"
@@ -189,4 +202,54 @@ fn hostile_requests_through_nginx_are_4xx() {
     }
     let (st, _, _) = n.get(&format!("{iip}FIF=big.tif&OBJ=Max-size"));
     assert_eq!(st, 200);
+}
+
+#[test]
+fn kept_connections_do_not_hold_up_other_requests() {
+    // nginx keeps 8 FastCGI connections open, tessera has one worker: each request must
+    // be answered at once, whichever kept connection nginx picks (a worker blocked
+    // reading the next request of one of them left the others waiting for seconds).
+    let s = Server::start_tcp(&[], 1);
+    let n = Nginx::start_with(&s.addr, Some(8));
+    let tiles: Vec<Vec<u8>> = (0..4)
+        .map(|t| {
+            let (status, _, body) =
+                n.get(&format!("/fcgi-bin/iipsrv.fcgi?FIF=small.tif&JTL=2,{t}"));
+            assert_eq!(status, 200);
+            body
+        })
+        .collect();
+    let started = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let port = n.port;
+            let want = tiles.clone();
+            std::thread::spawn(move || {
+                for k in 0..25 {
+                    let t = (i + k) % 4;
+                    let asked = Instant::now();
+                    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                    write!(
+                        c,
+                        "GET /fcgi-bin/iipsrv.fcgi?FIF=small.tif&JTL=2,{t} HTTP/1.0\r\nHost: localhost\r\n\r\n"
+                    )
+                    .unwrap();
+                    let mut buf = Vec::new();
+                    c.read_to_end(&mut buf).unwrap();
+                    assert!(buf.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf[..40.min(buf.len())]));
+                    assert!(buf.ends_with(&want[t]), "tile {t} differs");
+                    assert!(
+                        asked.elapsed() < Duration::from_secs(2),
+                        "a request waited {:?}",
+                        asked.elapsed()
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(20));
 }

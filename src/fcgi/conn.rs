@@ -292,6 +292,17 @@ impl<S: Stream> Conn<S> {
         self.send(!req.keep_conn)
     }
 
+    /// The connection's descriptor, to wait on it between requests.
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.stream.raw_fd()
+    }
+
+    /// Whether bytes of a next request were already read (waiting on the descriptor
+    /// would not see them).
+    pub fn has_buffered(&self) -> bool {
+        self.end > self.start
+    }
+
     /// Half-closes (the response leaves with the FIN) and hands the connection to
     /// `lingering`, which closes it once the peer has closed its side: closing at once
     /// would reset the connection under bytes the peer may still send.

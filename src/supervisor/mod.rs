@@ -17,6 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,39 +72,156 @@ impl Default for Options {
     }
 }
 
-/// A worker's accept loop: accepts until the stop flag is set and hands each
-/// connection to `serve`, and `None` when `accept` woke without one (the listening
-/// socket's periodic wake-up, a signal), for the worker's housekeeping. Returns the
+/// What woke a worker's accept loop.
+pub enum Wake {
+    /// A new connection.
+    Accepted(Accepted),
+    /// A descriptor the worker asked to wait on (see [`Waiting`]) is readable or closed.
+    Ready(RawFd),
+    /// Nothing: the periodic wake-up (to look at the stop flag) or a signal.
+    Idle,
+}
+
+/// The worker's epoll instance: the listening socket plus descriptors the worker waits
+/// on between requests (FastCGI connections the web server keeps open).
+pub struct Waiting {
+    epfd: OwnedFd,
+}
+
+/// epoll's user data for the listening socket (descriptors are never negative).
+const LISTENER_TOKEN: u64 = u64::MAX;
+
+impl Waiting {
+    fn new(listener: RawFd) -> std::io::Result<Waiting> {
+        // SAFETY: plain syscall; the descriptor is checked and then owned.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        let w = Waiting {
+            epfd: unsafe { OwnedFd::from_raw_fd(fd) },
+        };
+        // EPOLLEXCLUSIVE: a new connection wakes one of the workers waiting, not all.
+        w.ctl(
+            libc::EPOLL_CTL_ADD,
+            listener,
+            (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
+            LISTENER_TOKEN,
+        )?;
+        Ok(w)
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, events: u32, token: u64) -> std::io::Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
+        // SAFETY: valid descriptors and a live event struct.
+        if unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Also wake for `fd` (readable, or closed by the peer).
+    pub fn add(&self, fd: RawFd) -> std::io::Result<()> {
+        let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        self.ctl(libc::EPOLL_CTL_ADD, fd, events, fd as u64)
+    }
+
+    /// Stop waking for `fd` (before it is served or closed).
+    pub fn remove(&self, fd: RawFd) {
+        let _ = self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0);
+    }
+
+    /// Ready tokens, waiting at most `timeout`.
+    fn wait(&self, out: &mut [libc::epoll_event], timeout: Duration) -> std::io::Result<usize> {
+        // SAFETY: `out` is a live buffer of `out.len()` events.
+        let n = unsafe {
+            libc::epoll_wait(
+                self.epfd.as_raw_fd(),
+                out.as_mut_ptr(),
+                out.len() as libc::c_int,
+                timeout.as_millis() as libc::c_int,
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+}
+
+/// How long a worker waits before looking at its stop flag again.
+const WAKE_UP: Duration = Duration::from_millis(500);
+
+/// A worker's accept loop: waits on the listening socket and on whatever `serve` asked
+/// it to wait on, and hands `serve` each new connection, each ready descriptor and an
+/// [`Wake::Idle`] after every wake-up (for the worker's housekeeping), until the stop
+/// flag is set. The listening socket is non-blocking: workers that wake for the same
+/// connection (rare with EPOLLEXCLUSIVE) simply find nothing to accept. Returns the
 /// worker's exit code.
 pub fn accept_loop(
     listener: &Listener,
     ctx: &WorkerCtx,
-    mut serve: impl FnMut(Option<Accepted>),
+    mut serve: impl FnMut(Wake, &Waiting),
 ) -> i32 {
+    let lfd = listener.raw_fd();
+    // SAFETY: fcntl on the listening descriptor this process holds.
+    let flags = unsafe { libc::fcntl(lfd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(lfd, libc::F_SETFL, flags | libc::O_NONBLOCK) } != 0 {
+        log::error!(
+            "cannot make the listening socket non-blocking: {}",
+            std::io::Error::last_os_error()
+        );
+        return 1;
+    }
+    let waiting = match Waiting::new(lfd) {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("cannot wait on the listening socket (epoll): {e}");
+            return 1;
+        }
+    };
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; 64];
     while !ctx.stopping() {
-        let e = match listener.accept() {
-            Ok(conn) => {
-                serve(Some(conn));
+        let n = match waiting.wait(&mut events, WAKE_UP) {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => 0,
+            Err(e) => {
+                log::error!("epoll_wait: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                0
+            }
+        };
+        for ev in &events[..n] {
+            if ctx.stopping() {
+                break;
+            }
+            let token = ev.u64;
+            if token != LISTENER_TOKEN {
+                serve(Wake::Ready(token as RawFd), &waiting);
                 continue;
             }
-            Err(e) => e,
-        };
-        match e.raw_os_error() {
-            Some(libc::EINTR)
-            | Some(libc::EAGAIN)
-            | Some(libc::ETIMEDOUT)
-            | Some(libc::ECONNABORTED)
-            | Some(libc::EPROTO) => {}
-            Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM) => {
-                log::error!("accept: {e}; pausing");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            _ => {
-                log::error!("accept: {e}");
-                std::thread::sleep(Duration::from_millis(100));
+            match listener.accept() {
+                Ok(conn) => serve(Wake::Accepted(conn), &waiting),
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EINTR)
+                    | Some(libc::EAGAIN)
+                    | Some(libc::ETIMEDOUT)
+                    | Some(libc::ECONNABORTED)
+                    | Some(libc::EPROTO) => {}
+                    Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
+                    | Some(libc::ENOMEM) => {
+                        log::error!("accept: {e}; pausing");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    _ => {
+                        log::error!("accept: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                },
             }
         }
-        serve(None);
+        serve(Wake::Idle, &waiting);
     }
     0
 }

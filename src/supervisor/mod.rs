@@ -121,6 +121,18 @@ impl Waiting {
         Ok(())
     }
 
+    /// Moves this worker to the back of the listening socket's queue of exclusive
+    /// waiters. The kernel wakes the first idle one, which would otherwise always be
+    /// the same worker; re-adding after each connection hands them out in turn, as a
+    /// blocking `accept` does.
+    fn requeue_listener(&self, listener: RawFd) {
+        let _ = self.ctl(libc::EPOLL_CTL_DEL, listener, 0, 0);
+        let events = (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32;
+        if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, listener, events, LISTENER_TOKEN) {
+            log::error!("cannot wait on the listening socket again (epoll): {e}");
+        }
+    }
+
     /// Also wake for `fd` (readable, or closed by the peer).
     pub fn add(&self, fd: RawFd) -> std::io::Result<()> {
         let events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
@@ -202,7 +214,10 @@ pub fn accept_loop(
                 continue;
             }
             match listener.accept() {
-                Ok(conn) => serve(Wake::Accepted(conn), &waiting),
+                Ok(conn) => {
+                    waiting.requeue_listener(lfd);
+                    serve(Wake::Accepted(conn), &waiting)
+                }
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EINTR)
                     | Some(libc::EAGAIN)

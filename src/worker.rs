@@ -255,7 +255,7 @@ pub fn main(
     tune_malloc();
     let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
     // TCP_NODELAY and the write timeout set once on the listening socket are copied into
-    // every accepted TCP socket (Linux); its read timeout is the accept wake-up instead.
+    // every accepted TCP socket (Linux); the read timeout is set per connection.
     let preset = match listener {
         Listener::Tcp(l) => preset_tcp(l, limits().write_timeout),
         Listener::Unix(..) => false,

@@ -168,7 +168,7 @@ const WAKE_UP: Duration = Duration::from_millis(500);
 /// A worker's accept loop: waits on the listening socket and on whatever `serve` asked
 /// it to wait on, and hands `serve` each new connection, each ready descriptor and an
 /// [`Wake::Idle`] after every wake-up (for the worker's housekeeping), until the stop
-/// flag is set. The listening socket is non-blocking: workers that wake for the same
+/// flag is set. The listening socket is non-blocking (see `socket`): workers that wake for the same
 /// connection (rare with EPOLLEXCLUSIVE) simply find nothing to accept. Returns the
 /// worker's exit code.
 pub fn accept_loop(
@@ -177,15 +177,6 @@ pub fn accept_loop(
     mut serve: impl FnMut(Wake, &Waiting),
 ) -> i32 {
     let lfd = listener.raw_fd();
-    // SAFETY: fcntl on the listening descriptor this process holds.
-    let flags = unsafe { libc::fcntl(lfd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(lfd, libc::F_SETFL, flags | libc::O_NONBLOCK) } != 0 {
-        log::error!(
-            "cannot make the listening socket non-blocking: {}",
-            std::io::Error::last_os_error()
-        );
-        return 1;
-    }
     let waiting = match Waiting::new(lfd) {
         Ok(w) => w,
         Err(e) => {

@@ -9,10 +9,6 @@ use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-/// How long a blocking `accept` waits before a worker looks at its stop flag again.
-const ACCEPT_WAKEUP: Duration = Duration::from_millis(500);
 
 /// Why no listening socket could be had. Messages tell the operator what to change.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +107,10 @@ pub fn bind(addr: &str, backlog: i32, unix_mode: u32) -> Result<Listener, Socket
         socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(open_err(addr))?;
         socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(sa)).map_err(open_err(addr))?;
         socket::listen(&fd, backlog).map_err(open_err(addr))?;
-        set_accept_wakeup(&fd);
+        set_nonblocking(&fd).map_err(|source| SocketError::Open {
+            addr: addr.to_owned(),
+            source,
+        })?;
         Ok(Listener::Tcp(TcpListener::from(fd)))
     } else {
         let path = Path::new(addr);
@@ -150,7 +149,10 @@ pub fn bind(addr: &str, backlog: i32, unix_mode: u32) -> Result<Listener, Socket
                 source,
             },
         )?;
-        set_accept_wakeup(&fd);
+        set_nonblocking(&fd).map_err(|source| SocketError::Open {
+            addr: addr.to_owned(),
+            source,
+        })?;
         Ok(Listener::Unix(
             UnixListener::from(fd),
             Some(path.to_owned()),
@@ -158,11 +160,17 @@ pub fn bind(addr: &str, backlog: i32, unix_mode: u32) -> Result<Listener, Socket
     }
 }
 
-/// `accept` honours SO_RCVTIMEO: a worker blocked in it wakes up periodically, so a
-/// stop signal that lands just before the call is never missed for long.
-fn set_accept_wakeup(fd: &OwnedFd) {
-    let tv = nix::sys::time::TimeVal::new(0, ACCEPT_WAKEUP.as_micros() as i64);
-    let _ = socket::setsockopt(fd, sockopt::ReceiveTimeout, &tv);
+/// Workers wait for connections with epoll and then `accept`; several may wake for one
+/// connection, and those that lose must find nothing to accept rather than block.
+fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor this process holds.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0
+        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Wraps an inherited descriptor if it is a listening stream socket.
@@ -175,7 +183,10 @@ fn adopt(fd: RawFd) -> Option<Listener> {
     let family = socket::getsockname::<SockaddrStorage>(fd).ok()?.family()?;
     // SAFETY: the descriptor is a listening socket we now own for the process lifetime.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_accept_wakeup(&owned);
+    if let Err(e) = set_nonblocking(&owned) {
+        log::error!("cannot make the inherited listening socket non-blocking: {e}");
+        return None;
+    }
     Some(match family {
         AddressFamily::Unix => Listener::Unix(UnixListener::from(owned), None),
         _ => Listener::Tcp(TcpListener::from(owned)),
@@ -264,6 +275,7 @@ impl Listener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn backlog_clamping() {

@@ -166,7 +166,7 @@ fn serve_conn<S: Stream>(
     lingering: &mut Lingering,
 ) -> Option<Conn<S>> {
     let conn = if preset {
-        Conn::with_inherited_write_timeout(stream, limits())
+        Ok(Conn::with_inherited_timeouts(stream, limits()))
     } else {
         Conn::new(stream, limits())
     };
@@ -254,10 +254,11 @@ pub fn main(
     crate::logging::init(&cfg);
     tune_malloc();
     let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
-    // TCP_NODELAY and the write timeout set once on the listening socket are copied into
-    // every accepted TCP socket (Linux); the read timeout is set per connection.
+    // TCP_NODELAY and the timeouts set once on the listening socket are copied into
+    // every accepted TCP socket (Linux); the listening socket itself is non-blocking, so
+    // they do not affect `accept`.
     let preset = match listener {
-        Listener::Tcp(l) => preset_tcp(l, limits().write_timeout),
+        Listener::Tcp(l) => preset_tcp(l, &limits()),
         Listener::Unix(..) => false,
     };
     let mut lingering = Lingering::default();
@@ -310,15 +311,16 @@ fn tune_malloc() {
     }
 }
 
-/// Sets TCP_NODELAY and SO_SNDTIMEO on a listening TCP socket; false if either failed.
-fn preset_tcp(l: &std::net::TcpListener, write_timeout: std::time::Duration) -> bool {
+/// Sets TCP_NODELAY, SO_RCVTIMEO and SO_SNDTIMEO (from `limits`) on a listening TCP
+/// socket, for its accepted sockets to inherit; false if any failed.
+fn preset_tcp(l: &std::net::TcpListener, limits: &Limits) -> bool {
     use nix::sys::socket::{setsockopt, sockopt};
-    let tv = nix::sys::time::TimeVal::new(
-        write_timeout.as_secs() as i64,
-        write_timeout.subsec_micros() as i64,
-    );
+    let tv = |d: std::time::Duration| {
+        nix::sys::time::TimeVal::new(d.as_secs() as i64, d.subsec_micros() as i64)
+    };
     setsockopt(l, sockopt::TcpNoDelay, &true).is_ok()
-        && setsockopt(l, sockopt::SendTimeout, &tv).is_ok()
+        && setsockopt(l, sockopt::ReceiveTimeout, &tv(limits.read_timeout)).is_ok()
+        && setsockopt(l, sockopt::SendTimeout, &tv(limits.write_timeout)).is_ok()
 }
 
 /// Options of the built-in HTTP mode.
@@ -404,4 +406,28 @@ pub fn main_http(
         Wake::Accepted(Accepted::Unix(s)) => serve_http(s, fd, &mut worker, ctx, opts),
         Wake::Ready(_) | Wake::Idle => {}
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn accepted_tcp_sockets_inherit_the_preset_options() {
+        // Connections are served with no per-connection setsockopt: the timeouts and
+        // TCP_NODELAY must come from the listening socket.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let limits = Limits {
+            read_timeout: Duration::from_millis(1500),
+            write_timeout: Duration::from_millis(2500),
+            ..limits()
+        };
+        assert!(preset_tcp(&l, &limits));
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert_eq!(s.read_timeout().unwrap(), Some(limits.read_timeout));
+        assert_eq!(s.write_timeout().unwrap(), Some(limits.write_timeout));
+        assert!(s.nodelay().unwrap());
+    }
 }

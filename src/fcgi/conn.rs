@@ -56,11 +56,11 @@ impl<S: Stream> Conn<S> {
         Ok(Self::wrap(stream, limits))
     }
 
-    /// Wraps a stream accepted from a listening socket that already carries the write
-    /// timeout (Linux copies it into accepted TCP sockets): one system call less.
-    pub fn with_inherited_write_timeout(stream: S, limits: Limits) -> io::Result<Self> {
-        stream.set_read_timeout_only(Some(limits.read_timeout))?;
-        Ok(Self::wrap(stream, limits))
+    /// Wraps a stream accepted from a listening socket that already carries the read
+    /// and write timeouts of `limits` (Linux copies them into accepted TCP sockets): no
+    /// system call per connection.
+    pub fn with_inherited_timeouts(stream: S, limits: Limits) -> Self {
+        Self::wrap(stream, limits)
     }
 
     fn wrap(stream: S, limits: Limits) -> Self {
@@ -391,9 +391,6 @@ mod tests {
 
     impl Stream for Mem {
         fn set_timeouts(&self, _: Option<Duration>, _: Option<Duration>) -> io::Result<()> {
-            Ok(())
-        }
-        fn set_read_timeout_only(&self, _: Option<Duration>) -> io::Result<()> {
             Ok(())
         }
         fn shutdown_write(&self) -> io::Result<()> {

@@ -19,8 +19,6 @@ use std::time::Duration;
 /// A stream the responder can serve: a TCP or Unix-domain connection.
 pub trait Stream: io::Read + io::Write {
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()>;
-    /// Sets the read timeout only (the write timeout came from the listening socket).
-    fn set_read_timeout_only(&self, read: Option<Duration>) -> io::Result<()>;
     fn shutdown_write(&self) -> io::Result<()>;
     /// The descriptor, for waiting on it together with the listening socket.
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
@@ -46,9 +44,6 @@ impl Stream for std::net::TcpStream {
         self.set_read_timeout(read)?;
         self.set_write_timeout(write)
     }
-    fn set_read_timeout_only(&self, read: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(read)
-    }
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
     }
@@ -64,9 +59,6 @@ impl Stream for std::os::unix::net::UnixStream {
     fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
         self.set_read_timeout(read)?;
         self.set_write_timeout(write)
-    }
-    fn set_read_timeout_only(&self, read: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(read)
     }
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)

@@ -199,6 +199,8 @@ fn row_pass_avx2<const N: usize, const T: usize>(
 ) -> RowPass {
     assert!(N == 3 || N == 4);
     const { assert!(T >= 2 && T <= 4) };
+    // The closure below runs AVX2 code: refuse to build it on a CPU without AVX2.
+    assert!(std::arch::is_x86_feature_detected!("avx2"));
     let pairs = T.div_ceil(2);
     let n = xs.len();
     let even = n / 2 * 2;
@@ -241,8 +243,8 @@ fn row_pass_avx2<const N: usize, const T: usize>(
         // Every load reads eight lanes from a tap's first sample: the row must hold them.
         let need = firsts.last().map_or(0, |f| f[1] + (T - 1) * N + 8);
         assert!(src.len() >= need && dst.len() >= n * N);
-        // SAFETY: the CPU has AVX2 (the caller checked); loads stay inside `src` by the
-        // assertion above, stores inside `dst`.
+        // SAFETY: the CPU has AVX2 (asserted when the pass was built); loads stay inside
+        // `src` by the assertion above, stores inside `dst`.
         unsafe { row_pairs_avx2::<N, T>(&firsts, &weights, &two, &one, src, dst) };
         if let Some(tail) = &tail {
             tail(src, &mut dst[even * N..]);

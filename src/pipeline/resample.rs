@@ -122,6 +122,16 @@ fn row_pass<const N: usize, const T: usize>(
     })
 }
 
+/// The weights of one output pixel's span as the vector passes take them: 16-bit, up to
+/// four taps, zero past the span's end.
+fn tap_weights(xw: &[u32], span: &std::ops::Range<usize>) -> [i16; 4] {
+    let mut w = [0i16; 4];
+    for (d, &v) in w.iter_mut().zip(&xw[span.clone()]) {
+        *d = v as i16;
+    }
+    w
+}
+
 /// [`row_pass`] for 3 or 4 channels on SSE2 (part of every x86-64 CPU): one output
 /// pixel per step, two taps per multiply-add. A tap's pixel is loaded as four 16-bit
 /// lanes (for 3 channels the fourth is the next pixel's first sample, weighed into a
@@ -143,10 +153,7 @@ fn row_pass_sse2<const N: usize, const T: usize>(
     let mut firsts = Vec::with_capacity(xs.len());
     let mut weights: Vec<[i16; 8]> = Vec::with_capacity(xs.len() * pairs);
     for (first, span) in xs {
-        let mut w = [0i16; 4];
-        for (d, &v) in w.iter_mut().zip(&xw[span.clone()]) {
-            *d = v as i16;
-        }
+        let w = tap_weights(xw, span);
         firsts.push(first * N);
         for p in 0..pairs {
             let (a, b) = (w[2 * p], w[2 * p + 1]);
@@ -205,18 +212,11 @@ fn row_pass_avx2<const N: usize, const T: usize>(
     let n = xs.len();
     let even = n / 2 * 2;
     let tail = (n > even).then(|| row_pass_sse2::<N, T>(&xs[even..], xw));
-    let taps_of = |span: &std::ops::Range<usize>| {
-        let mut w = [0i16; 4];
-        for (d, &v) in w.iter_mut().zip(&xw[span.clone()]) {
-            *d = v as i16;
-        }
-        w
-    };
     let mut firsts = Vec::with_capacity(even / 2);
     let mut weights: Vec<[i16; 16]> = Vec::with_capacity(even / 2 * pairs);
     for two in xs[..even].chunks_exact(2) {
         firsts.push([two[0].0 * N, two[1].0 * N]);
-        let (w0, w1) = (taps_of(&two[0].1), taps_of(&two[1].1));
+        let (w0, w1) = (tap_weights(xw, &two[0].1), tap_weights(xw, &two[1].1));
         for p in 0..pairs {
             let (a0, b0, a1, b1) = (w0[2 * p], w0[2 * p + 1], w1[2 * p], w1[2 * p + 1]);
             weights.push([

@@ -168,9 +168,9 @@ const WAKE_UP: Duration = Duration::from_millis(500);
 /// A worker's accept loop: waits on the listening socket and on whatever `serve` asked
 /// it to wait on, and hands `serve` each new connection, each ready descriptor and an
 /// [`Wake::Idle`] after every wake-up (for the worker's housekeeping), until the stop
-/// flag is set. The listening socket is non-blocking (see `socket`): workers that wake for the same
-/// connection (rare with EPOLLEXCLUSIVE) simply find nothing to accept. Returns the
-/// worker's exit code.
+/// flag is set. The listening socket is non-blocking (see `socket`): workers that wake
+/// for the same connection (rare with EPOLLEXCLUSIVE) simply find nothing to accept.
+/// Returns the worker's exit code.
 pub fn accept_loop(
     listener: &Listener,
     ctx: &WorkerCtx,

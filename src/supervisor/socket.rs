@@ -66,10 +66,10 @@ pub fn clamp_backlog(requested: i32, max: i32) -> i32 {
     b
 }
 
-fn open_err(addr: &str) -> impl Fn(nix::Error) -> SocketError + '_ {
+fn open_err<E: Into<io::Error>>(addr: &str) -> impl Fn(E) -> SocketError + '_ {
     move |e| SocketError::Open {
         addr: addr.to_owned(),
-        source: io::Error::from(e),
+        source: e.into(),
     }
 }
 
@@ -107,10 +107,7 @@ pub fn bind(addr: &str, backlog: i32, unix_mode: u32) -> Result<Listener, Socket
         socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(open_err(addr))?;
         socket::bind(fd.as_raw_fd(), &SockaddrStorage::from(sa)).map_err(open_err(addr))?;
         socket::listen(&fd, backlog).map_err(open_err(addr))?;
-        set_nonblocking(&fd).map_err(|source| SocketError::Open {
-            addr: addr.to_owned(),
-            source,
-        })?;
+        set_nonblocking(&fd).map_err(open_err(addr))?;
         Ok(Listener::Tcp(TcpListener::from(fd)))
     } else {
         let path = Path::new(addr);
@@ -149,10 +146,7 @@ pub fn bind(addr: &str, backlog: i32, unix_mode: u32) -> Result<Listener, Socket
                 source,
             },
         )?;
-        set_nonblocking(&fd).map_err(|source| SocketError::Open {
-            addr: addr.to_owned(),
-            source,
-        })?;
+        set_nonblocking(&fd).map_err(open_err(addr))?;
         Ok(Listener::Unix(
             UnixListener::from(fd),
             Some(path.to_owned()),

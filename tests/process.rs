@@ -111,6 +111,7 @@ fn sighup_reloads_without_failing_requests() {
     let addr = s.addr.clone();
     let load = std::thread::spawn(move || {
         let mut fails = 0;
+        let mut first = None;
         let mut n = 0;
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
@@ -123,20 +124,29 @@ fn sighup_reloads_without_failing_requests() {
                 b"",
             ) {
                 Ok(r) if r.status == 200 => {}
-                _ => fails += 1,
+                other => {
+                    fails += 1;
+                    first.get_or_insert(match other {
+                        Ok(r) => format!("status {}", r.status),
+                        Err(e) => e,
+                    });
+                }
             }
             n += 1;
         }
-        (n, fails)
+        (n, fails, first)
     });
     // Several reloads in a row while requests keep coming.
     for _ in 0..4 {
         std::thread::sleep(Duration::from_millis(400));
         s.signal(libc::SIGHUP);
     }
-    let (n, fails) = load.join().unwrap();
+    let (n, fails, first) = load.join().unwrap();
     assert!(n > 50, "only {n} requests");
-    assert_eq!(fails, 0, "{fails} of {n} requests failed during reload");
+    assert_eq!(
+        fails, 0,
+        "{fails} of {n} requests failed during reload, the first with: {first:?}"
+    );
     assert!(wait_for(
         || {
             let c = children(s.pid());

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Protocols requests are counted by.
 pub const PROTOCOLS: [&str; 5] = ["iip", "iiif", "deepzoom", "zoomify", "other"];
@@ -221,8 +221,12 @@ pub fn serve_one(mut s: TcpStream, health_ok: bool, metrics: impl FnOnce() -> St
     let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
     let mut buf = [0u8; 4096];
     let mut n = 0;
+    let deadline = Instant::now() + Duration::from_millis(500);
     while n < buf.len() && !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
         match s.read(&mut buf[n..]) {
+            // The supervisor's signals (SIGCHLD when a worker dies) interrupt the read;
+            // giving up there answered a half-read request and reset the connection.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && Instant::now() < deadline => {}
             Ok(0) | Err(_) => break,
             Ok(k) => n += k,
         }

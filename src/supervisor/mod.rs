@@ -195,6 +195,15 @@ pub fn accept_loop(
                 0
             }
         };
+        if n == 0 && !ctx.stopping() {
+            // A quiet spell: take a connection whose wake-up went to a worker that
+            // exited or was killed before accepting it (EPOLLEXCLUSIVE wakes one
+            // waiter per arrival), so it waits at most WAKE_UP instead of until the
+            // next connection arrives.
+            if let Ok(conn) = listener.accept() {
+                serve(Wake::Accepted(conn), &waiting);
+            }
+        }
         for ev in &events[..n] {
             if ctx.stopping() {
                 break;
@@ -229,8 +238,23 @@ pub fn accept_loop(
         }
         serve(Wake::Idle, &waiting);
     }
+    // This worker may hold the only wake-up for connections already queued. Leave the
+    // listening socket's waiters first, so that later arrivals wake the others, then
+    // answer what is queued (bounded: the others take over the rest).
+    let _ = waiting.ctl(libc::EPOLL_CTL_DEL, lfd, 0, 0);
+    for _ in 0..DRAIN_AT_STOP {
+        match listener.accept() {
+            Ok(conn) => serve(Wake::Accepted(conn), &waiting),
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    serve(Wake::Idle, &waiting);
     0
 }
+
+/// At most this many queued connections are answered by a stopping worker.
+const DRAIN_AT_STOP: usize = 64;
 
 struct Worker {
     slot: usize,

@@ -1,5 +1,6 @@
 //! The shared tile cache through the server: one worker's tile is another's hit,
-//! reloads empty it, changed files are never served stale, size 0 disables it.
+//! reloads empty it, changed files are never served stale, size 0 disables it, a full
+//! cache keeps part of a walk over more tiles than fit.
 
 mod common;
 use common::*;
@@ -168,4 +169,49 @@ fn a_small_budget_holds_as_many_tiles_as_fit() {
         hits >= 145,
         "{hits} of 150 tiles ({total} bytes) served from the cache"
     );
+}
+
+#[test]
+fn a_walk_over_more_tiles_than_fit_is_partly_served_from_the_cache() {
+    // 150 tiles of ~4.7 KB into a 0.3 MB cache (room for about 60): storing every tile
+    // would overwrite each one before the walk came back to it. The full cache stores
+    // only some, which then stay for the following rounds.
+    let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "0.3")], 1);
+    let tiles: Vec<String> = (0..150).map(|t| format!("FIF=big.tif&JTL=5,{t}")).collect();
+    let first: Vec<Vec<u8>> = tiles.iter().map(|q| s.get(q).body).collect();
+    let hits_so_far = |s: &Server| {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("tile cache hit: big.tif"))
+            .count()
+    };
+    for _ in 0..2 {
+        for (q, body) in tiles.iter().zip(&first) {
+            assert_eq!(&s.get(q).body, body, "{q}");
+        }
+    }
+    let before = hits_so_far(&s);
+    for _ in 0..2 {
+        for (q, body) in tiles.iter().zip(&first) {
+            assert_eq!(&s.get(q).body, body, "{q}");
+        }
+    }
+    let hits = hits_so_far(&s) - before;
+    assert!(hits >= 20, "{hits} of 300 requests in rounds 4 and 5 hit");
+    // SIGUSR1's statistics count the tiles the full cache did not store.
+    s.signal(libc::SIGUSR1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let refused = loop {
+        let log = s.log();
+        let n = log
+            .split(" refused, ")
+            .next()
+            .filter(|head| head.len() < log.len())
+            .and_then(|head| head.rsplit(' ').next()?.parse::<u64>().ok());
+        if n.is_some() || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(refused.is_some_and(|n| n > 100), "{refused:?}");
 }

@@ -490,6 +490,11 @@ fn metrics_and_health_on_loopback() {
         text.contains("tessera_tile_cache_inserts_total 2\n"),
         "{text}"
     );
+    // Nothing is refused while the cache has room.
+    assert!(
+        text.contains("tessera_tile_cache_refused_total 0\n"),
+        "{text}"
+    );
     let hits: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("tessera_tile_cache_hits_total "))

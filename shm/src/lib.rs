@@ -8,8 +8,11 @@
 //! whose positions only grow, so the budget holds as many small tiles as fit, byte for
 //! byte; the oldest are overwritten first, and a value still being read when its turn
 //! comes is written again at the head (a second chance, so a scan of new tiles does not
-//! flush the ones in use). A key maps to a small set of candidate index entries
-//! (set-associative), where a CLOCK bit per entry picks the victim.
+//! flush the ones in use). Once the arena is full, a new value is stored only if its
+//! key missed recently or, at random, once in 16 times, so that walking more tiles than
+//! fit keeps a steady part of them instead of replacing everything before it is read
+//! again. A key maps to a small set of candidate index entries (set-associative), where
+//! a CLOCK bit per entry picks the victim.
 //!
 //! Every index entry is guarded by a seqlock of atomics: readers never block and copy
 //! the value out, then re-check the sequence and that the arena has not overwritten it

@@ -4,7 +4,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-const MAGIC: u64 = 0x7465_7373_6572_6103;
+const MAGIC: u64 = 0x7465_7373_6572_6104;
 /// Candidate index entries per key. With 8, about one run in twenty of 150 values into
 /// a 500-entry index put more than 8 in one set; the overflow evicted values the arena
 /// still held, and a client reading the same tiles again then evicted one more with
@@ -21,6 +21,11 @@ const HEADER: usize = 4096;
 const MAX_VALUE_SHARE: u64 = 4;
 /// Bound on the compare-and-swap loop that reserves arena space.
 const RESERVE_TRIES: usize = 1000;
+/// Once the arena is full, a new value is stored with odds of one in this many, or when
+/// its key missed recently (see [`Cache::admit`]).
+const ADMIT_ONE_IN: u64 = 16;
+/// Index entries per slot of the table of recently refused keys.
+const ENTRIES_PER_GHOST: u64 = 4;
 
 /// Why the region could not be created or attached.
 #[derive(Debug)]
@@ -53,6 +58,9 @@ pub struct Stats {
     pub bytes: u64,
     /// Entries freed after their writer died mid-write.
     pub reclaimed: u64,
+    /// Values not stored because the arena was full and their key had not missed
+    /// recently.
+    pub refused: u64,
     /// Index entries, and bytes of the value arena.
     pub entries: u64,
     pub capacity: u64,
@@ -79,6 +87,13 @@ struct Header {
     /// left it, bytes before `tail` may have been overwritten.
     head: AtomicU64,
     tail: AtomicU64,
+    /// The head when the cache was last emptied: the arena is full once the head is
+    /// `arena_len` past it.
+    filled_from: AtomicU64,
+    refused: AtomicU64,
+    /// The table of recently refused keys: `ghost_len` words from `ghost_offset`.
+    ghost_offset: AtomicU64,
+    ghost_len: AtomicU64,
 }
 
 #[repr(C)]
@@ -109,6 +124,42 @@ unsafe impl Sync for Cache {}
 
 fn pid() -> u64 {
     std::process::id() as u64
+}
+
+/// What an insertion is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Insert {
+    /// A value just computed: counted, and stored if admitted.
+    New,
+    /// A value read near the arena's tail, moved to the head.
+    SecondChance,
+    /// Tests: counted, always stored.
+    #[cfg(test)]
+    Unfiltered,
+}
+
+/// A per-process pseudo-random number (xorshift64*), for admission; reseeded in each
+/// forked process so that workers do not draw the same sequence.
+fn random() -> u64 {
+    thread_local! {
+        static STATE: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    STATE.with(|st| {
+        let me = pid();
+        let (owner, mut x) = st.get();
+        if owner != me || x == 0 {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            x = (me << 32 ^ t).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        }
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        st.set((me, x));
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32
+    })
 }
 
 /// The write count in a seqlock word: bits 0..32, odd while the entry is being written.
@@ -167,11 +218,13 @@ impl Cache {
     pub fn create(budget: u64) -> Result<Option<Cache>, CacheError> {
         let entries = budget / BYTES_PER_ENTRY / WAYS as u64 * WAYS as u64;
         let index = entries * ENTRY_HEAD as u64;
-        let arena = budget.saturating_sub(index) / 8 * 8;
+        let ghost_len = (entries / ENTRIES_PER_GHOST).max(1);
+        let arena = budget.saturating_sub(index + ghost_len * 8) / 8 * 8;
         if entries < WAYS as u64 || arena < 4096 {
             return Ok(None);
         }
-        let arena_offset = HEADER as u64 + index;
+        let ghost_offset = HEADER as u64 + index;
+        let arena_offset = ghost_offset + ghost_len * 8;
         let size = arena_offset + arena;
         // SAFETY: plain syscalls on a descriptor we own.
         let fd = unsafe { libc::memfd_create(c"tessera-cache".as_ptr(), libc::MFD_CLOEXEC) };
@@ -193,6 +246,8 @@ impl Cache {
         h.entries.store(entries, Ordering::Relaxed);
         h.arena_offset.store(arena_offset, Ordering::Relaxed);
         h.arena_len.store(arena, Ordering::Relaxed);
+        h.ghost_offset.store(ghost_offset, Ordering::Relaxed);
+        h.ghost_len.store(ghost_len, Ordering::Relaxed);
         h.magic.store(MAGIC, Ordering::Release);
         Ok(Some(c))
     }
@@ -220,7 +275,13 @@ impl Cache {
         let index_end =
             (HEADER as u64).checked_add(r(&h.entries).saturating_mul(ENTRY_HEAD as u64));
         let arena_end = r(&h.arena_offset).checked_add(r(&h.arena_len));
-        if index_end.is_none_or(|e| e > r(&h.arena_offset))
+        let ghost_end = r(&h.ghost_len)
+            .checked_mul(8)
+            .and_then(|g| g.checked_add(r(&h.ghost_offset)));
+        if index_end.is_none_or(|e| e > r(&h.ghost_offset))
+            || ghost_end.is_none_or(|e| e > r(&h.arena_offset))
+            || r(&h.ghost_len) == 0
+            || r(&h.ghost_offset) % 8 != 0
             || arena_end != Some(size as u64)
             || r(&h.arena_len) % 8 != 0
             || r(&h.arena_len) == 0
@@ -283,6 +344,48 @@ impl Cache {
         unsafe { std::slice::from_raw_parts(self.base.add(off) as *const AtomicU64, len / 8) }
     }
 
+    /// The table of recently refused keys, as words.
+    fn ghost(&self) -> &[AtomicU64] {
+        let h = self.header();
+        let off = h.ghost_offset.load(Ordering::Relaxed) as usize;
+        let len = h.ghost_len.load(Ordering::Relaxed) as usize;
+        debug_assert!(off + len * 8 <= self.size);
+        // SAFETY: `attach`/`create` validated the table's bounds and alignment; it holds
+        // atomics only.
+        unsafe { std::slice::from_raw_parts(self.base.add(off) as *const AtomicU64, len) }
+    }
+
+    /// Whether a new value for `key` may be stored now. Until the arena is full, always.
+    /// Then a stored value makes room by overwriting the oldest ones; storing every miss
+    /// would let a client that walks more tiles than fit (a scan, or many tiles requested
+    /// once) replace the whole cache before anything in it is read again, so that nothing
+    /// ever hits. A full arena stores a value whose key missed recently — it is in the
+    /// table of refused keys, which holds about a quarter of the index's count, so only
+    /// keys asked again soon are found there — and one in [`ADMIT_ONE_IN`] others, at
+    /// random, so that a steady share of a long walk stays and is hit on the next round.
+    fn admit(&self, key: (u64, u64)) -> bool {
+        let h = self.header();
+        let arena_len = h.arena_len.load(Ordering::Relaxed);
+        let head = h.head.load(Ordering::Relaxed);
+        if head.saturating_sub(h.filled_from.load(Ordering::Relaxed)) < arena_len {
+            return true;
+        }
+        let ghost = self.ghost();
+        let spot = (key.0.rotate_left(17) ^ key.1).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let slot = &ghost[(spot % ghost.len() as u64) as usize];
+        let mark = key.1 | 1;
+        if slot.load(Ordering::Relaxed) == mark {
+            slot.store(0, Ordering::Relaxed);
+            return true;
+        }
+        if random() % ADMIT_ONE_IN == 0 {
+            return true;
+        }
+        slot.store(mark, Ordering::Relaxed);
+        h.refused.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
     /// The candidate entries of `key`.
     fn set(&self, key: (u64, u64)) -> std::ops::Range<u64> {
         let n = self.header().entries.load(Ordering::Relaxed);
@@ -341,7 +444,7 @@ impl Cache {
             // Second chance: a value still read when the arena is about to overwrite it
             // moves to the head, so what is in use survives a scan of new values.
             if h.head.load(Ordering::Relaxed).saturating_sub(pos) > arena_len / 4 * 3 {
-                self.insert(key, &out, false);
+                self.insert(key, &out, Insert::SecondChance);
             }
             return Some(out);
         }
@@ -372,13 +475,22 @@ impl Cache {
         true
     }
 
-    /// Stores `value` under `key`. Returns false when it is larger than a quarter of the
+    /// Stores `value` under `key`, unless the arena is full and the key is not admitted
+    /// (see [`admit`](Self::admit)). Returns false when it is not stored: also when it is
+    /// larger than a quarter of the
     /// arena or every candidate entry is being written by another live process.
     pub fn put(&self, key: (u64, u64), value: &[u8]) -> bool {
-        self.insert(key, value, true)
+        self.insert(key, value, Insert::New)
     }
 
-    fn insert(&self, key: (u64, u64), value: &[u8], count: bool) -> bool {
+    /// [`put`](Self::put) without admission: the arena's mechanics under any load.
+    #[cfg(test)]
+    fn put_unfiltered(&self, key: (u64, u64), value: &[u8]) -> bool {
+        self.insert(key, value, Insert::Unfiltered)
+    }
+
+    fn insert(&self, key: (u64, u64), value: &[u8], how: Insert) -> bool {
+        let count = how != Insert::SecondChance;
         let h = self.header();
         let arena = self.arena();
         let arena_len = arena.len() as u64 * 8;
@@ -388,7 +500,7 @@ impl Cache {
         }
         let generation = h.generation.load(Ordering::Acquire);
         let set = self.set(key);
-        if set.is_empty() {
+        if set.is_empty() || (how == Insert::New && !self.admit(key)) {
             return false;
         }
         // The value first, in arena space nobody else writes: reserve it, declare the
@@ -499,7 +611,11 @@ impl Cache {
 
     /// Empties the cache at once (SIGHUP): every entry of an older generation is a miss.
     pub fn clear(&self) {
-        self.header().generation.fetch_add(1, Ordering::AcqRel);
+        let h = self.header();
+        h.generation.fetch_add(1, Ordering::AcqRel);
+        // Nothing in the arena is live any more: store every value until it is full again.
+        h.filled_from
+            .store(h.head.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Frees every entry a dead process left mid-write. Returns how many were freed.
@@ -544,6 +660,7 @@ impl Cache {
             evictions: r(&h.evictions),
             bytes,
             reclaimed: r(&h.reclaimed),
+            refused: r(&h.refused),
             entries: r(&h.entries),
             capacity: r(&h.arena_len),
         }
@@ -628,7 +745,7 @@ mod tests {
         let c = cache(10 * 1_024_000);
         let v = vec![7u8; 8 * 1024];
         for i in 0..3000u64 {
-            assert!(c.put(key(&[&i.to_le_bytes()]), &v));
+            assert!(c.put_unfiltered(key(&[&i.to_le_bytes()]), &v));
         }
         let live = (0..3000u64)
             .filter(|i| c.get(key(&[&i.to_le_bytes()])).is_some())
@@ -648,7 +765,7 @@ mod tests {
             |i: u64| -> Vec<u8> { (0..(1000 + i % 3000)).map(|j| (i * 31 + j) as u8).collect() };
         // Far more than the arena holds: it wraps many times.
         for i in 0..500u64 {
-            assert!(c.put(key(&[&i.to_le_bytes()]), &value(i)));
+            assert!(c.put_unfiltered(key(&[&i.to_le_bytes()]), &value(i)));
             for j in i.saturating_sub(40)..=i {
                 if let Some(v) = c.get(key(&[&j.to_le_bytes()])) {
                     assert_eq!(v, value(j), "value {j} read back wrong");
@@ -679,6 +796,68 @@ mod tests {
         assert_eq!(placement(56, 16, 64), (64, 80));
         assert_eq!(placement(130, 8, 64), (130, 138));
         assert_eq!(placement(184, 16, 64), (192, 208));
+    }
+
+    /// Hits over the last three of six rounds of a walk over 1 000 keys of 4 KB (four
+    /// times the arena), storing every miss with `put`.
+    fn walk_hits(c: &Cache, put: impl Fn(&Cache, (u64, u64), &[u8]) -> bool) -> usize {
+        let v = vec![3u8; 4096];
+        let mut hits = 0;
+        for round in 0..6 {
+            for i in 0u64..1000 {
+                let k = key(&[b"walk", &i.to_le_bytes()]);
+                match c.get(k) {
+                    Some(got) => {
+                        assert_eq!(got, v);
+                        hits += usize::from(round >= 3);
+                    }
+                    None => {
+                        put(c, k, &v);
+                    }
+                }
+            }
+        }
+        hits
+    }
+
+    #[test]
+    fn a_walk_longer_than_the_cache_keeps_a_share_of_it() {
+        // Storing every miss, each value is overwritten before the walk comes back to it.
+        let all = walk_hits(&cache(1_024_000), |c, k, v| c.put_unfiltered(k, v));
+        assert_eq!(all, 0);
+        // Admission keeps a steady part of the walk, which is hit on every round.
+        let c = cache(1_024_000);
+        let hits = walk_hits(&c, |c, k, v| c.put(k, v));
+        assert!(hits >= 300, "{hits} hits of 3000");
+        assert!(c.stats().refused > 1000, "{:?}", c.stats());
+    }
+
+    #[test]
+    fn a_full_cache_stores_a_key_that_misses_again_soon() {
+        let c = cache(1_024_000);
+        let filler = vec![1u8; 4096];
+        for i in 0u64..400 {
+            assert!(c.put_unfiltered(key(&[&i.to_le_bytes()]), &filler));
+        }
+        // Full: new keys are mostly refused, but each is stored by its second try.
+        let mut first_try = 0;
+        for i in 0u64..100 {
+            let k = key(&[b"new", &i.to_le_bytes()]);
+            if c.put(k, b"value") {
+                first_try += 1;
+            } else {
+                assert!(c.put(k, b"value"), "key {i} refused twice");
+            }
+            assert_eq!(c.get(k).as_deref(), Some(&b"value"[..]));
+        }
+        assert!(first_try < 30, "{first_try} of 100 stored at once");
+        // Emptied: every value is stored again until the arena is full.
+        c.clear();
+        let refused = c.stats().refused;
+        for i in 0u64..200 {
+            assert!(c.put(key(&[b"after", &i.to_le_bytes()]), &filler));
+        }
+        assert_eq!(c.stats().refused, refused);
     }
 
     #[test]

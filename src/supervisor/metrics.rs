@@ -172,6 +172,12 @@ pub fn render_cache(t: &shm::Stats) -> String {
             t.evictions,
         ),
         (
+            "tessera_tile_cache_refused_total",
+            "New entries not stored: the cache was full and their key had not missed recently.",
+            "counter",
+            t.refused,
+        ),
+        (
             "tessera_tile_cache_bytes",
             "Bytes held (tiles and image headers).",
             "gauge",

@@ -411,8 +411,8 @@ impl<C: Send + Sync + 'static> Supervisor<'_, C> {
         if let Some(c) = self.cache {
             let t = c.stats();
             log::info!(
-                "Shared cache (tiles and image headers): {} hits, {} misses, {} inserts, {} evictions, {} of {} bytes, {} reclaimed entries",
-                t.hits, t.misses, t.inserts, t.evictions, t.bytes, t.capacity, t.reclaimed
+                "Shared cache (tiles and image headers): {} hits, {} misses, {} inserts, {} refused, {} evictions, {} of {} bytes, {} reclaimed entries",
+                t.hits, t.misses, t.inserts, t.refused, t.evictions, t.bytes, t.capacity, t.reclaimed
             );
         }
         log::info!(

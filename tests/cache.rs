@@ -141,30 +141,45 @@ fn unprocessed_region_exports_are_cached_processed_ones_are_not() {
     );
 }
 
-#[test]
-fn a_small_budget_holds_as_many_tiles_as_fit() {
-    // One iipsrv megabyte and tiles of about 4.7 KB: the cache stores them byte for byte,
-    // so far more than a few dozen fit (fixed 32 KB slots would have held 18).
-    let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "1")], 1);
+/// The 150 tiles of big.tif's level 5 (about 4.7 KB each), with their first answers.
+fn big_tiles(s: &Server) -> (Vec<String>, Vec<Vec<u8>>) {
     let tiles: Vec<String> = (0..150).map(|t| format!("FIF=big.tif&JTL=5,{t}")).collect();
-    let first: Vec<Vec<u8>> = tiles.iter().map(|q| s.get(q).body).collect();
-    let total: usize = first.iter().map(Vec::len).sum();
-    assert!(
-        total < 900_000,
-        "the test's tiles must fit the budget: {total} bytes"
-    );
-    for (q, body) in tiles.iter().zip(&first) {
+    let first = tiles.iter().map(|q| s.get(q).body).collect();
+    (tiles, first)
+}
+
+/// Asks for every tile again: each answer must equal the first one.
+fn ask_again(s: &Server, tiles: &[String], first: &[Vec<u8>]) {
+    for (q, body) in tiles.iter().zip(first) {
         assert_eq!(
             &s.get(q).body,
             body,
             "{q}: a cached tile differs from the fresh one"
         );
     }
-    let hits = s
-        .log()
+}
+
+/// Tile cache hits on big.tif logged so far (VERBOSITY 3).
+fn big_tile_hits(s: &Server) -> usize {
+    s.log()
         .lines()
         .filter(|l| l.contains("tile cache hit: big.tif"))
-        .count();
+        .count()
+}
+
+#[test]
+fn a_small_budget_holds_as_many_tiles_as_fit() {
+    // One iipsrv megabyte and tiles of about 4.7 KB: the cache stores them byte for byte,
+    // so far more than a few dozen fit (fixed 32 KB slots would have held 18).
+    let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "1")], 1);
+    let (tiles, first) = big_tiles(&s);
+    let total: usize = first.iter().map(Vec::len).sum();
+    assert!(
+        total < 900_000,
+        "the test's tiles must fit the budget: {total} bytes"
+    );
+    ask_again(&s, &tiles, &first);
+    let hits = big_tile_hits(&s);
     assert!(
         hits >= 145,
         "{hits} of 150 tiles ({total} bytes) served from the cache"
@@ -177,30 +192,19 @@ fn a_walk_over_more_tiles_than_fit_is_partly_served_from_the_cache() {
     // would overwrite each one before the walk came back to it. The full cache stores
     // only some, which then stay for the following rounds.
     let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "0.3")], 1);
-    let tiles: Vec<String> = (0..150).map(|t| format!("FIF=big.tif&JTL=5,{t}")).collect();
-    let first: Vec<Vec<u8>> = tiles.iter().map(|q| s.get(q).body).collect();
-    let hits_so_far = |s: &Server| {
-        s.log()
-            .lines()
-            .filter(|l| l.contains("tile cache hit: big.tif"))
-            .count()
-    };
+    let (tiles, first) = big_tiles(&s);
     for _ in 0..2 {
-        for (q, body) in tiles.iter().zip(&first) {
-            assert_eq!(&s.get(q).body, body, "{q}");
-        }
+        ask_again(&s, &tiles, &first);
     }
-    let before = hits_so_far(&s);
+    let before = big_tile_hits(&s);
     for _ in 0..2 {
-        for (q, body) in tiles.iter().zip(&first) {
-            assert_eq!(&s.get(q).body, body, "{q}");
-        }
+        ask_again(&s, &tiles, &first);
     }
-    let hits = hits_so_far(&s) - before;
+    let hits = big_tile_hits(&s) - before;
     assert!(hits >= 20, "{hits} of 300 requests in rounds 4 and 5 hit");
     // SIGUSR1's statistics count the tiles the full cache did not store.
     s.signal(libc::SIGUSR1);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let refused = loop {
         let log = s.log();
         let n = log
@@ -211,7 +215,7 @@ fn a_walk_over_more_tiles_than_fit_is_partly_served_from_the_cache() {
         if n.is_some() || std::time::Instant::now() > deadline {
             break n;
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50));
     };
     assert!(refused.is_some_and(|n| n > 100), "{refused:?}");
 }

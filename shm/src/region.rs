@@ -333,26 +333,27 @@ impl Cache {
         unsafe { &*(self.base.add(off) as *const Entry) }
     }
 
+    /// `n` words of the region from byte `off`, which `attach`/`create` validated.
+    fn words(&self, off: u64, n: u64) -> &[AtomicU64] {
+        let (off, n) = (off as usize, n as usize);
+        debug_assert!(off % 8 == 0 && off + n * 8 <= self.size);
+        // SAFETY: `attach`/`create` checked that the arena and the table of refused keys
+        // lie inside the mapping, 8-byte aligned; the region holds atomics only.
+        unsafe { std::slice::from_raw_parts(self.base.add(off) as *const AtomicU64, n) }
+    }
+
     /// The arena as words.
     fn arena(&self) -> &[AtomicU64] {
         let h = self.header();
-        let off = h.arena_offset.load(Ordering::Relaxed) as usize;
-        let len = h.arena_len.load(Ordering::Relaxed) as usize;
-        debug_assert!(off + len <= self.size);
-        // SAFETY: `attach`/`create` validated the arena's bounds and alignment; it holds
-        // atomics only.
-        unsafe { std::slice::from_raw_parts(self.base.add(off) as *const AtomicU64, len / 8) }
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.words(r(&h.arena_offset), r(&h.arena_len) / 8)
     }
 
     /// The table of recently refused keys, as words.
     fn ghost(&self) -> &[AtomicU64] {
         let h = self.header();
-        let off = h.ghost_offset.load(Ordering::Relaxed) as usize;
-        let len = h.ghost_len.load(Ordering::Relaxed) as usize;
-        debug_assert!(off + len * 8 <= self.size);
-        // SAFETY: `attach`/`create` validated the table's bounds and alignment; it holds
-        // atomics only.
-        unsafe { std::slice::from_raw_parts(self.base.add(off) as *const AtomicU64, len) }
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.words(r(&h.ghost_offset), r(&h.ghost_len))
     }
 
     /// Whether a new value for `key` may be stored now. Until the arena is full, always.

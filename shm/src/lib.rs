@@ -9,7 +9,7 @@
 //! byte; the oldest are overwritten first, and a value still being read when its turn
 //! comes is written again at the head (a second chance, so a scan of new tiles does not
 //! flush the ones in use). Once the arena is full, a new value is stored only if its
-//! key missed recently or, at random, once in 16 times, so that walking more tiles than
+//! key missed recently or, at random, once in 64 times, so that walking more tiles than
 //! fit keeps a steady part of them instead of replacing everything before it is read
 //! again. A key maps to a small set of candidate index entries (set-associative), where
 //! a CLOCK bit per entry picks the victim.

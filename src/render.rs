@@ -157,24 +157,51 @@ pub fn tile(
     // Unprocessed tiles go through the shared cache, keyed by everything that shapes them.
     let quality = quality_for(cfg, req.format, view.quality);
     let codec = view.tiff_codec.unwrap_or(cfg.tiff_compression);
-    let key = cacheable(cfg, cache, view).then(|| {
-        let mtime = mtime_nanos(opened);
+    let mtime = mtime_nanos(opened);
+    let key_of = |u: u32| {
         shm::key(&[
             opened.path.as_os_str().as_encoded_bytes(),
             &mtime.to_le_bytes(),
             &[k as u8, req.format as u8],
-            &t.to_le_bytes(),
+            &u.to_le_bytes(),
             &quality.to_le_bytes(),
             &codec.to_le_bytes(),
             &view.layers.to_le_bytes(),
             &view.xangle.to_le_bytes(),
             &view.yangle.to_le_bytes(),
         ])
-    });
-    if let (Some(c), Some(key)) = (cache, key) {
-        if let Some(bytes) = c.get(key) {
+    };
+    let mut key = cacheable(cfg, cache, view).then(|| key_of(t));
+    if let (Some(c), Some(own)) = (cache, key) {
+        if let Some(bytes) = c.get(own) {
             log::debug!("tile cache hit: {client} {k},{t}");
             return Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None);
+        }
+        // Tiles that decode more cheaply together are decoded, encoded and stored
+        // together, when the cache will keep them: a viewer asks for its neighbours next.
+        if let Some(block) = opened.image.tile_block(k, t) {
+            if c.admit_new(own) {
+                let done = block_bytes(
+                    cfg,
+                    c,
+                    opened,
+                    client,
+                    (k, t),
+                    block,
+                    req.format,
+                    view,
+                    key_of,
+                );
+                return match done {
+                    Ok(bytes) => {
+                        Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None)
+                    }
+                    Err(r) => r,
+                };
+            }
+            // Refused now: `put` must not decide again (the refusal made the key one
+            // that missed recently, which it would admit).
+            key = None;
         }
     }
     let bytes = match tile_bytes(cfg, opened, client, (k, t), req.format, view) {
@@ -230,6 +257,78 @@ fn tile_bytes(
         .image
         .decode_tile(k, t)
         .map_err(|e| image_error(cfg, client, &e))?;
+    encode_tile(cfg, opened, client, k, decoded, format, view)
+}
+
+/// Tile `t` of level `k`, decoded in one pass with the other tiles of `block` (columns
+/// and rows, see [`Image::tile_block`]); each of them not cached yet is encoded and
+/// stored under `key_of` its number, `t` as [`shm::Cache::admit_new`] admitted it.
+#[allow(clippy::too_many_arguments)]
+fn block_bytes(
+    cfg: &Config,
+    cache: &shm::Cache,
+    opened: &Opened,
+    client: &str,
+    (k, t): (u32, u32),
+    (c0, r0, nc, nr): (u32, u32, u32, u32),
+    format: Format,
+    view: &View,
+    key_of: impl Fn(u32) -> (u64, u64),
+) -> Result<Vec<u8>, Response> {
+    let level = &opened.image.info().levels[k as usize];
+    let (tw, th) = (level.tile_width, level.tile_height);
+    let (x0, y0) = (c0 * tw, r0 * th);
+    let w = ((c0 + nc) * tw).min(level.width).saturating_sub(x0);
+    let h = ((r0 + nr) * th).min(level.height).saturating_sub(y0);
+    // On an error, decode the tile alone: a damaged part elsewhere in the block must
+    // not fail it, and its own damage gets the error a single tile gets.
+    let Some(Ok(decoded)) = opened.image.decode_region(k, (x0, y0, w, h)) else {
+        let bytes = tile_bytes(cfg, opened, client, (k, t), format, view)?;
+        cache.put_admitted(key_of(t), &bytes);
+        return Ok(bytes);
+    };
+    let mut mine = None;
+    for row in r0..r0 + nr {
+        for col in c0..c0 + nc {
+            let u = row * level.columns() + col;
+            let Some((uw, uh)) = level.tile_size(u) else {
+                continue;
+            };
+            if u != t && cache.contains(key_of(u)) {
+                continue;
+            }
+            let part = decoded.crop(((col - c0) * tw, (row - r0) * th, uw, uh));
+            match encode_tile(cfg, opened, client, k, part, format, view) {
+                Ok(bytes) => {
+                    cache.put_admitted(key_of(u), &bytes);
+                    if u == t {
+                        mine = Some(bytes);
+                    }
+                }
+                Err(r) if u == t => return Err(r),
+                Err(_) => {}
+            }
+        }
+    }
+    log::debug!("tile block decoded: {client} {k},{t}: {nc}x{nr} tiles from {c0},{r0}");
+    match mine {
+        Some(bytes) => Ok(bytes),
+        None => tile_bytes(cfg, opened, client, (k, t), format, view),
+    }
+}
+
+/// A decoded tile of level `k` processed and encoded for `view`.
+fn encode_tile(
+    cfg: &Config,
+    opened: &Opened,
+    client: &str,
+    k: u32,
+    decoded: Tile,
+    format: Format,
+    view: &View,
+) -> Result<Vec<u8>, Response> {
+    let info = opened.image.info();
+    let level = &info.levels[k as usize];
     let hist = histogram_if_needed(opened, view).map_err(|e| image_error(cfg, client, &e))?;
     let mut raster = finish(
         to_raster(decoded, opened, view, hist.as_ref()),

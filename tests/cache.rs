@@ -219,3 +219,67 @@ fn a_walk_over_more_tiles_than_fit_is_partly_served_from_the_cache() {
     };
     assert!(refused.is_some_and(|n| n > 100), "{refused:?}");
 }
+
+#[test]
+fn jpeg2000_tiles_sharing_coded_data_are_decoded_and_stored_together() {
+    // tiled.jp2: 2000x1500 in codestream tiles of 1024x1024, so 4x4 of the server's
+    // tiles at full size (res 3) and 2x2 at half size (res 2) share one codestream tile.
+    let s = Server::start(&[("VERBOSITY", "3")], 1);
+    let plain = Server::start(&[("MAX_IMAGE_CACHE_SIZE", "0")], 1);
+    let hits = |s: &Server| {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("tile cache hit: tiled.jp2"))
+            .count()
+    };
+    // Full size: 8 columns; tile 9 is column 1, row 1 of the block of columns and rows
+    // 0-3. Tile 12 (column 4) lies in the next codestream tile, outside the block.
+    let block: Vec<u32> = (0..4)
+        .flat_map(|r| (0..4).map(move |c| r * 8 + c))
+        .collect();
+    assert_eq!(s.get("FIF=tiled.jp2&JTL=3,9").status, 200);
+    assert!(
+        s.log()
+            .contains("tile block decoded: tiled.jp2 0,9: 4x4 tiles from 0,0"),
+        "{}",
+        s.log()
+    );
+    for t in &block {
+        let q = format!("FIF=tiled.jp2&JTL=3,{t}");
+        let (got, want) = (s.get(&q), plain.get(&q));
+        assert_eq!(got.status, 200);
+        assert_eq!(jpeg_dims(&got.body), (256, 256, 3));
+        assert_eq!(
+            got.body, want.body,
+            "{q}: a tile decoded with its block differs"
+        );
+    }
+    assert_eq!(
+        hits(&s),
+        16,
+        "every tile of the block is served from the cache"
+    );
+    let q = "FIF=tiled.jp2&JTL=3,12";
+    assert_eq!(s.get(q).body, plain.get(q).body);
+    assert_eq!(hits(&s), 16);
+    // Half size: 4 columns, codestream tiles of 512 there; tile 7 (column 3, row 1)
+    // is in the block of columns 2-3, rows 0-1, which ends at the image's right edge.
+    assert_eq!(
+        s.get("FIF=tiled.jp2&JTL=2,7").body,
+        plain.get("FIF=tiled.jp2&JTL=2,7").body
+    );
+    assert!(
+        s.log()
+            .contains("tile block decoded: tiled.jp2 1,7: 2x2 tiles from 2,0"),
+        "{}",
+        s.log()
+    );
+    for t in [2, 3, 6] {
+        let q = format!("FIF=tiled.jp2&JTL=2,{t}");
+        assert_eq!(s.get(&q).body, plain.get(&q).body, "{q}");
+    }
+    assert_eq!(hits(&s), 19);
+    // Processed tiles are not cached, so not decoded in blocks.
+    assert_eq!(s.get("FIF=tiled.jp2&CNT=1.5&JTL=2,10").status, 200);
+    assert!(!s.log().contains("tiled.jp2 1,10"), "{}", s.log());
+}

@@ -35,6 +35,9 @@ vips ppmsave "$T/small.v" "$T/small.ppm"
 opj_compress -i "$T/small.ppm" -o "$OUT/small.jp2" -n 3 >/dev/null
 # three quality layers (600:1, 200:1, lossless)
 opj_compress -i "$T/small.ppm" -o "$OUT/layers.jp2" -n 3 -r 600,200,1 >/dev/null
+# codestream tiles of 1024x1024 (4x4 of the server's tiles at full size, 2x2 at half)
+vips ppmsave "$T/photo.v" "$T/photo.ppm"
+opj_compress -i "$T/photo.ppm" -o "$OUT/tiled.jp2" -n 4 -t 1024,1024 -I -r 20 >/dev/null
 # one resolution only: the server adds virtual levels below it
 opj_compress -i "$T/small.ppm" -o "$OUT/flat.jp2" -n 1 >/dev/null
 vips tiffsave "$T/big.v" "$OUT/big.tif" $TILE --compression jpeg --Q 90

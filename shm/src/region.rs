@@ -138,9 +138,8 @@ enum Insert {
     New,
     /// A value read near the arena's tail, moved to the head.
     SecondChance,
-    /// Tests: counted, always stored.
-    #[cfg(test)]
-    Unfiltered,
+    /// Admitted beforehand ([`Cache::admit_new`]): counted, always stored.
+    Admitted,
 }
 
 /// A per-process pseudo-random number (xorshift64*), for admission; reseeded in each
@@ -489,10 +488,38 @@ impl Cache {
         self.insert(key, value, Insert::New)
     }
 
+    /// Whether a value about to be computed for `key` will be stored: [`put`](Self::put)'s
+    /// admission, decided (and a refusal recorded) now, for a caller that computes more
+    /// when its values will be kept. Store it then with [`put_admitted`](Self::put_admitted).
+    pub fn admit_new(&self, key: (u64, u64)) -> bool {
+        !self.set(key).is_empty() && self.admit(key)
+    }
+
+    /// [`put`](Self::put) without admission, for values [`admit_new`](Self::admit_new)
+    /// admitted and values computed along with them.
+    pub fn put_admitted(&self, key: (u64, u64), value: &[u8]) -> bool {
+        self.insert(key, value, Insert::Admitted)
+    }
+
     /// [`put`](Self::put) without admission: the arena's mechanics under any load.
     #[cfg(test)]
     fn put_unfiltered(&self, key: (u64, u64), value: &[u8]) -> bool {
-        self.insert(key, value, Insert::Unfiltered)
+        self.put_admitted(key, value)
+    }
+
+    /// Whether a value is stored under `key`, without reading it or counting a lookup.
+    pub fn contains(&self, key: (u64, u64)) -> bool {
+        let h = self.header();
+        let generation = h.generation.load(Ordering::Acquire);
+        let tail = h.tail.load(Ordering::Relaxed);
+        self.set(key).any(|i| {
+            let e = self.entry(i);
+            e.seq.load(Ordering::Acquire) & 1 == 0
+                && e.k1.load(Ordering::Relaxed) == key.0
+                && e.k2.load(Ordering::Relaxed) == key.1
+                && e.generation.load(Ordering::Relaxed) == generation
+                && e.pos.load(Ordering::Relaxed) >= tail
+        })
     }
 
     fn insert(&self, key: (u64, u64), value: &[u8], how: Insert) -> bool {
@@ -906,6 +933,47 @@ mod tests {
             assert!(c.put(key(&[b"after", &i.to_le_bytes()]), &filler));
         }
         assert_eq!(c.stats().refused, refused);
+    }
+
+    #[test]
+    fn admission_decided_ahead_and_presence_without_a_lookup() {
+        let c = cache(1_024_000);
+        let k = key(&[b"ahead"]);
+        assert!(!c.contains(k));
+        assert!(c.admit_new(k), "an arena with room admits");
+        assert!(c.put_admitted(k, b"v"));
+        assert!(c.contains(k));
+        let filler = vec![1u8; 4096];
+        for i in 0u64..400 {
+            assert!(c.put_admitted(key(&[&i.to_le_bytes()]), &filler));
+        }
+        assert!(!c.contains(k), "overwritten by the filler");
+        let before = c.stats();
+        assert_eq!(
+            (before.hits, before.misses),
+            (0, 0),
+            "contains is no lookup"
+        );
+        // Full: a new key is refused ahead as `put` would refuse it (and admitted on
+        // its next miss); a value admitted ahead is stored whatever the arena holds.
+        let fresh: Vec<_> = (0u64..50)
+            .map(|i| key(&[b"fresh", &i.to_le_bytes()]))
+            .collect();
+        let mut refused = 0;
+        for k in &fresh {
+            if !c.admit_new(*k) {
+                refused += 1;
+                assert!(c.admit_new(*k), "refused twice in a row");
+            }
+        }
+        assert!(refused > 40, "{refused} of 50 refused at once");
+        assert_eq!(c.stats().refused, refused);
+        for k in &fresh {
+            assert!(c.put_admitted(*k, b"companion"));
+            assert!(c.contains(*k));
+        }
+        c.clear();
+        assert!(!c.contains(fresh[0]));
     }
 
     #[test]

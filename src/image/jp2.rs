@@ -87,6 +87,10 @@ pub struct Header {
     pub signed: bool,
     pub resolutions: u32,
     pub layers: u32,
+    /// Codestream tiles, each dimension as (image origin XOsiz, tile size XTsiz, tile
+    /// origin XTOsiz) on the reference grid.
+    pub tiles_x: (u32, u32, u32),
+    pub tiles_y: (u32, u32, u32),
 }
 
 /// Parses the main header of a codestream (from SOC up to the first tile).
@@ -96,6 +100,7 @@ pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
     }
     let mut at = 2usize;
     let mut size: Option<(u32, u32, u16, u8, bool)> = None;
+    let mut grid = ((0, 0, 0), (0, 0, 0));
     let mut cod: Option<(u32, u32)> = None;
     // Bounded: every marker segment advances by its length (at least 2 + 2 bytes).
     while at + 4 <= cs.len() && (size.is_none() || cod.is_none()) {
@@ -122,6 +127,13 @@ pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
                     )));
                 }
                 size = Some((x - xo, y - yo, comps, (ssiz & 0x7F) + 1, ssiz & 0x80 != 0));
+                let (xt, yt, xto, yto) = (
+                    be32(seg, 18)?,
+                    be32(seg, 22)?,
+                    be32(seg, 26)?,
+                    be32(seg, 30)?,
+                );
+                grid = ((xo, xt, xto), (yo, yt, yto));
             }
             0xFF52 => {
                 let layers = be16(seg, 2)? as u32;
@@ -145,7 +157,43 @@ pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
         signed,
         resolutions,
         layers,
+        tiles_x: grid.0,
+        tiles_y: grid.1,
     })
+}
+
+/// Tiles per side of a block (see [`Image::tile_block`]): at most 1 024 × 1 024 pixels
+/// are decoded for one tile.
+const BLOCK: u32 = 4;
+
+/// The columns (or rows) of a level's 256-pixel tiles that lie wholly in the codestream
+/// tile holding column `c`, within `c`'s aligned group of [`BLOCK`]: `(first, count)`.
+/// `n` columns, `s` reference-grid samples per level pixel, `extent` the image's width,
+/// `(origin, size, offset)` the codestream tiles' layout. `None` when `c` itself spans
+/// two codestream tiles.
+fn block_span(
+    c: u32,
+    n: u32,
+    s: u64,
+    extent: u32,
+    (origin, size, offset): (u32, u32, u32),
+) -> Option<(u32, u32)> {
+    if size == 0 || offset > origin || c >= n {
+        return None;
+    }
+    // Reference-grid position of column i's first sample (the image end for i = n).
+    let start = |i: u32| origin as u64 + (i as u64 * 256 * s).min(extent as u64);
+    let tile_of = |x: u64| (x - offset as u64) / size as u64;
+    let p = tile_of(start(c));
+    let inside = |i: u32| tile_of(start(i)) == p && tile_of(start(i + 1) - 1) == p;
+    if !inside(c) {
+        return None;
+    }
+    let g0 = c / BLOCK * BLOCK;
+    let g1 = (g0 + BLOCK).min(n);
+    let first = (g0..=c).find(|&i| inside(i)).unwrap_or(c);
+    let last = (c..g1).take_while(|&i| inside(i)).last().unwrap_or(c);
+    Some((first, last - first + 1))
 }
 
 /// Levels as iipsrv exposes them: codestream resolutions `ceil(W/2^k)` down to the first
@@ -180,6 +228,9 @@ pub struct Jp2Image {
     resolutions: u32,
     /// Quality layers decoded (0: all).
     layers: u32,
+    /// Codestream tile layout, as [`Header`] has it.
+    tiles_x: (u32, u32, u32),
+    tiles_y: (u32, u32, u32),
 }
 
 /// Layers to decode for a view value `l` (images.md §4): `l < 0` all, `0` half of the
@@ -215,6 +266,8 @@ impl Jp2Image {
             layers: layers_to_decode(0, h.layers),
             info: Arc::new(info),
             resolutions: h.resolutions,
+            tiles_x: h.tiles_x,
+            tiles_y: h.tiles_y,
         })
     }
 }
@@ -234,10 +287,25 @@ impl Image for Jp2Image {
                 map: Arc::clone(&self.map),
                 info: Arc::clone(&self.info),
                 resolutions: self.resolutions,
+                tiles_x: self.tiles_x,
+                tiles_y: self.tiles_y,
                 layers,
             }) as Arc<dyn Image>
         })
     }
+    fn tile_block(&self, k: u32, t: u32) -> Option<(u32, u32, u32, u32)> {
+        // Virtual levels decode the smallest stored one whole: nothing to share.
+        if k >= self.resolutions {
+            return None;
+        }
+        let level = self.info.levels.get(k as usize)?;
+        let (cols, rows) = (level.columns(), level.rows());
+        let s = 1u64 << k;
+        let (c0, nc) = block_span(t % cols, cols, s, self.info.width(), self.tiles_x)?;
+        let (r0, nr) = block_span(t / cols, rows, s, self.info.height(), self.tiles_y)?;
+        (nc * nr > 1).then_some((c0, r0, nc, nr))
+    }
+
     fn decode_tile(&self, k: u32, t: u32) -> Result<Tile, ImageError> {
         let level = self
             .info
@@ -360,6 +428,33 @@ fn gather<T: Copy + Default>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_are_the_tiles_within_one_codestream_tile() {
+        // 2000 wide, codestream tiles of 1024 from 0: at full size (s = 1) columns 0-3
+        // and 4-7 (the last ends at the image's edge); at half size (s = 2) the
+        // codestream tiles are 512 level pixels wide: columns 0-1, then 2-3.
+        let grid = (0, 1024, 0);
+        assert_eq!(block_span(1, 8, 1, 2000, grid), Some((0, 4)));
+        assert_eq!(block_span(6, 8, 1, 2000, grid), Some((4, 4)));
+        assert_eq!(block_span(3, 4, 2, 2000, grid), Some((2, 2)));
+        assert_eq!(block_span(0, 4, 2, 2000, grid), Some((0, 2)));
+        // Codestream tiles of 256 level pixels hold one tile: a block of one.
+        assert_eq!(block_span(1, 4, 2, 2000, (0, 512, 0)), Some((1, 1)));
+        // Codestream tiles larger than a block: the aligned group of four.
+        assert_eq!(block_span(5, 8, 1, 2000, (0, 4096, 0)), Some((4, 4)));
+        assert_eq!(block_span(9, 12, 1, 3000, (0, 4096, 0)), Some((8, 4)));
+        // Offsets: the image starts at 100 on the reference grid, tiles at 0 every
+        // 612: column 0 covers 100-355 (tile 0), column 1 356-611 (tile 0), column 2
+        // 612-867 (tile 1).
+        assert_eq!(block_span(0, 8, 1, 2000, (100, 612, 0)), Some((0, 2)));
+        assert_eq!(block_span(2, 8, 1, 2000, (100, 612, 0)), Some((2, 2)));
+        // A column across two codestream tiles, and layouts the standard forbids.
+        assert_eq!(block_span(1, 8, 1, 2000, (0, 300, 0)), None);
+        assert_eq!(block_span(0, 8, 1, 2000, (0, 0, 0)), None);
+        assert_eq!(block_span(0, 8, 1, 2000, (0, 1024, 10)), None);
+        assert_eq!(block_span(8, 8, 1, 2000, grid), None);
+    }
 
     fn planes<'a>(
         w: usize,

@@ -280,12 +280,15 @@ fn block_bytes(
     let (x0, y0) = (c0 * tw, r0 * th);
     let w = ((c0 + nc) * tw).min(level.width).saturating_sub(x0);
     let h = ((r0 + nr) * th).min(level.height).saturating_sub(y0);
+    let alone = || {
+        let bytes = tile_bytes(cfg, opened, client, (k, t), format, view)?;
+        cache.put_admitted(key_of(t), &bytes);
+        Ok(bytes)
+    };
     // On an error, decode the tile alone: a damaged part elsewhere in the block must
     // not fail it, and its own damage gets the error a single tile gets.
     let Some(Ok(decoded)) = opened.image.decode_region(k, (x0, y0, w, h)) else {
-        let bytes = tile_bytes(cfg, opened, client, (k, t), format, view)?;
-        cache.put_admitted(key_of(t), &bytes);
-        return Ok(bytes);
+        return alone();
     };
     let mut mine = None;
     for row in r0..r0 + nr {
@@ -297,7 +300,13 @@ fn block_bytes(
             if u != t && cache.contains(key_of(u)) {
                 continue;
             }
-            let part = decoded.crop(((col - c0) * tw, (row - r0) * th, uw, uh));
+            let mut part = pipeline::blank_like(&decoded, uw, uh);
+            pipeline::blit_tile(
+                &mut part,
+                (0, 0),
+                &decoded,
+                ((col - c0) * tw, (row - r0) * th, uw, uh),
+            );
             match encode_tile(cfg, opened, client, k, part, format, view) {
                 Ok(bytes) => {
                     cache.put_admitted(key_of(u), &bytes);
@@ -311,10 +320,7 @@ fn block_bytes(
         }
     }
     log::debug!("tile block decoded: {client} {k},{t}: {nc}x{nr} tiles from {c0},{r0}");
-    match mine {
-        Some(bytes) => Ok(bytes),
-        None => tile_bytes(cfg, opened, client, (k, t), format, view),
-    }
+    mine.map_or_else(alone, Ok)
 }
 
 /// A decoded tile of level `k` processed and encoded for `view`.

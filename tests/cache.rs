@@ -159,12 +159,10 @@ fn ask_again(s: &Server, tiles: &[String], first: &[Vec<u8>]) {
     }
 }
 
-/// Tile cache hits on big.tif logged so far (VERBOSITY 3).
-fn big_tile_hits(s: &Server) -> usize {
-    s.log()
-        .lines()
-        .filter(|l| l.contains("tile cache hit: big.tif"))
-        .count()
+/// Tile cache hits on `name` logged so far (VERBOSITY 3).
+fn tile_hits(s: &Server, name: &str) -> usize {
+    let hit = format!("tile cache hit: {name} ");
+    s.log().lines().filter(|l| l.contains(&hit)).count()
 }
 
 #[test]
@@ -179,7 +177,7 @@ fn a_small_budget_holds_as_many_tiles_as_fit() {
         "the test's tiles must fit the budget: {total} bytes"
     );
     ask_again(&s, &tiles, &first);
-    let hits = big_tile_hits(&s);
+    let hits = tile_hits(&s, "big.tif");
     assert!(
         hits >= 145,
         "{hits} of 150 tiles ({total} bytes) served from the cache"
@@ -196,11 +194,11 @@ fn a_walk_over_more_tiles_than_fit_is_partly_served_from_the_cache() {
     for _ in 0..2 {
         ask_again(&s, &tiles, &first);
     }
-    let before = big_tile_hits(&s);
+    let before = tile_hits(&s, "big.tif");
     for _ in 0..2 {
         ask_again(&s, &tiles, &first);
     }
-    let hits = big_tile_hits(&s) - before;
+    let hits = tile_hits(&s, "big.tif") - before;
     assert!(hits >= 20, "{hits} of 300 requests in rounds 4 and 5 hit");
     // SIGUSR1's statistics count the tiles the full cache did not store.
     s.signal(libc::SIGUSR1);
@@ -226,12 +224,6 @@ fn jpeg2000_tiles_sharing_coded_data_are_decoded_and_stored_together() {
     // tiles at full size (res 3) and 2x2 at half size (res 2) share one codestream tile.
     let s = Server::start(&[("VERBOSITY", "3")], 1);
     let plain = Server::start(&[("MAX_IMAGE_CACHE_SIZE", "0")], 1);
-    let hits = |s: &Server| {
-        s.log()
-            .lines()
-            .filter(|l| l.contains("tile cache hit: tiled.jp2"))
-            .count()
-    };
     // Full size: 8 columns; tile 9 is column 1, row 1 of the block of columns and rows
     // 0-3. Tile 12 (column 4) lies in the next codestream tile, outside the block.
     let block: Vec<u32> = (0..4)
@@ -255,13 +247,13 @@ fn jpeg2000_tiles_sharing_coded_data_are_decoded_and_stored_together() {
         );
     }
     assert_eq!(
-        hits(&s),
+        tile_hits(&s, "tiled.jp2"),
         16,
         "every tile of the block is served from the cache"
     );
     let q = "FIF=tiled.jp2&JTL=3,12";
     assert_eq!(s.get(q).body, plain.get(q).body);
-    assert_eq!(hits(&s), 16);
+    assert_eq!(tile_hits(&s, "tiled.jp2"), 16);
     // Half size: 4 columns, codestream tiles of 512 there; tile 7 (column 3, row 1)
     // is in the block of columns 2-3, rows 0-1, which ends at the image's right edge.
     assert_eq!(
@@ -278,7 +270,7 @@ fn jpeg2000_tiles_sharing_coded_data_are_decoded_and_stored_together() {
         let q = format!("FIF=tiled.jp2&JTL=2,{t}");
         assert_eq!(s.get(&q).body, plain.get(&q).body, "{q}");
     }
-    assert_eq!(hits(&s), 19);
+    assert_eq!(tile_hits(&s, "tiled.jp2"), 19);
     // Processed tiles are not cached, so not decoded in blocks.
     assert_eq!(s.get("FIF=tiled.jp2&CNT=1.5&JTL=2,10").status, 200);
     assert!(!s.log().contains("tiled.jp2 1,10"), "{}", s.log());

@@ -131,6 +131,17 @@ fn pid() -> u64 {
     std::process::id() as u64
 }
 
+/// The sequence word of `e` if it is published (not being written) and holds `key` in
+/// `generation`: the first check of a lookup, which re-reads the word after copying.
+fn published_for(e: &Entry, key: (u64, u64), generation: u64) -> Option<u64> {
+    let s = e.seq.load(Ordering::Acquire);
+    (s & 1 == 0
+        && e.k1.load(Ordering::Relaxed) == key.0
+        && e.k2.load(Ordering::Relaxed) == key.1
+        && e.generation.load(Ordering::Relaxed) == generation)
+        .then_some(s)
+}
+
 /// What an insertion is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Insert {
@@ -412,14 +423,9 @@ impl Cache {
         let arena_len = arena.len() as u64 * 8;
         for i in self.set(key) {
             let e = self.entry(i);
-            let s1 = e.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1
-                || e.k1.load(Ordering::Relaxed) != key.0
-                || e.k2.load(Ordering::Relaxed) != key.1
-                || e.generation.load(Ordering::Relaxed) != generation
-            {
+            let Some(s1) = published_for(e, key, generation) else {
                 continue;
-            }
+            };
             let len = e.len.load(Ordering::Relaxed);
             let pos = e.pos.load(Ordering::Relaxed);
             let first = ((pos % arena_len) / 8) as usize;
@@ -514,11 +520,7 @@ impl Cache {
         let tail = h.tail.load(Ordering::Relaxed);
         self.set(key).any(|i| {
             let e = self.entry(i);
-            e.seq.load(Ordering::Acquire) & 1 == 0
-                && e.k1.load(Ordering::Relaxed) == key.0
-                && e.k2.load(Ordering::Relaxed) == key.1
-                && e.generation.load(Ordering::Relaxed) == generation
-                && e.pos.load(Ordering::Relaxed) >= tail
+            published_for(e, key, generation).is_some() && e.pos.load(Ordering::Relaxed) >= tail
         })
     }
 

@@ -199,42 +199,6 @@ pub struct Tile {
     pub data: Samples,
 }
 
-impl Tile {
-    /// The `w`×`h` part at `(x, y)`, clipped to the tile.
-    pub fn crop(&self, (x, y, w, h): (u32, u32, u32, u32)) -> Tile {
-        let x = x.min(self.width);
-        let y = y.min(self.height);
-        let w = w.min(self.width - x);
-        let h = h.min(self.height - y);
-        let c = self.channels as usize;
-        fn part<T: Copy>(
-            v: &[T],
-            stride: usize,
-            (x, y, w, h): (usize, usize, usize, usize),
-        ) -> Vec<T> {
-            let mut out = Vec::with_capacity(w * h);
-            for row in v.chunks_exact(stride).skip(y).take(h) {
-                out.extend_from_slice(&row[x..x + w]);
-            }
-            out
-        }
-        let r = (x as usize * c, y as usize, w as usize * c, h as usize);
-        let stride = self.width as usize * c;
-        let data = match &self.data {
-            Samples::U8(v) => Samples::U8(part(v, stride, r)),
-            Samples::U16(v) => Samples::U16(part(v, stride, r)),
-            Samples::U32(v) => Samples::U32(part(v, stride, r)),
-            Samples::F32(v) => Samples::F32(part(v, stride, r)),
-        };
-        Tile {
-            width: w,
-            height: h,
-            channels: self.channels,
-            data,
-        }
-    }
-}
-
 /// Sample storage by depth. Lower depths are expanded on decode.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Samples {
@@ -343,24 +307,6 @@ fn from_map(map: memmap2::Mmap) -> Result<Arc<dyn Image>, ImageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crop_takes_the_part_clipped_to_the_tile() {
-        let t = Tile {
-            width: 3,
-            height: 2,
-            channels: 2,
-            data: Samples::U16((0..12).collect()),
-        };
-        let c = t.crop((1, 0, 2, 2));
-        assert_eq!((c.width, c.height, c.channels), (2, 2, 2));
-        assert_eq!(c.data, Samples::U16(vec![2, 3, 4, 5, 8, 9, 10, 11]));
-        let c = t.crop((2, 1, 5, 5));
-        assert_eq!((c.width, c.height), (1, 1));
-        assert_eq!(c.data, Samples::U16(vec![10, 11]));
-        assert_eq!(t.crop((0, 0, 3, 2)), t);
-        assert_eq!(t.crop((4, 0, 1, 1)).width, 0);
-    }
 
     fn level(width: u32, height: u32) -> Level {
         Level {

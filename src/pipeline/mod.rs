@@ -292,6 +292,28 @@ mod tests {
     }
 
     #[test]
+    fn a_part_of_a_tile_through_blank_like_and_blit_tile() {
+        let t = Tile {
+            width: 3,
+            height: 2,
+            channels: 2,
+            data: Samples::U16((0..12).collect()),
+        };
+        let part = |(x, y, w, h): (u32, u32, u32, u32), (pw, ph): (u32, u32)| {
+            let mut p = blank_like(&t, pw, ph);
+            assert!(blit_tile(&mut p, (0, 0), &t, (x, y, w, h)));
+            p
+        };
+        let c = part((1, 0, 2, 2), (2, 2));
+        assert_eq!((c.width, c.height, c.channels), (2, 2, 2));
+        assert_eq!(c.data, Samples::U16(vec![2, 3, 4, 5, 8, 9, 10, 11]));
+        let c = part((2, 1, 5, 5), (1, 1));
+        assert_eq!(c.data, Samples::U16(vec![10, 11]));
+        assert_eq!(part((0, 0, 3, 2), (3, 2)), t);
+        assert_eq!(part((4, 0, 1, 1), (1, 1)).data, Samples::U16(vec![0, 0]));
+    }
+
+    #[test]
     fn mirror_swaps_columns() {
         let r = raster(3, 2, 1);
         let m = mirror_horizontal(r.clone());

@@ -96,6 +96,11 @@ fn bad_requests_are_refused_cleanly() {
     assert_eq!(send(b"garbage\r\n\r\n"), 400);
     assert_eq!(send(b"GET / HTTP/2.0\r\n\r\n"), 505);
     let big = format!("GET /?{} HTTP/1.1\r\nHost: x\r\n\r\n", "A".repeat(20_000));
+    assert_eq!(send(big.as_bytes()), 414);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "A".repeat(20_000)
+    );
     assert_eq!(send(big.as_bytes()), 431);
     assert_eq!(
         send(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"),
@@ -168,5 +173,73 @@ fn a_silent_connection_releases_its_worker() {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut b = [0u8; 1];
         assert_eq!(s.read(&mut b).unwrap(), 0);
+    }
+}
+
+/// Everything the server sends on `c` until it closes (bounded by the read timeout).
+fn read_until_close(c: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no close: {e} after {:?}", String::from_utf8_lossy(&all)),
+        }
+    }
+}
+
+#[test]
+fn ambiguous_framing_gets_one_400_and_a_close() {
+    let (_s, port) = start(&[]);
+    // A body hidden behind a second Content-Length must not be read as a second request.
+    let smuggled = "GET /?FIF=small.tif&OBJ=Max-size HTTP/1.1\r\nHost: a\r\n\r\n";
+    let attack = format!(
+        "GET /?FIF=small.tif&OBJ=Max-size HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{smuggled}",
+        smuggled.len()
+    );
+    for (what, bytes) in [
+        ("two Content-Length", attack.as_bytes()),
+        (
+            "Transfer-Encoding with Content-Length",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "obs-fold",
+            b"GET /?FIF=small.tif&OBJ=Max-size HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n",
+        ),
+    ] {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(bytes).unwrap();
+        let got = String::from_utf8_lossy(&read_until_close(&mut c)).into_owned();
+        assert!(got.starts_with("HTTP/1.1 400 "), "{what}: {got}");
+        assert_eq!(got.matches("HTTP/1.1 ").count(), 1, "{what}: {got}");
+        assert!(got.contains("Connection: close"), "{what}: {got}");
+    }
+}
+
+#[test]
+fn bare_lf_and_http_0_9_are_refused_at_once() {
+    let (_s, port) = start(&[]);
+    for (what, bytes) in [
+        ("HTTP/0.9", &b"GET /\r\n"[..]),
+        (
+            "bare LF",
+            b"GET /?FIF=small.tif&OBJ=Max-size HTTP/1.1\nHost: a\n",
+        ),
+    ] {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let t = std::time::Instant::now();
+        c.write_all(bytes).unwrap();
+        // The client keeps the connection open: the answer must not wait for more.
+        let got = String::from_utf8_lossy(&read_until_close(&mut c)).into_owned();
+        assert!(got.starts_with("HTTP/1.1 400 "), "{what}: {got}");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "{what}: {:?}",
+            t.elapsed()
+        );
     }
 }

@@ -110,36 +110,109 @@ fn find_head_end(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
 }
 
-/// Parses a request head (without the body).
-pub fn parse_head(head: &[u8]) -> Result<Request, HttpError> {
-    let text =
-        std::str::from_utf8(head).map_err(|_| HttpError::Bad(400, "request head is not text"))?;
-    let mut lines = text.split("\r\n");
-    let line = lines.next().unwrap_or("");
+/// Longest request line accepted (method, target and version).
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+
+/// A header name is an RFC 9110 token.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Checks the framing of what has arrived of a request head so far, before its end:
+/// every line ends in CRLF (a bare LF is how requests are smuggled past proxies that
+/// read lines differently), and the request line, once complete, is an HTTP/1.x one
+/// (an HTTP/0.9 `GET /` line would otherwise wait for a blank line that never comes).
+pub fn check_partial_head(buf: &[u8]) -> Result<(), HttpError> {
+    let head = find_head_end(buf).map_or(buf, |e| &buf[..e]);
+    if let Some(p) = head.iter().position(|&b| b == b'\n') {
+        if p == 0 || head[p - 1] != b'\r' {
+            return Err(HttpError::Bad(400, "line ends must be CRLF"));
+        }
+        check_request_line(&head[..p - 1])?;
+    } else if head.len() > MAX_REQUEST_LINE {
+        return Err(HttpError::Bad(414, "request line too long"));
+    }
+    if head.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r') {
+        return Err(HttpError::Bad(400, "line ends must be CRLF"));
+    }
+    if head.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') {
+        return Err(HttpError::Bad(400, "bare CR in request head"));
+    }
+    Ok(())
+}
+
+/// The request line: `METHOD SP /target SP HTTP/1.x`, nothing else.
+fn check_request_line(line: &[u8]) -> Result<(&str, &str, &str), HttpError> {
+    if line.len() > MAX_REQUEST_LINE {
+        return Err(HttpError::Bad(414, "request line too long"));
+    }
+    let line =
+        std::str::from_utf8(line).map_err(|_| HttpError::Bad(400, "request line is not text"))?;
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(HttpError::Bad(400, "malformed request line"));
     };
-    if !version.starts_with("HTTP/1.") {
-        return Err(HttpError::Bad(505, "only HTTP/1.x is served"));
-    }
     if !target.starts_with('/')
+        || target.bytes().any(|b| b <= b' ' || b == 0x7f)
         || method.is_empty()
         || !method.bytes().all(|b| b.is_ascii_uppercase())
     {
         return Err(HttpError::Bad(400, "malformed request line"));
     }
-    let mut headers = Vec::new();
+    if !version.starts_with("HTTP/") {
+        return Err(HttpError::Bad(400, "malformed request line"));
+    }
+    if version != "HTTP/1.1" && version != "HTTP/1.0" {
+        return Err(HttpError::Bad(505, "only HTTP/1.x is served"));
+    }
+    Ok((method, target, version))
+}
+
+/// Parses a request head (without the body), strictly as RFC 9112 asks of a server
+/// that may sit behind other HTTP intermediaries: one framing for every reader.
+pub fn parse_head(head: &[u8]) -> Result<Request, HttpError> {
+    check_partial_head(head)?;
+    let text =
+        std::str::from_utf8(head).map_err(|_| HttpError::Bad(400, "request head is not text"))?;
+    let mut lines = text.split("\r\n");
+    let (method, target, version) = check_request_line(lines.next().unwrap_or("").as_bytes())?;
+    let mut headers: Vec<(String, String)> = Vec::new();
     for l in lines.take_while(|l| !l.is_empty()) {
+        if l.starts_with([' ', '\t']) {
+            return Err(HttpError::Bad(400, "obsolete line folding in headers"));
+        }
         let (k, v) = l
             .split_once(':')
             .ok_or(HttpError::Bad(400, "malformed header line"))?;
-        if k.is_empty() || k.contains(' ') {
+        if !is_token(k) {
             return Err(HttpError::Bad(400, "malformed header line"));
         }
-        headers.push((k.to_owned(), v.trim().to_owned()));
+        let v = v.trim_matches([' ', '\t']);
+        if v.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return Err(HttpError::Bad(400, "control character in a header value"));
+        }
+        if k.eq_ignore_ascii_case("Content-Length") {
+            if headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("Content-Length"))
+            {
+                return Err(HttpError::Bad(400, "more than one Content-Length"));
+            }
+            if v.is_empty() || v.len() > 18 || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HttpError::Bad(400, "bad Content-Length"));
+            }
+        }
+        if k.eq_ignore_ascii_case("Transfer-Encoding") {
+            return Err(HttpError::Bad(
+                400,
+                "Transfer-Encoding is not accepted in requests",
+            ));
+        }
+        headers.push((k.to_owned(), v.to_owned()));
         if headers.len() > 100 {
             return Err(HttpError::Bad(431, "too many header lines"));
         }
@@ -282,18 +355,13 @@ impl<S: Stream> Conn<S> {
                 });
             }
             self.buf.extend_from_slice(&chunk[..n]);
+            check_partial_head(&self.buf)?;
         };
         if end > MAX_HEAD {
             return Err(HttpError::Bad(431, "request head too large"));
         }
         let mut req = parse_head(&self.buf[..end - 4])?;
         self.buf.drain(..end);
-        if req.header("Transfer-Encoding").is_some() {
-            return Err(HttpError::Bad(
-                411,
-                "chunked request bodies are not accepted",
-            ));
-        }
         let len: usize = match req.header("Content-Length") {
             None => 0,
             Some(v) => v
@@ -321,8 +389,23 @@ impl<S: Stream> Conn<S> {
         self.stream.write_all(&bytes)
     }
 
+    /// Half-closes, then reads away what the client already sent (a refused request's
+    /// body, say) without waiting: closing over unread bytes resets the connection, and a
+    /// reset can destroy the response before the client has read it.
     pub fn shutdown(self) {
         let _ = self.stream.shutdown_write();
+        let Some(fd) = self.stream.raw_fd() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        for _ in 0..256 {
+            // SAFETY: `buf` is a live local buffer of the length passed; `fd` is open.
+            let n =
+                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+            if n <= 0 {
+                break;
+            }
+        }
     }
 }
 
@@ -394,6 +477,72 @@ mod tests {
         ] {
             assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn framing_is_strict() {
+        let status = |head: &[u8]| match parse_head(head) {
+            Err(HttpError::Bad(st, _)) => st,
+            other => panic!("{other:?} for {}", String::from_utf8_lossy(head)),
+        };
+        for bad in [
+            &b"GET / HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 48"[..],
+            b"GET / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5",
+            b"GET / HTTP/1.1\r\nContent-Length: +5",
+            b"GET / HTTP/1.1\r\nContent-Length: 5, 5",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5",
+            b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked",
+            b"GET / HTTP/1.1\r\nX-A: b\r\n\tfolded",
+            b"GET / HTTP/1.1\r\nX-A: b\r\n folded: x",
+            b"GET / HTTP/1.1\nHost: x",
+            b"GET / HTTP/1.1\r\nHost: x\nX-B: y",
+            b"GET / HTTP/1.1\r\nHost: x\ry",
+            b"GET /",
+            b"GET / HTTP/1.1\r\nX A: b",
+            b"GET / HTTP/1.1\r\nX-A: b\x01c",
+        ] {
+            assert_eq!(status(bad), 400, "{}", String::from_utf8_lossy(bad));
+        }
+        let long = format!("GET /{} HTTP/1.1", "a".repeat(MAX_REQUEST_LINE));
+        assert_eq!(status(long.as_bytes()), 414);
+        assert_eq!(status(b"GET / HTTP/2.0"), 505);
+        let ok = parse_head(b"GET / HTTP/1.1\r\nContent-Length: 12\r\nX-Tab:\tv\t").unwrap();
+        assert_eq!(
+            (ok.header("content-length"), ok.header("x-tab")),
+            (Some("12"), Some("v"))
+        );
+    }
+
+    #[test]
+    fn broken_heads_are_refused_before_they_end() {
+        // Neither of these would ever reach a blank line.
+        for partial in [
+            &b"GET /\r\n"[..],
+            b"GET / HTTP/1.1\nHost: a\n",
+            b"GET / HTTP/1.1\r\nA: b\nC",
+        ] {
+            assert!(
+                matches!(check_partial_head(partial), Err(HttpError::Bad(400, _))),
+                "{}",
+                String::from_utf8_lossy(partial)
+            );
+        }
+        for fine in [
+            &b"GET / HT"[..],
+            b"GET / HTTP/1.1\r",
+            b"GET / HTTP/1.1\r\nHost: a\r\n",
+        ] {
+            assert!(
+                check_partial_head(fine).is_ok(),
+                "{}",
+                String::from_utf8_lossy(fine)
+            );
+        }
+        let long = vec![b'a'; MAX_REQUEST_LINE + 1];
+        assert!(matches!(
+            check_partial_head(&long),
+            Err(HttpError::Bad(414, _))
+        ));
     }
 
     #[test]

@@ -508,3 +508,19 @@ fn tiff_output_with_jpeg_and_webp_strips_decodes() {
         assert!(mad <= 3.0, "{qlt}: mean difference {mad:.2}");
     }
 }
+
+#[test]
+fn iiif_2_follows_allow_upscaling() {
+    // IIIF 2 has no `^`: whether a size above the region enlarges is ALLOW_UPSCALING's
+    // call, as for IIP's CVT.
+    let env = [("URI_MAP", "iiif=>IIIF"), ("IIIF_VERSION", "2")];
+    let s = Server::start(&env, 1);
+    let r = iiif(&s, "small.tif/full/2000,/0/default.jpg");
+    assert_eq!((r.status, jpeg_size(&r.body)), (200, (2000, 1552)));
+    drop(s);
+    let s = Server::start(&[env[0], env[1], ("ALLOW_UPSCALING", "0")], 1);
+    let r = iiif(&s, "small.tif/full/2000,/0/default.jpg");
+    assert_eq!((r.status, jpeg_size(&r.body)), (200, (1001, 777)));
+    let r = iiif(&s, "small.tif/0,0,500,500/800,/0/default.jpg");
+    assert_eq!((r.status, jpeg_size(&r.body)), (200, (500, 500)));
+}

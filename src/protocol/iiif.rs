@@ -278,6 +278,8 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     let v = version(cfg, http);
     let parsed = parse_region(reg, full).and_then(|region| {
         let (w, h, upscale) = parse_size(size, v, region, full, cfg.max_cvt)?;
+        // Version 2 has no `^`: ALLOW_UPSCALING decides there, as for IIP's CVT.
+        let upscale = upscale && (v >= 3 || cfg.allow_upscaling);
         let (mirror, angle) = parse_rotation(rot)?;
         let (colour, format, processing) = parse_quality_format(qf, cfg)?;
         Ok((

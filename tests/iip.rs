@@ -511,10 +511,13 @@ fn jpeg2000_sources() {
 
 #[test]
 fn til_spectra_and_profiles() {
-    let s = Server::start(&[], 1);
+    let s = Server::start(&[("CACHE_CONTROL", "max-age=60, public"), ("CORS", "*")], 1);
     // T26: column-major FlashPix tile records.
     let r = s.get("FIF=small.tif&TIL=1,0-3");
     assert_eq!(r.content_type(), "application/vnd.netfpx");
+    // Headers as on every other successful answer.
+    assert_eq!(r.header("Cache-Control"), Some("max-age=60, public"));
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
     let mut rest = &r.body[..];
     let mut order = Vec::new();
     while !rest.is_empty() {

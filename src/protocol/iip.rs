@@ -445,20 +445,14 @@ fn til(
             body.extend_from_slice(b"\r\n");
         }
     }
-    Response {
-        status: 200,
-        headers: vec![
-            ("Server".into(), crate::response::SERVER.into()),
-            ("Content-Type".into(), "application/vnd.netfpx".into()),
-            (
-                "Last-Modified".into(),
-                crate::response::http_date(cur.opened.mtime),
-            ),
-            ("Cache-Control".into(), "max-age=86400".into()),
-            ("Content-Length".into(), body.len().to_string()),
-        ],
+    // Headers (CACHE_CONTROL, CORS) as every other successful answer has them.
+    Response::content(
+        cfg,
+        "application/vnd.netfpx",
         body,
-    }
+        Some(cur.opened.mtime),
+        None,
+    )
 }
 
 /// Runs the commands of `http.request_string` and returns the response.

@@ -369,8 +369,9 @@ impl Config {
         }
         if !self.memcached_servers.is_empty() {
             v.push(format!(
-                "Memcached servers configured: {} (memcached support is not enabled in this build)",
-                self.memcached_servers.join(",")
+                "Memcached servers configured: {} (responses kept for {} s)",
+                self.memcached_servers.join(","),
+                self.memcached_timeout
             ));
         }
         v
@@ -464,6 +465,13 @@ mod tests {
         assert_eq!(c.iiif_version, 3);
         assert_eq!(c.max_icc, 65536);
         assert_eq!(c.memcached_servers, vec!["localhost".to_string()]);
+        // Memcached is part of every build: the start-up lines must not say otherwise.
+        let line = c
+            .summary()
+            .into_iter()
+            .find(|l| l.starts_with("Memcached servers configured: localhost"))
+            .expect("a memcached line");
+        assert!(!line.contains("not enabled"), "{line}");
         assert_eq!(c.log_target, LogTarget::File("/tmp/iipsrv.log".into()));
         let c = cfg(&[
             ("JPEG_QUALITY", "500"),

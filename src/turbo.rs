@@ -40,6 +40,12 @@ impl Handle {
     }
 }
 
+/// Most scans decoded in one progressive JPEG (libjpeg-turbo's own tools suggest 500).
+pub const MAX_SCANS: i32 = 500;
+/// Most memory, in MB, libjpeg-turbo may take for one decode beyond the output buffer
+/// (the coefficient buffer of a progressive image lives there).
+pub const MAX_MEMORY_MB: i32 = 256;
+
 thread_local! {
     static COMPRESSOR: RefCell<Option<Handle>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<Handle>> = const { RefCell::new(None) };
@@ -58,7 +64,15 @@ fn with_handle<T>(
             if h.is_null() {
                 return Err("cannot create a TurboJPEG instance".to_string());
             }
-            *slot = Some(Handle(h));
+            let handle = Handle(h);
+            if kind == raw::TJINIT_TJINIT_DECOMPRESS {
+                // A legal progressive JPEG can repeat scans by the thousand, each a full
+                // pass over the image: cap the scans and the coefficient memory so one
+                // file cannot hold a worker for minutes or take gigabytes.
+                handle.set(raw::TJPARAM_TJPARAM_SCANLIMIT, MAX_SCANS);
+                handle.set(raw::TJPARAM_TJPARAM_MAXMEMORY, MAX_MEMORY_MB);
+            }
+            *slot = Some(handle);
         }
         Ok(f(slot.as_ref().expect("initialised above")))
     })
@@ -72,4 +86,40 @@ pub fn compressor<T>(f: impl FnOnce(&Handle) -> T) -> Result<T, String> {
 /// Runs `f` with this thread's decompressor; `Err` when none can be made.
 pub fn decompressor<T>(f: impl FnOnce(&Handle) -> T) -> Result<T, String> {
     with_handle(&DECOMPRESSOR, raw::TJINIT_TJINIT_DECOMPRESS, f)
+}
+
+/// JPEG inputs for tests of the decoders' limits.
+#[cfg(test)]
+pub mod testing {
+    /// A 256x256 RGB JPEG of a busy pattern, progressive when asked.
+    pub fn test_jpeg(progressive: bool) -> Vec<u8> {
+        let data: Vec<u8> = (0..256 * 256 * 3).map(|i| (i * 31 % 251) as u8).collect();
+        let r = crate::pipeline::Raster {
+            width: 256,
+            height: 256,
+            channels: 3,
+            data,
+        };
+        let set = |on: bool| {
+            super::compressor(|tj| tj.set(super::raw::TJPARAM_TJPARAM_PROGRESSIVE, on as i32))
+                .unwrap()
+        };
+        set(progressive);
+        let j = crate::encode::jpeg::encode(&r, 80).unwrap();
+        set(false);
+        j
+    }
+
+    /// `j` (a progressive JPEG) with its last scan repeated `n` more times: still a
+    /// legal file, and each repeat is one more pass over the whole image.
+    pub fn repeat_last_scan(j: &[u8], n: usize) -> Vec<u8> {
+        let last_sos = j.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+        let eoi = j.len() - 2;
+        let mut out = j[..eoi].to_vec();
+        for _ in 0..n {
+            out.extend_from_slice(&j[last_sos..eoi]);
+        }
+        out.extend_from_slice(&j[eoi..]);
+        out
+    }
 }

@@ -95,6 +95,9 @@ impl JpegImage {
         let head = d.read_header(&self.map[..]).map_err(err)?;
         let scale = turbojpeg::ScalingFactor::new(1, 1 << k.min(3));
         d.set_scaling_factor(scale).map_err(err)?;
+        // A progressive file may repeat scans by the thousand (see `turbo::MAX_SCANS`).
+        d.set_scan_limit(crate::turbo::MAX_SCANS as u32)
+            .map_err(err)?;
         let scaled = head.scaled(scale);
         let (sw, sh) = (scaled.width, scaled.height);
         let mut px = vec![0u8; sw * sh * c];
@@ -181,5 +184,24 @@ mod tests {
             .collect();
         assert_eq!(sizes, [(2000, 1500), (1000, 750), (500, 375), (250, 187)]);
         assert_eq!(levels(200, 100).len(), 1);
+    }
+
+    #[test]
+    fn progressive_sources_are_limited_in_scans() {
+        use crate::turbo::testing::{repeat_last_scan, test_jpeg};
+        let path = std::env::temp_dir().join(format!("tessera-scans-{}.jpg", std::process::id()));
+        let open = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            let f = std::fs::File::open(&path).unwrap();
+            // SAFETY: a private temporary file nothing else writes while it is mapped.
+            JpegImage::parse(unsafe { memmap2::Mmap::map(&f) }.unwrap()).unwrap()
+        };
+        let j = test_jpeg(true);
+        assert!(open(&j).decode_tile(0, 0).is_ok());
+        let e = open(&repeat_last_scan(&j, 2000))
+            .decode_tile(0, 0)
+            .unwrap_err();
+        assert!(e.to_string().contains("scans"), "{e}");
+        let _ = std::fs::remove_file(&path);
     }
 }

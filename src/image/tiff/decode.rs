@@ -403,9 +403,14 @@ pub fn words32(
 }
 
 /// Decodes a JPEG tile to interleaved 8-bit samples of `channels` (1 or 3), returning
-/// its width and height. YCbCr data comes out as RGB.
-pub fn jpeg(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), ImageError> {
-    let (_, _, w, h, px) = jpeg_part(bitstream, channels, None)?;
+/// its width and height. YCbCr data comes out as RGB. A frame larger than `tile` (the
+/// tile size the TIFF declares) is refused before anything is allocated for it.
+pub fn jpeg(
+    bitstream: &[u8],
+    channels: u16,
+    tile: (usize, usize),
+) -> Result<(usize, usize, Vec<u8>), ImageError> {
+    let (_, _, w, h, px) = jpeg_part(bitstream, channels, tile, None)?;
     Ok((w, h, px))
 }
 
@@ -418,6 +423,7 @@ pub fn jpeg(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
 pub fn jpeg_part(
     bitstream: &[u8],
     channels: u16,
+    tile: (usize, usize),
     part: Option<(usize, usize, usize, usize)>,
 ) -> Result<(usize, usize, usize, usize, Vec<u8>), ImageError> {
     use turbojpeg::raw;
@@ -445,10 +451,18 @@ pub fn jpeg_part(
             get(raw::TJPARAM_TJPARAM_JPEGWIDTH),
             get(raw::TJPARAM_TJPARAM_JPEGHEIGHT),
         );
-        if jw <= 0 || jh <= 0 || jw > 65536 || jh > 65536 {
+        if jw <= 0 || jh <= 0 {
             return Err(err(format!("JPEG tile of {jw}x{jh}")));
         }
         let (jw, jh) = (jw as usize, jh as usize);
+        // The tile's own header must not promise more than the container's tile size:
+        // a tile declaring 65500x65500 would otherwise be decoded into 12 GB.
+        if jw > tile.0 || jh > tile.1 {
+            return Err(err(format!(
+                "JPEG tile of {jw}x{jh} in a TIFF with {}x{} tiles",
+                tile.0, tile.1
+            )));
+        }
         let (x, y, w, h) = part.unwrap_or((0, 0, jw, jh));
         if w == 0 || h == 0 || x + w > jw || y + h > jh {
             return Err(err(format!(
@@ -518,6 +532,55 @@ pub fn jpeg_part(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::turbo::testing::{repeat_last_scan, test_jpeg};
+
+    #[test]
+    fn jpeg_tiles_larger_than_their_tiff_tile_are_refused() {
+        let mut j = test_jpeg(false);
+        assert_eq!(jpeg(&j, 3, (256, 256)).unwrap().0, 256);
+        // SOF0: FF C0, length, precision, then height and width.
+        let sof = j.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        j[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xDC, 0xFF, 0xDC]); // 65500x65500
+        let e = jpeg(&j, 3, (256, 256)).unwrap_err().to_string();
+        assert!(e.contains("65500x65500") && e.contains("256x256"), "{e}");
+        let e = jpeg_part(&j, 3, (256, 256), Some((0, 0, 16, 16))).unwrap_err();
+        assert!(e.to_string().contains("65500x65500"), "{e}");
+    }
+
+    #[test]
+    fn progressive_jpegs_are_limited_in_scans() {
+        let j = test_jpeg(true);
+        assert_eq!(
+            jpeg(&j, 3, (256, 256)).unwrap().0,
+            256,
+            "a normal one decodes"
+        );
+        // A legal file can repeat its last scan: 2 000 full passes over the image.
+        let e = jpeg(&repeat_last_scan(&j, 2000), 3, (256, 256))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("scans"), "{e}");
+    }
+
+    #[test]
+    fn compressed_tiles_never_inflate_past_their_size() {
+        let raw = vec![0u8; 1 << 20];
+        let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::default());
+        let mut z = vec![0u8; c.zlib_compress_bound(raw.len())];
+        let n = c.zlib_compress(&raw, &mut z).unwrap();
+        let lzw = weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+            .encode(&raw)
+            .unwrap();
+        let zs = zstd::bulk::compress(&raw, 3).unwrap();
+        // 1 MB of output from each, for a tile that holds 4 KB.
+        for (codec, data) in [(8u16, &z[..n]), (5, &lzw[..]), (50000, &zs[..])] {
+            match decompress(codec, data, 4096) {
+                Err(_) => {}
+                Ok(v) => assert!(v.len() <= 4096, "codec {codec}: {} bytes", v.len()),
+            }
+        }
+    }
 
     #[test]
     fn vector_predictor_matches_the_scalar_one() {
@@ -597,7 +660,7 @@ mod tests {
             Err(ImageError::Unsupported(_))
         ));
         assert!(decompress(8, b"garbage!", 64).is_err());
-        assert!(jpeg(b"\xff\xd8garbage", 3).is_err());
+        assert!(jpeg(b"\xff\xd8garbage", 3, (256, 256)).is_err());
     }
 
     #[test]

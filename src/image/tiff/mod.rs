@@ -627,8 +627,12 @@ impl Image for TiffImage {
         // Edge tiles of a region: decode only the rows and block columns it needs.
         let channels = d.samples as usize;
         let part = (x as usize, y as usize, w as usize, h as usize);
-        let (x0, y0, pw, ph, px) =
-            decode::jpeg_part(&self.jpeg_bitstream(d, t)?, d.samples, Some(part))?;
+        let (x0, y0, pw, ph, px) = decode::jpeg_part(
+            &self.jpeg_bitstream(d, t)?,
+            d.samples,
+            (level.tile_width as usize, level.tile_height as usize),
+            Some(part),
+        )?;
         let (samples, channels) = self.finish_samples(d, Samples::U8(px), channels)?;
         Ok((
             Tile {
@@ -668,7 +672,8 @@ impl TiffImage {
                 if d.bits != 8 {
                     return Err(ImageError::Unsupported("JPEG tiles above 8 bits".into()));
                 }
-                let (jw, jh, px) = decode::jpeg(&self.jpeg_bitstream(d, chunk)?, channels as u16)?;
+                let bits = self.jpeg_bitstream(d, chunk)?;
+                let (jw, jh, px) = decode::jpeg(&bits, channels as u16, (tw, th))?;
                 return Ok(Samples::U8(fit(px, (jw, jh), channels, (tw, th))?));
             }
             50001 => {

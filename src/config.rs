@@ -110,6 +110,88 @@ pub struct Config {
     /// `OMP_NUM_THREADS`, accepted for compatibility: workers run each request on one
     /// thread.
     pub threads: usize,
+    /// `REQUEST_TIMEOUT`, seconds: a client has this long from its first byte to send a
+    /// whole request, and a response this long to drain.
+    pub request_timeout: std::time::Duration,
+    /// `IDLE_TIMEOUT`, seconds: a kept-alive connection silent this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// `MAX_CONNECTIONS`: client connections one worker holds at once.
+    pub max_connections: usize,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-*` / `Forwarded` headers are believed.
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// `TRUSTED_PROXIES` entries that could not be read (reported at start-up).
+    pub trusted_proxies_ignored: Vec<String>,
+}
+
+/// One entry of `TRUSTED_PROXIES`: an address, a network, or local-socket peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustedProxy {
+    /// `addr/prefix` (a single address is a full-length prefix).
+    Net(std::net::IpAddr, u8),
+    /// `unix`: requests that carry no `REMOTE_ADDR` (a web server on a local socket
+    /// that does not pass one).
+    Unix,
+}
+
+impl TrustedProxy {
+    fn parse(s: &str) -> Option<TrustedProxy> {
+        if s.eq_ignore_ascii_case("unix") {
+            return Some(TrustedProxy::Unix);
+        }
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let addr: std::net::IpAddr = addr.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(TrustedProxy::Net(addr, bits))
+    }
+
+    /// Whether a request with this `REMOTE_ADDR` (none: a local socket) comes from here.
+    pub fn matches(&self, remote: Option<&str>) -> bool {
+        use std::net::IpAddr;
+        let (net, bits) = match self {
+            TrustedProxy::Unix => return remote.is_none_or(str::is_empty),
+            TrustedProxy::Net(n, b) => (n, *b as u32),
+        };
+        let Some(ip) = remote.and_then(|r| r.parse::<IpAddr>().ok()) else {
+            return false;
+        };
+        // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(*n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(*n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Parses `TRUSTED_PROXIES`: entries separated by commas or whitespace; entries that
+/// are not an address, a network or `unix` are skipped (and listed in the start-up log).
+pub fn parse_trusted_proxies(v: &str) -> (Vec<TrustedProxy>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut bad = Vec::new();
+    for e in v
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|e| !e.is_empty())
+    {
+        match TrustedProxy::parse(e) {
+            Some(t) => ok.push(t),
+            None => bad.push(e.to_owned()),
+        }
+    }
+    (ok, bad)
 }
 
 /// A configuration problem the operator must fix before the server can start.
@@ -273,6 +355,9 @@ impl Config {
             .map(|v| atoi(&v).max(1) as usize)
             .unwrap_or(1);
 
+        let (trusted_proxies, trusted_proxies_ignored) =
+            parse_trusted_proxies(&get("TRUSTED_PROXIES").unwrap_or_default());
+
         Config {
             log_target,
             verbosity: int("VERBOSITY", 1).clamp(0, 6) as u32,
@@ -318,6 +403,15 @@ impl Config {
             iiif_extensions: get("IIIF_EXTENSIONS").map(|v| atob(&v)).unwrap_or(false),
             copyright: string("COPYRIGHT"),
             threads,
+            request_timeout: std::time::Duration::from_secs(
+                int("REQUEST_TIMEOUT", 10).clamp(1, 3600) as u64,
+            ),
+            idle_timeout: std::time::Duration::from_secs(
+                int("IDLE_TIMEOUT", 60).clamp(1, 86400) as u64
+            ),
+            max_connections: int("MAX_CONNECTIONS", 1024).clamp(1, 1 << 20) as usize,
+            trusted_proxies,
+            trusted_proxies_ignored,
         }
     }
 
@@ -358,6 +452,31 @@ impl Config {
                 self.iiif_version
             ),
         ];
+        v.push(format!(
+            "Setting connection limits: request timeout {} s, idle timeout {} s, {} connections per worker",
+            self.request_timeout.as_secs(),
+            self.idle_timeout.as_secs(),
+            self.max_connections
+        ));
+        if !self.trusted_proxies.is_empty() {
+            let list: Vec<String> = self
+                .trusted_proxies
+                .iter()
+                .map(|t| match t {
+                    TrustedProxy::Unix => "unix".to_owned(),
+                    TrustedProxy::Net(a, b) => format!("{a}/{b}"),
+                })
+                .collect();
+            v.push(format!(
+                "Trusting forwarded headers from {}",
+                list.join(",")
+            ));
+        }
+        for e in &self.trusted_proxies_ignored {
+            v.push(format!(
+                "Ignoring TRUSTED_PROXIES entry '{e}': not an address, a network or 'unix'"
+            ));
+        }
         if let Some(c) = &self.cors {
             v.push(format!("Setting Cross Origin Resource Sharing to '{c}'"));
         }
@@ -412,6 +531,49 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn connection_settings() {
+        let d = cfg(&[]);
+        assert_eq!(
+            (
+                d.request_timeout.as_secs(),
+                d.idle_timeout.as_secs(),
+                d.max_connections
+            ),
+            (10, 60, 1024)
+        );
+        assert!(d.trusted_proxies.is_empty());
+        let c = cfg(&[
+            ("REQUEST_TIMEOUT", "3"),
+            ("IDLE_TIMEOUT", "0"),
+            ("MAX_CONNECTIONS", "16"),
+            (
+                "TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.168.1.7 ::1 unix bogus 1.2.3.4/40",
+            ),
+        ]);
+        assert_eq!(
+            (
+                c.request_timeout.as_secs(),
+                c.idle_timeout.as_secs(),
+                c.max_connections
+            ),
+            (3, 1, 16)
+        );
+        assert_eq!(c.trusted_proxies.len(), 4);
+        assert_eq!(c.trusted_proxies_ignored, ["bogus", "1.2.3.4/40"]);
+        let trusted = |r: Option<&str>| c.trusted_proxies.iter().any(|t| t.matches(r));
+        assert!(trusted(Some("10.200.3.4")));
+        assert!(trusted(Some("::ffff:10.1.1.1")));
+        assert!(trusted(Some("192.168.1.7")));
+        assert!(!trusted(Some("192.168.1.8")));
+        assert!(trusted(Some("::1")));
+        assert!(!trusted(Some("::2")));
+        assert!(!trusted(Some("11.0.0.1")));
+        assert!(trusted(None), "unix: no REMOTE_ADDR");
+        assert!(!cfg(&[("TRUSTED_PROXIES", "127.0.0.1")]).trusted_proxies[0].matches(None));
     }
 
     #[test]

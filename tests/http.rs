@@ -149,11 +149,13 @@ fn unknown_paths_are_404_and_dzi_low_levels_render() {
 }
 
 #[test]
-fn a_silent_connection_releases_its_worker() {
-    // Two workers, two silent connections (as a browser's preconnects): a real request
-    // must still be answered once the silent ones time out, within seconds.
-    let (_s, port) = start(&[]);
-    let idle: Vec<TcpStream> = (0..2)
+fn silent_connections_hold_no_worker_and_close_at_their_deadline() {
+    // Two workers, more silent connections than workers (as a browser's preconnects):
+    // a real request is answered at once, and the silent ones are closed after
+    // REQUEST_TIMEOUT.
+    let (_s, port) = start_http(&[], &[("REQUEST_TIMEOUT", "2")]);
+    let opened = std::time::Instant::now();
+    let idle: Vec<TcpStream> = (0..8)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(200));
@@ -167,12 +169,121 @@ fn a_silent_connection_releases_its_worker() {
     let (status, _, body) = read_response(&mut c, false);
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("Max-size:1001 777"));
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    // The silent connections were closed by the server.
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     for mut s in idle {
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut b = [0u8; 1];
-        assert_eq!(s.read(&mut b).unwrap(), 0);
+        assert_eq!(s.read(&mut b).unwrap(), 0, "closed without a word");
+        let lived = opened.elapsed();
+        assert!(lived >= Duration::from_millis(1800), "{lived:?}");
+    }
+    assert!(
+        opened.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        opened.elapsed()
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let (_s, port) = start(&[]);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut all = Vec::new();
+    let objs = ["Max-size", "Resolution-number", "Tile-size", "Max-size"];
+    for (i, obj) in objs.iter().enumerate() {
+        let img = if i % 2 == 0 { "small.tif" } else { "big.tif" };
+        all.extend_from_slice(
+            format!("GET /?FIF={img}&OBJ={obj} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+        );
+    }
+    // All four in one segment, a HEAD among them.
+    all.extend_from_slice(b"HEAD /?FIF=small.tif&OBJ=Max-size HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.write_all(&all).unwrap();
+    let expect = [
+        "Max-size:1001 777",
+        "Resolution-number:6",
+        "Tile-size:256 256",
+        "Max-size:5000 3000",
+    ];
+    for e in expect {
+        let (st, _, body) = read_response(&mut c, false);
+        assert_eq!(st, 200);
+        assert!(
+            String::from_utf8_lossy(&body).starts_with(e),
+            "{e} vs {:?}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let (st, hs, _) = read_response(&mut c, true);
+    assert_eq!((st, h(&hs, "content-length")), (200, Some("19")));
+    // The connection is still open for more.
+    c.write_all(
+        b"GET /?FIF=small.tif&OBJ=Max-size HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let (st, hs, _) = read_response(&mut c, false);
+    assert_eq!((st, h(&hs, "connection")), (200, Some("close")));
+}
+
+/// The `id` of `/iiif/small.tif/info.json` asked with `headers`.
+fn info_id(port: u16, headers: &str) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        c,
+        "GET /iiif/small.tif/info.json HTTP/1.1\r\nHost: backend:8080\r\n{headers}\r\n"
+    )
+    .unwrap();
+    let (st, _, body) = read_response(&mut c, false);
+    assert_eq!(st, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn forwarded_headers_count_only_from_trusted_proxies() {
+    let fwd = "X-Forwarded-Proto: https\r\nX-Forwarded-Host: images.example.org\r\n";
+    let rfc = "Forwarded: for=192.0.2.1;proto=https;host=pub.example.org\r\n";
+    let env = [("URI_MAP", "iiif=>IIIF")];
+    let (_s, port) = start_http(&[], &env);
+    assert_eq!(info_id(port, fwd), "http://backend:8080/iiif/small.tif");
+    assert_eq!(info_id(port, rfc), "http://backend:8080/iiif/small.tif");
+    let (_t, port) = start_http(&[], &[env[0], ("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]);
+    assert_eq!(
+        info_id(port, fwd),
+        "https://images.example.org/iiif/small.tif"
+    );
+    assert_eq!(info_id(port, rfc), "https://pub.example.org/iiif/small.tif");
+    assert_eq!(info_id(port, ""), "http://backend:8080/iiif/small.tif");
+}
+
+#[test]
+fn connections_beyond_the_limit_close_the_oldest_idle_one() {
+    let (_s, port) = start_http(
+        &[std::ffi::OsStr::new("--workers"), std::ffi::OsStr::new("1")],
+        &[("MAX_CONNECTIONS", "4")],
+    );
+    let ask = |c: &mut TcpStream| {
+        c.write_all(b"GET /?FIF=small.tif&OBJ=Max-size HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        read_response(c, false).0
+    };
+    let mut conns: Vec<TcpStream> = Vec::new();
+    for _ in 0..6 {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(ask(&mut c), 200);
+        conns.push(c);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The two oldest were closed to admit the newest; the four others still serve.
+    for c in &mut conns[..2] {
+        let mut b = [0u8; 1];
+        assert_eq!(c.read(&mut b).unwrap(), 0);
+    }
+    for c in &mut conns[2..] {
+        assert_eq!(ask(c), 200);
     }
 }
 

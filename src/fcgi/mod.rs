@@ -1,71 +1,17 @@
 //! FastCGI responder: the record layer between the web server and a worker.
 //!
-//! One connection is served at a time, one request at a time (`FCGI_MPXS_CONNS=0`).
-//! A worker wraps each accepted stream in a [`Conn`], pulls complete requests
-//! with [`Conn::next_request`] and answers each with [`Conn::respond`].
-//! No maintained blocking FastCGI server crate exists, so this layer is our own;
-//! it is small, bounded in memory and time, and its parsers are pure functions.
+//! One request at a time per connection (`FCGI_MPXS_CONNS=0`). The worker's event
+//! loop feeds each connection's bytes to its [`Parser`], which yields complete
+//! requests; responses are framed with [`record::write_response`]. No maintained
+//! FastCGI server crate exists, so this layer is our own; it is small, bounded in
+//! memory, and does no I/O.
 
-mod conn;
-mod linger;
+mod parser;
 pub mod record;
 
-pub use conn::{Conn, FcgiError};
-pub use linger::Lingering;
+pub use parser::{FcgiError, Parser};
 
-use std::io;
-use std::time::Duration;
-
-/// A stream the responder can serve: a TCP or Unix-domain connection.
-pub trait Stream: io::Read + io::Write {
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()>;
-    fn shutdown_write(&self) -> io::Result<()>;
-    /// The descriptor, for waiting on it together with the listening socket.
-    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        None
-    }
-    /// The descriptor, to be kept open past the stream (see [`Lingering`]).
-    fn into_fd(self) -> Option<std::os::fd::OwnedFd>
-    where
-        Self: Sized,
-    {
-        None
-    }
-}
-
-impl Stream for std::net::TcpStream {
-    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        Some(std::os::fd::AsRawFd::as_raw_fd(self))
-    }
-    fn into_fd(self) -> Option<std::os::fd::OwnedFd> {
-        Some(self.into())
-    }
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(read)?;
-        self.set_write_timeout(write)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
-}
-
-impl Stream for std::os::unix::net::UnixStream {
-    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        Some(std::os::fd::AsRawFd::as_raw_fd(self))
-    }
-    fn into_fd(self) -> Option<std::os::fd::OwnedFd> {
-        Some(self.into())
-    }
-    fn set_timeouts(&self, read: Option<Duration>, write: Option<Duration>) -> io::Result<()> {
-        self.set_read_timeout(read)?;
-        self.set_write_timeout(write)
-    }
-    fn shutdown_write(&self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
-    }
-}
-
-/// Hard limits that keep a hostile or stalled peer from pinning a worker.
+/// Hard limits that keep a hostile peer from growing a worker.
 #[derive(Debug, Clone)]
 pub struct Limits {
     /// Total bytes of PARAMS content for one request.
@@ -74,8 +20,6 @@ pub struct Limits {
     pub max_stdin_bytes: usize,
     /// Records accepted for one request before it is refused.
     pub max_records: usize,
-    pub read_timeout: Duration,
-    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -84,8 +28,6 @@ impl Default for Limits {
             max_params_bytes: 1 << 20,
             max_stdin_bytes: 1 << 20,
             max_records: 4096,
-            read_timeout: Duration::from_secs(30),
-            write_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -1,21 +1,18 @@
 //! Built-in HTTP/1.1 mode (`--http`): workers parse requests themselves and hand
 //! them to the same protocol handlers as FastCGI, so tessera can serve IIP, IIIF,
-//! DeepZoom and Zoomify with no web server in front. Bounded headers and bodies,
-//! read/write timeouts, keep-alive.
+//! DeepZoom and Zoomify with no web server in front. This module is the protocol
+//! only (strict RFC 9112 framing, bounded heads and bodies, serialisation); the
+//! worker's event loop owns the sockets, keep-alive, pipelining and deadlines.
 
 pub mod viewer;
 
-use crate::fcgi::{Params, Stream};
+use crate::fcgi::Params;
 use crate::response::{reason, Response};
-use std::io;
-use std::time::Duration;
 
 /// Largest request head (request line and headers) accepted.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Largest request body accepted (form-encoded IIP POSTs).
 pub const MAX_BODY: usize = 1 << 20;
-/// Most requests served on one kept-alive connection.
-pub const MAX_REQUESTS_PER_CONN: usize = 10_000;
 
 /// A parsed HTTP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,40 +67,12 @@ impl Request {
     }
 }
 
-/// Why a request could not be read; `status` is what to answer, if anything.
+/// Why a request is refused: the status to answer with and a short reason. The
+/// connection is closed after the answer.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("connection closed")]
-    Closed,
-    #[error("connection error: {0}")]
-    Io(#[from] io::Error),
     #[error("{1}")]
     Bad(u16, &'static str),
-}
-
-/// Reads HTTP requests from one connection.
-pub struct Conn<S: Stream> {
-    stream: S,
-    buf: Vec<u8>,
-    /// Whether a response was written (an idle connection is then a kept-alive one).
-    served: bool,
-    stop: Option<&'static std::sync::atomic::AtomicBool>,
-    /// Read and write timeout once a request is arriving.
-    timeout: Duration,
-    /// The listening socket: an idle connection gives way when others are waiting.
-    listener: Option<std::os::fd::RawFd>,
-}
-
-/// How long a fresh connection may stay silent before its first request.
-const IDLE_FIRST: Duration = Duration::from_secs(5);
-/// How long a kept-alive connection may stay silent between requests.
-const IDLE_KEEP_ALIVE: Duration = Duration::from_secs(2);
-
-fn is_timeout(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {
@@ -226,187 +195,37 @@ pub fn parse_head(head: &[u8]) -> Result<Request, HttpError> {
     })
 }
 
-impl<S: Stream> Conn<S> {
-    pub fn new(stream: S, timeout: Duration) -> io::Result<Self> {
-        stream.set_timeouts(Some(timeout), Some(timeout))?;
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(4096),
-            served: false,
-            stop: None,
-            timeout,
-            listener: None,
-        })
-    }
-
-    /// Lets an idle connection close as soon as another connection waits on `fd`.
-    pub fn with_listener(mut self, fd: std::os::fd::RawFd) -> Self {
-        self.listener = Some(fd);
-        self
-    }
-
-    /// Waits up to `wait` for this connection to send something. `false` when it stayed
-    /// silent, or when it is a kept-alive connection and a new connection is waiting.
-    /// (Clients resend a request that meets a closing kept-alive connection; a fresh
-    /// connection is never closed early, since its first request would be lost.)
-    fn wait_for_data(&self, wait: Duration) -> io::Result<bool> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use std::os::fd::BorrowedFd;
-        let (Some(conn), Some(listener), true) = (self.stream.raw_fd(), self.listener, self.served)
-        else {
-            return Ok(true);
-        };
-        // SAFETY: both descriptors stay open for the duration of this call: the
-        // connection is owned by `self`, the listener by the worker.
-        let (c, l) = unsafe {
-            (
-                BorrowedFd::borrow_raw(conn),
-                BorrowedFd::borrow_raw(listener),
-            )
-        };
-        let mut fds = [
-            PollFd::new(c, PollFlags::POLLIN),
-            PollFd::new(l, PollFlags::POLLIN),
-        ];
-        let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-        loop {
-            match poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(0) => return Ok(false),
-                Ok(_) => {
-                    let ready = |f: &PollFd| !f.revents().unwrap_or(PollFlags::empty()).is_empty();
-                    return Ok(ready(&fds[0]));
-                }
-                Err(nix::errno::Errno::EINTR) => {
-                    let stopping = self
-                        .stop
-                        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
-                    if stopping && self.served {
-                        return Ok(false);
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// A flag that, once set, lets an idle kept-alive connection close on a signal.
-    pub fn with_stop_flag(mut self, flag: &'static std::sync::atomic::AtomicBool) -> Self {
-        self.stop = Some(flag);
-        self
-    }
-
-    /// One read; EINTR is retried unless the worker is stopping on an idle kept-alive
-    /// connection.
-    fn read_some(&mut self, chunk: &mut [u8]) -> Result<usize, HttpError> {
-        loop {
-            match self.stream.read(chunk) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    let stopping = self
-                        .stop
-                        .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
-                    if stopping && self.served && self.buf.is_empty() {
-                        return Err(HttpError::Closed);
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// The next request; `Err(Closed)` when the client closed between requests.
-    pub fn next_request(&mut self) -> Result<Request, HttpError> {
-        let mut chunk = [0u8; 4096];
-        let end = loop {
-            if let Some(e) = find_head_end(&self.buf) {
-                break e;
-            }
-            if self.buf.len() > MAX_HEAD {
-                return Err(HttpError::Bad(431, "request head too large"));
-            }
-            // A worker serves one connection at a time: a connection that sends nothing
-            // (a browser's preconnect, an idle keep-alive) must not hold it for long.
-            let idle = self.buf.is_empty();
-            if idle {
-                let wait = if self.served {
-                    IDLE_KEEP_ALIVE
-                } else {
-                    IDLE_FIRST
-                };
-                if !self.wait_for_data(wait.min(self.timeout))? {
-                    return Err(HttpError::Closed);
-                }
-                self.stream
-                    .set_timeouts(Some(wait.min(self.timeout)), Some(self.timeout))?;
-            }
-            let n = match self.read_some(&mut chunk) {
-                Err(HttpError::Io(e)) if idle && is_timeout(&e) => return Err(HttpError::Closed),
-                other => other?,
-            };
-            if idle {
-                self.stream
-                    .set_timeouts(Some(self.timeout), Some(self.timeout))?;
-            }
-            if n == 0 {
-                return Err(if self.buf.is_empty() {
-                    HttpError::Closed
-                } else {
-                    HttpError::Bad(400, "truncated request")
-                });
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-            check_partial_head(&self.buf)?;
-        };
-        if end > MAX_HEAD {
+/// The next complete request at the start of `buf` and the number of bytes it takes
+/// (head and body); `Ok(None)` while it is incomplete. A head that cannot become a
+/// valid request is refused as soon as it is seen, not when it ends.
+pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> {
+    let Some(end) = find_head_end(buf) else {
+        // A request line over its limit is 414 whatever the rest of the head is.
+        check_partial_head(&buf[..buf.len().min(MAX_HEAD + 1)])?;
+        if buf.len() > MAX_HEAD {
             return Err(HttpError::Bad(431, "request head too large"));
         }
-        let mut req = parse_head(&self.buf[..end - 4])?;
-        self.buf.drain(..end);
-        let len: usize = match req.header("Content-Length") {
-            None => 0,
-            Some(v) => v
-                .parse()
-                .map_err(|_| HttpError::Bad(400, "bad Content-Length"))?,
-        };
-        if len > MAX_BODY {
-            return Err(HttpError::Bad(413, "request body too large"));
-        }
-        while self.buf.len() < len {
-            let n = self.read_some(&mut chunk)?;
-            if n == 0 {
-                return Err(HttpError::Bad(400, "truncated request body"));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-        req.body = self.buf.drain(..len).collect();
-        Ok(req)
+        return Ok(None);
+    };
+    if end > MAX_HEAD {
+        check_partial_head(&buf[..end - 2])?;
+        return Err(HttpError::Bad(431, "request head too large"));
     }
-
-    /// Writes a response; `head_only` omits the body (HEAD).
-    pub fn respond(&mut self, r: &Response, head_only: bool, keep_alive: bool) -> io::Result<()> {
-        let bytes = serialize(r, head_only, keep_alive);
-        self.served = true;
-        self.stream.write_all(&bytes)
+    let mut req = parse_head(&buf[..end - 4])?;
+    let len: usize = match req.header("Content-Length") {
+        None => 0,
+        Some(v) => v
+            .parse()
+            .map_err(|_| HttpError::Bad(400, "bad Content-Length"))?,
+    };
+    if len > MAX_BODY {
+        return Err(HttpError::Bad(413, "request body too large"));
     }
-
-    /// Half-closes, then reads away what the client already sent (a refused request's
-    /// body, say) without waiting: closing over unread bytes resets the connection, and a
-    /// reset can destroy the response before the client has read it.
-    pub fn shutdown(self) {
-        let _ = self.stream.shutdown_write();
-        let Some(fd) = self.stream.raw_fd() else {
-            return;
-        };
-        let mut buf = [0u8; 4096];
-        for _ in 0..256 {
-            // SAFETY: `buf` is a live local buffer of the length passed; `fd` is open.
-            let n =
-                unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-            if n <= 0 {
-                break;
-            }
-        }
+    if buf.len() < end + len {
+        return Ok(None);
     }
+    req.body = buf[end..end + len].to_vec();
+    Ok(Some((req, end + len)))
 }
 
 /// An HTTP/1.1 response from the CGI-style response model.

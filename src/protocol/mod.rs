@@ -101,6 +101,53 @@ pub fn is_mapped(cfg: &Config, uri: &str) -> bool {
     map_uri(cfg, uri).is_some()
 }
 
+/// The public host and scheme a trusted proxy reports for a request.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Forwarded<'a> {
+    host: Option<&'a str>,
+    proto: Option<&'a str>,
+}
+
+/// `Forwarded` (RFC 7239; its first element, the proxy nearest the client) or else
+/// `X-Forwarded-Host` / `X-Forwarded-Proto`, only when the request comes from an
+/// address in `TRUSTED_PROXIES`: from anyone else these headers would let a client
+/// choose the `id` URLs other clients are given.
+fn forwarded<'a>(cfg: &Config, params: &'a Params) -> Forwarded<'a> {
+    let remote = params.get("REMOTE_ADDR");
+    if !cfg.trusted_proxies.iter().any(|t| t.matches(remote)) {
+        return Forwarded::default();
+    }
+    let first = |v: &'a str| v.split(',').next().map(str::trim).filter(|s| !s.is_empty());
+    let mut f = Forwarded::default();
+    if let Some(v) = params.get("HTTP_FORWARDED").and_then(first) {
+        for pair in v.split(';') {
+            let Some((k, val)) = pair.split_once('=') else {
+                continue;
+            };
+            let val = val.trim().trim_matches('"');
+            match k.trim().to_ascii_lowercase().as_str() {
+                "host" if !val.is_empty() => f.host = Some(val),
+                "proto" if !val.is_empty() => f.proto = Some(val),
+                _ => {}
+            }
+        }
+    }
+    if f.host.is_none() {
+        f.host = params.get("HTTP_X_FORWARDED_HOST").and_then(first);
+    }
+    if f.proto.is_none() {
+        f.proto = params.get("HTTP_X_FORWARDED_PROTO").and_then(first);
+    }
+    // A host with characters no host has is not used in URLs handed to others.
+    if f.host.is_some_and(|h| {
+        !h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+    }) {
+        f.host = None;
+    }
+    f
+}
+
 /// Handles one FastCGI request end to end.
 pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
     let cfg = ctx.cfg;
@@ -114,16 +161,21 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         params.get("REQUEST_URI").unwrap_or(""),
         params.get("QUERY_STRING").unwrap_or("")
     );
+    let forwarded = forwarded(cfg, params);
     let mut http = HttpInfo {
         method: method.clone(),
         request_uri: params.get("REQUEST_URI").map(str::to_owned),
-        host: params
-            .get("HTTP_HOST")
+        host: forwarded
+            .host
+            .or_else(|| params.get("HTTP_HOST"))
             .or_else(|| params.get("SERVER_NAME"))
             .map(str::to_owned),
-        https: params
-            .get("HTTPS")
-            .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("off")),
+        https: match forwarded.proto {
+            Some(p) => p.eq_ignore_ascii_case("https"),
+            None => params
+                .get("HTTPS")
+                .is_some_and(|v| !v.is_empty() && !v.eq_ignore_ascii_case("off")),
+        },
         accept: params.get("HTTP_ACCEPT").map(str::to_owned),
         if_modified_since: params.get("HTTP_IF_MODIFIED_SINCE").map(str::to_owned),
         x_iiif_id: params.get("HTTP_X_IIIF_ID").map(str::to_owned),
@@ -222,5 +274,48 @@ mod tests {
             map_uri(&cfg, "/zoom/x.tif/ImageProperties.xml").as_deref(),
             Some("Zoomify=x.tif/ImageProperties.xml")
         );
+    }
+
+    #[test]
+    fn forwarded_headers_only_from_trusted_proxies() {
+        let cfg = Config::from_vars(|k| (k == "TRUSTED_PROXIES").then(|| "10.0.0.0/8".into()));
+        let params = |remote: &str, extra: &[(&str, &str)]| {
+            let mut p = vec![("REMOTE_ADDR".to_owned(), remote.to_owned())];
+            p.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            Params(p)
+        };
+        let x = [
+            ("HTTP_X_FORWARDED_HOST", "images.example.org, inner"),
+            ("HTTP_X_FORWARDED_PROTO", "https"),
+        ];
+        let p = params("10.1.2.3", &x);
+        assert_eq!(
+            forwarded(&cfg, &p),
+            Forwarded {
+                host: Some("images.example.org"),
+                proto: Some("https")
+            }
+        );
+        let p = params("192.0.2.1", &x);
+        assert_eq!(forwarded(&cfg, &p), Forwarded::default());
+        let p = params(
+            "10.0.0.1",
+            &[
+                (
+                    "HTTP_FORWARDED",
+                    "for=1.2.3.4;proto=https;host=\"a.example:8443\", for=x",
+                ),
+                ("HTTP_X_FORWARDED_HOST", "ignored.example"),
+            ],
+        );
+        assert_eq!(
+            forwarded(&cfg, &p),
+            Forwarded {
+                host: Some("a.example:8443"),
+                proto: Some("https")
+            }
+        );
+        let p = params("10.0.0.1", &[("HTTP_X_FORWARDED_HOST", "evil\"><script>")]);
+        assert_eq!(forwarded(&cfg, &p).host, None);
     }
 }

@@ -24,6 +24,22 @@ pub struct Metrics {
     image_cache_hits: AtomicU64,
     image_cache_misses: AtomicU64,
     bytes_sent: AtomicU64,
+    /// Client connections each worker slot holds now (a dead worker's slot is zeroed).
+    connections_open: [AtomicU64; super::stats::SLOTS],
+    /// Connections closed because a request, a response or an idle spell overran its
+    /// deadline: [request, idle].
+    deadline_closes: [AtomicU64; 2],
+    /// Connections closed because a worker held `MAX_CONNECTIONS` already.
+    connections_shed: AtomicU64,
+}
+
+/// Which deadline closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// A request not received, or a response not taken, in time.
+    Request,
+    /// A kept-alive connection silent for too long.
+    Idle,
 }
 
 fn protocol_index(p: &str) -> usize {
@@ -49,6 +65,23 @@ impl Metrics {
     pub fn record_cache(&self, hits: u64, misses: u64) {
         self.image_cache_hits.fetch_add(hits, Ordering::Relaxed);
         self.image_cache_misses.fetch_add(misses, Ordering::Relaxed);
+    }
+
+    /// The number of client connections the worker in `slot` holds.
+    pub fn set_connections(&self, slot: usize, n: usize) {
+        if let Some(g) = self.connections_open.get(slot) {
+            g.store(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts a connection closed by one of its deadlines.
+    pub fn record_deadline(&self, which: Deadline) {
+        self.deadline_closes[which as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed to stay within `MAX_CONNECTIONS`.
+    pub fn record_shed(&self) {
+        self.connections_shed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus text exposition of the counters plus the supervisor's own figures.
@@ -109,6 +142,33 @@ impl Metrics {
             "Image headers read from files.",
             "counter",
             self.image_cache_misses.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "tessera_connections_open",
+            "Client connections held by the workers.",
+            "gauge",
+            self.connections_open
+                .iter()
+                .map(|g| g.load(Ordering::Relaxed))
+                .sum(),
+        );
+        s.push_str(
+            "# HELP tessera_connections_deadline_closed_total Connections closed at a deadline (REQUEST_TIMEOUT, IDLE_TIMEOUT).\n",
+        );
+        s.push_str("# TYPE tessera_connections_deadline_closed_total counter\n");
+        for (i, which) in ["request", "idle"].iter().enumerate() {
+            let v = self.deadline_closes[i].load(Ordering::Relaxed);
+            s.push_str(&format!(
+                "tessera_connections_deadline_closed_total{{deadline=\"{which}\"}} {v}\n"
+            ));
+        }
+        gauge(
+            &mut s,
+            "tessera_connections_shed_total",
+            "Connections closed because a worker held MAX_CONNECTIONS.",
+            "counter",
+            self.connections_shed.load(Ordering::Relaxed),
         );
         gauge(
             &mut s,

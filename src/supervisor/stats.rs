@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::metrics::Metrics;
 
-const SLOTS: usize = 1024;
+pub const SLOTS: usize = 1024;
 
 pub struct Stats {
     counters: &'static [AtomicU64],
@@ -48,6 +48,7 @@ impl Stats {
     pub fn claim(&mut self) -> usize {
         let s = self.free.pop().unwrap_or(0);
         self.counters[s].store(0, Ordering::Relaxed);
+        self.metrics.set_connections(s, 0);
         s
     }
 
@@ -70,6 +71,7 @@ impl Stats {
     /// A worker is gone: its count moves to the retired total and its slot is freed.
     pub fn retire(&mut self, pid: i32) {
         if let Some(s) = self.by_pid.remove(&pid) {
+            self.metrics.set_connections(s, 0);
             self.retired += self.counters[s].swap(0, Ordering::Relaxed);
             self.free.push(s);
         }

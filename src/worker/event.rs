@@ -1,0 +1,535 @@
+//! The worker's event loop: one thread waits on the listening socket and on every
+//! client connection it holds, reads and writes only what the sockets take without
+//! blocking, and renders each complete request synchronously. A client that trickles
+//! its request, stays silent or reads its response slowly costs a small buffer until
+//! its deadline, never the worker's time.
+//!
+//! Deadlines: a new connection has `REQUEST_TIMEOUT` to deliver its first request
+//! whole; a kept-alive one has `IDLE_TIMEOUT` of silence between requests, then
+//! `REQUEST_TIMEOUT` from the first byte of the next; a response not taken by the
+//! client within `REQUEST_TIMEOUT` is abandoned. Time spent rendering is not charged
+//! to the other connections (nothing could be read from them meanwhile).
+
+use super::conn::{Conn, Kind, Phase};
+use super::linger::Lingering;
+use super::poll::{Interest, Poll, LISTENER};
+use super::{HttpOptions, Worker};
+use crate::fcgi::{self, record};
+use crate::http::{self, HttpError};
+use crate::response::Response;
+use crate::supervisor::metrics::Deadline;
+use crate::supervisor::{Accepted, Listener, WorkerCtx};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+/// The protocol the listening socket speaks.
+pub enum Mode<'a> {
+    Fcgi,
+    Http(&'a HttpOptions),
+}
+
+/// How often deadlines are looked at, and the longest wait for an event.
+const TICK: Duration = Duration::from_millis(100);
+/// At most this many queued connections are taken by a stopping worker.
+const DRAIN_AT_STOP: usize = 64;
+/// A stopping worker closes a connection that has sent nothing for this long.
+const STOP_SILENCE: Duration = Duration::from_secs(1);
+/// Rendering shorter than this is not worth moving every deadline for.
+const RENDER_SLACK: Duration = Duration::from_millis(1);
+
+/// Limits for connections from a web server.
+fn fcgi_limits() -> fcgi::Limits {
+    fcgi::Limits {
+        // A 1 MB query string must still get an answer (an IIP error), not a reset.
+        max_params_bytes: 4 << 20,
+        ..fcgi::Limits::default()
+    }
+}
+
+/// What becomes of a connection after it was served.
+enum Next {
+    Keep,
+    /// Half-close after the output and wait briefly for the client's close.
+    Linger,
+    /// Close now.
+    Drop,
+}
+
+/// What one parsing step produced.
+enum Step {
+    Answered,
+    NeedMore,
+    /// The connection cannot go on; whatever answer there is, is queued.
+    Refused,
+}
+
+struct Loop<'a> {
+    worker: &'a mut Worker,
+    ctx: &'a WorkerCtx,
+    mode: Mode<'a>,
+    poll: Poll,
+    conns: HashMap<RawFd, Conn>,
+    lingering: Lingering,
+    scratch: Vec<u8>,
+    request_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+    /// TCP_NODELAY comes from the listening socket; else it is set per connection.
+    nodelay_inherited: bool,
+    published: usize,
+}
+
+/// Serves connections from `listener` until the worker is told to stop and has
+/// finished what it holds. Returns the worker's exit code.
+pub fn run(listener: &Listener, ctx: &WorkerCtx, worker: &mut Worker, mode: Mode) -> i32 {
+    raise_file_limit();
+    let lfd = listener.raw_fd();
+    let poll = match Poll::new(lfd) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("cannot wait on the listening socket (epoll): {e}");
+            return 1;
+        }
+    };
+    let nodelay_inherited = match listener {
+        Listener::Tcp(l) => preset_nodelay(l),
+        Listener::Unix(..) => true,
+    };
+    let cfg = worker.cfg.clone();
+    let mut lp = Loop {
+        worker,
+        ctx,
+        mode,
+        poll,
+        conns: HashMap::new(),
+        lingering: Lingering::default(),
+        scratch: vec![0; 64 * 1024],
+        request_timeout: cfg.request_timeout,
+        idle_timeout: cfg.idle_timeout,
+        max_connections: cfg.max_connections,
+        nodelay_inherited,
+        published: 0,
+    };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut listening = true;
+    let mut last_sweep = Instant::now();
+    loop {
+        if listening && ctx.stopping() {
+            // This worker may hold the only wake-up for connections already queued.
+            // Leave the listening socket's waiters first, so that later arrivals wake
+            // the others, then take what is queued (bounded: the others take the rest).
+            lp.poll.forget_listener(lfd);
+            listening = false;
+            for _ in 0..DRAIN_AT_STOP {
+                match listener.accept() {
+                    Ok(a) => lp.admit(a),
+                    Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if !listening && lp.conns.is_empty() {
+            break;
+        }
+        let n = lp.poll.wait(&mut events, TICK);
+        if n == 0 && listening {
+            // A quiet spell: take a connection whose wake-up went to a worker that
+            // exited or was killed before accepting it (EPOLLEXCLUSIVE wakes one
+            // waiter per arrival), so it waits one tick instead of until the next
+            // connection arrives.
+            if let Ok(a) = listener.accept() {
+                lp.admit(a);
+            }
+        }
+        for ev in &events[..n] {
+            if ev.u64 != LISTENER {
+                lp.ready(ev.u64 as RawFd);
+                continue;
+            }
+            if !listening {
+                continue;
+            }
+            match listener.accept() {
+                Ok(a) => {
+                    lp.poll.requeue_listener(lfd);
+                    lp.admit(a);
+                }
+                Err(e) => accept_failed(e),
+            }
+        }
+        let now = Instant::now();
+        if now.duration_since(last_sweep) >= TICK {
+            last_sweep = now;
+            lp.sweep(now, !listening);
+            lp.lingering.sweep();
+        }
+        lp.publish();
+    }
+    // Half-closed connections get a moment for their peers' close, so that exiting
+    // does not reset a response still in flight.
+    let t = Instant::now();
+    while !lp.lingering.is_empty() && t.elapsed() < STOP_SILENCE {
+        std::thread::sleep(Duration::from_millis(10));
+        lp.lingering.sweep();
+    }
+    lp.publish();
+    0
+}
+
+fn accept_failed(e: std::io::Error) {
+    match e.raw_os_error() {
+        Some(libc::EINTR)
+        | Some(libc::EAGAIN)
+        | Some(libc::ETIMEDOUT)
+        | Some(libc::ECONNABORTED)
+        | Some(libc::EPROTO) => {}
+        _ => {
+            // EMFILE and friends: pausing keeps a level-triggered wake-up from spinning.
+            log::error!("accept: {e}; pausing");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Loop<'_> {
+    fn is_http(&self) -> bool {
+        matches!(self.mode, Mode::Http(_))
+    }
+
+    /// Takes a new connection into the loop (and reads what it already sent).
+    fn admit(&mut self, a: Accepted) {
+        let (fd, peer): (OwnedFd, _) = match a {
+            Accepted::Tcp(s) => {
+                if !self.nodelay_inherited {
+                    let _ = s.set_nodelay(true);
+                }
+                let peer = if self.is_http() {
+                    s.peer_addr()
+                        .ok()
+                        .map(|p| p.ip().to_canonical().to_string())
+                } else {
+                    None
+                };
+                (s.into(), peer)
+            }
+            Accepted::Unix(s) => (s.into(), None),
+        };
+        if self.conns.len() >= self.max_connections && !self.shed_one() {
+            // Every connection held is busy with a request: the newcomer goes.
+            self.ctx.metrics().record_shed();
+            return;
+        }
+        let kind = match self.mode {
+            Mode::Fcgi => Kind::Fcgi(fcgi::Parser::new(fcgi_limits())),
+            Mode::Http(_) => Kind::Http,
+        };
+        let raw = fd.as_raw_fd();
+        let conn = Conn::new(fd, peer, kind, Instant::now() + self.request_timeout);
+        if let Err(e) = self.poll.add(raw, Interest::Read) {
+            log::error!("cannot wait on a connection (epoll): {e}");
+            return;
+        }
+        self.conns.insert(raw, conn);
+        // A web server sends its request right after connecting: it is usually here.
+        self.ready(raw);
+    }
+
+    /// Closes the connection that has waited longest without a request in progress.
+    fn shed_one(&mut self) -> bool {
+        let oldest = self
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Idle | Phase::Fresh) && !c.mid_request())
+            .min_by_key(|(_, c)| c.since)
+            .map(|(fd, _)| *fd);
+        let Some(fd) = oldest else { return false };
+        if let Some(c) = self.conns.remove(&fd) {
+            self.ctx.metrics().record_shed();
+            self.close(c, Next::Linger);
+        }
+        true
+    }
+
+    /// Serves a connection whose socket is ready.
+    fn ready(&mut self, fd: RawFd) {
+        let Some(mut c) = self.conns.remove(&fd) else {
+            return;
+        };
+        match self.drive(&mut c) {
+            Next::Keep => {
+                self.conns.insert(fd, c);
+            }
+            next => self.close(c, next),
+        }
+    }
+
+    fn close(&mut self, c: Conn, how: Next) {
+        self.poll.remove(c.raw_fd());
+        if let Next::Linger = how {
+            // SAFETY: shutdown on a descriptor `c` owns.
+            unsafe { libc::shutdown(c.raw_fd(), libc::SHUT_WR) };
+            self.lingering.push(c.fd);
+        }
+    }
+
+    /// Reads what arrived, answers every complete request in order and writes as much
+    /// as the socket takes.
+    fn drive(&mut self, c: &mut Conn) -> Next {
+        if let Err(e) = c.read_available(&mut self.scratch) {
+            log::debug!("connection failed: {e}");
+            return Next::Drop;
+        }
+        let mut answered = false;
+        loop {
+            if c.has_output() {
+                match c.flush() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.want(c, Interest::Write);
+                        c.enter(Phase::Writing, Instant::now(), self.request_timeout);
+                        return Next::Keep;
+                    }
+                    Err(e) => {
+                        log::info!("response not delivered: {e}");
+                        return Next::Drop;
+                    }
+                }
+            }
+            if c.close_when_sent {
+                return Next::Linger;
+            }
+            match self.step(c) {
+                Step::Answered => answered = true,
+                Step::NeedMore => break,
+                Step::Refused => c.close_when_sent = true,
+            }
+        }
+        self.want(c, Interest::Read);
+        if c.eof {
+            return Next::Drop;
+        }
+        let now = Instant::now();
+        if c.mid_request() {
+            if c.phase == Phase::Fresh {
+                // The first request's deadline runs from the accept.
+                c.phase = Phase::Reading;
+            } else {
+                c.enter(Phase::Reading, now, self.request_timeout);
+            }
+        } else if c.phase != Phase::Fresh || answered {
+            c.enter(Phase::Idle, now, self.idle_timeout);
+        }
+        Next::Keep
+    }
+
+    fn want(&mut self, c: &mut Conn, interest: Interest) {
+        let write = interest == Interest::Write;
+        if c.waiting_to_write != write {
+            if let Err(e) = self.poll.modify(c.raw_fd(), interest) {
+                log::error!("epoll: {e}");
+            }
+            c.waiting_to_write = write;
+        }
+    }
+
+    /// Parses and answers the next request of `c`, if it has arrived whole.
+    fn step(&mut self, c: &mut Conn) -> Step {
+        let start = Instant::now();
+        let step = match self.mode {
+            Mode::Fcgi => self.step_fcgi(c),
+            Mode::Http(opts) => step_http(self.worker, self.ctx, opts, c),
+        };
+        if let Step::Answered = step {
+            self.ctx.record_request();
+            let spent = start.elapsed();
+            if spent > RENDER_SLACK {
+                for other in self.conns.values_mut() {
+                    other.deadline += spent;
+                }
+            }
+        }
+        step
+    }
+
+    fn step_fcgi(&mut self, c: &mut Conn) -> Step {
+        match c.next_fcgi() {
+            Ok(Some(req)) => {
+                let out = self.worker.answer(&req.params, &req.stdin);
+                let body = out.response.to_cgi(out.head_only);
+                record::write_response(&mut c.output, req.id, &body);
+                if !req.keep_conn || self.ctx.stopping() {
+                    c.close_when_sent = true;
+                }
+                Step::Answered
+            }
+            Ok(None) => Step::NeedMore,
+            Err(e) => {
+                log::info!("closing FastCGI connection: {e}");
+                c.discard_input();
+                Step::Refused
+            }
+        }
+    }
+
+    /// Closes connections past their deadline, and when stopping, those with nothing
+    /// in progress.
+    fn sweep(&mut self, now: Instant, stopping: bool) {
+        let due: Vec<RawFd> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                now >= c.deadline
+                    || (stopping
+                        && !c.has_output()
+                        && !c.mid_request()
+                        && (c.phase == Phase::Idle
+                            || (c.phase == Phase::Fresh
+                                && now.duration_since(c.since) >= STOP_SILENCE)))
+            })
+            .map(|(fd, _)| *fd)
+            .collect();
+        for fd in due {
+            let Some(mut c) = self.conns.remove(&fd) else {
+                continue;
+            };
+            if now < c.deadline {
+                self.close(c, Next::Linger);
+                continue;
+            }
+            let which = if c.phase == Phase::Idle {
+                Deadline::Idle
+            } else {
+                Deadline::Request
+            };
+            self.ctx.metrics().record_deadline(which);
+            if c.has_output() {
+                // A response the client does not take: give it up.
+                log::info!("closing a connection that did not read its response in time");
+                self.close(c, Next::Drop);
+                continue;
+            }
+            self.goodbye(&mut c);
+            c.close_when_sent = true;
+            let _ = c.flush();
+            self.close(c, Next::Linger);
+        }
+    }
+
+    /// The last word to a connection given up at its deadline: FastCGI ends the request
+    /// it began, HTTP answers a half-sent request with 408.
+    fn goodbye(&self, c: &mut Conn) {
+        match &c.kind {
+            Kind::Fcgi(p) => {
+                if let Some(id) = p.pending_id() {
+                    log::info!("FastCGI request {id} not received in time; ending it");
+                    record::write_end_request(&mut c.output, id, record::REQUEST_COMPLETE);
+                }
+            }
+            Kind::Http => {
+                if c.mid_request() {
+                    let r = http::error_response(408, "request not received in time");
+                    c.push_output(http::serialize(&r, false, false));
+                }
+            }
+        }
+    }
+
+    /// Publishes the number of connections held, when it changed.
+    fn publish(&mut self) {
+        let n = self.conns.len() + self.lingering.len();
+        if n != self.published {
+            self.published = n;
+            self.ctx.metrics().set_connections(self.ctx.slot, n);
+        }
+    }
+}
+
+fn step_http(worker: &mut Worker, ctx: &WorkerCtx, opts: &HttpOptions, c: &mut Conn) -> Step {
+    match c.next_http() {
+        Ok(Some(req)) => {
+            let keep = req.keep_alive() && !ctx.stopping();
+            let (response, head_only) = route(worker, opts, &req, c.peer.as_deref());
+            c.push_output(http::serialize(&response, head_only, keep));
+            if !keep {
+                c.close_when_sent = true;
+            }
+            Step::Answered
+        }
+        Ok(None) => Step::NeedMore,
+        Err(HttpError::Bad(status, msg)) => {
+            let r = http::error_response(status, msg);
+            c.push_output(http::serialize(&r, false, false));
+            c.discard_input();
+            Step::Refused
+        }
+    }
+}
+
+/// The answer to one HTTP request: the viewer's page and files, 404 for paths no
+/// protocol serves, else the same handlers as FastCGI.
+fn route(
+    worker: &mut Worker,
+    opts: &HttpOptions,
+    req: &http::Request,
+    peer: Option<&str>,
+) -> (Response, bool) {
+    let path = req.path();
+    let head = req.method == "HEAD";
+    if path == "/" && (req.query().is_empty() || req.query().starts_with("image=")) {
+        let page =
+            http::viewer::index(req.query(), &opts.default_image, opts.viewer_dir.as_deref());
+        return (page, head);
+    }
+    if let Some(rel) = path.strip_prefix("/viewer/") {
+        let r = http::viewer::asset(opts.viewer_dir.as_deref(), rel)
+            .unwrap_or_else(|| http::error_response(404, "no such viewer file"));
+        return (r, head);
+    }
+    if req.query().is_empty() && path != "/fcgi-bin/iipsrv.fcgi" && !worker.is_mapped(&req.target) {
+        return (http::error_response(404, "Not found"), head);
+    }
+    let mut params = req.to_params();
+    if let Some(p) = peer {
+        params.0.push(("REMOTE_ADDR".into(), p.to_owned()));
+    }
+    let out = worker.answer(&params, &req.body);
+    (out.response, out.head_only)
+}
+
+/// Sets TCP_NODELAY on a listening TCP socket for its accepted sockets to inherit
+/// (Linux), saving a system call per connection; false if it failed.
+pub fn preset_nodelay(l: &std::net::TcpListener) -> bool {
+    use nix::sys::socket::{setsockopt, sockopt};
+    setsockopt(l, sockopt::TcpNoDelay, &true).is_ok()
+}
+
+/// Connections are descriptors: a worker holding `MAX_CONNECTIONS` plus its image
+/// files needs more than the usual soft limit of 1024. The hard limit is the ceiling.
+fn raise_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a live struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_tcp_sockets_inherit_nodelay() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(preset_nodelay(&l));
+        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert!(s.nodelay().unwrap());
+    }
+}

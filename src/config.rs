@@ -105,6 +105,8 @@ pub struct Config {
     pub iiif_extra_info: Option<String>,
     /// `IIIF_EXTENSIONS`.
     pub iiif_extensions: bool,
+    /// `IIIF_ACCEPT_FULL`: answer the size `full` in version 3 too (as iipsrv does).
+    pub iiif_accept_full: bool,
     /// `COPYRIGHT`.
     pub copyright: Option<String>,
     /// `OMP_NUM_THREADS`, accepted for compatibility: workers run each request on one
@@ -401,6 +403,7 @@ impl Config {
             iiif_delimiter: string("IIIF_DELIMITER"),
             iiif_extra_info: string("IIIF_EXTRA_INFO"),
             iiif_extensions: get("IIIF_EXTENSIONS").map(|v| atob(&v)).unwrap_or(false),
+            iiif_accept_full: get("IIIF_ACCEPT_FULL").map(|v| atob(&v)).unwrap_or(true),
             copyright: string("COPYRIGHT"),
             threads,
             request_timeout: std::time::Duration::from_secs(

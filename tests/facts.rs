@@ -1209,14 +1209,22 @@ fn i_iiif() {
         ],
         1,
     );
-    // I16: the size `full` is IIIF 2 syntax. Version 3 replaced it with `max` and the
-    // official validator fails a 3.0 server that answers it, so it is 400 there.
+    // I16: the size `full` is accepted in every version, as `max` (manifests written
+    // for iipsrv ask for `full/full`); IIIF_ACCEPT_FULL=0 refuses it in version 3.
     f.eq(
         "I16",
         img(&iiif(&v2, "small.tif/full/full/0/default.jpg")).dims(),
         (800, 621),
     );
-    let r = iiif(&s, "small.tif/full/full/0/default.jpg");
+    let full = iiif(&s, "small.tif/full/full/0/default.jpg");
+    let max = iiif(&s, "small.tif/full/max/0/default.jpg");
+    f.ok(
+        "I16",
+        full.status == 200 && img(&full).dims() == img(&max).dims(),
+        full.text(),
+    );
+    let strict = Server::start(&[("URI_MAP", "iiif=>IIIF"), ("IIIF_ACCEPT_FULL", "0")], 1);
+    let r = iiif(&strict, "small.tif/full/full/0/default.jpg");
     f.ok("I16", r.status == 400 && r.text().contains("max"), r.text());
     let r = iiif(&v2, "small.tif/info.json");
     f.eq(
@@ -1288,6 +1296,32 @@ fn i_iiif() {
         (r.status, r.header("Location")),
         (303, Some("http://localhost/iiif/small.tif/info.json")),
     );
+    // I14, Do: an identifier with a trailing slash, or with slashes in it, that names
+    // an image is a base URI too (iipsrv answers 400 "Not enough parameters").
+    let r = iiif(&s, "small.tif/");
+    f.eq(
+        "I14",
+        (r.status, r.header("Location")),
+        (303, Some("http://localhost/iiif/small.tif/info.json")),
+    );
+    let fx = fixtures();
+    let parent = format!("{}/", fx.parent().unwrap().display());
+    let dir = fx.file_name().unwrap().to_str().unwrap().to_owned();
+    let nested = Server::start(
+        &[("URI_MAP", "iiif=>IIIF"), ("FILESYSTEM_PREFIX", &parent)],
+        1,
+    );
+    let r = iiif(&nested, &format!("{dir}/small.tif"));
+    let want = format!("http://localhost/iiif/{dir}/small.tif/info.json");
+    f.eq(
+        "I14",
+        (r.status, r.header("Location")),
+        (303, Some(want.as_str())),
+    );
+    let r = iiif(&nested, &format!("{dir}/small.tif/info.json"));
+    f.eq("I14", json(&r)["width"].as_u64(), Some(1001));
+    let r = iiif(&nested, &format!("{dir}/nope.tif"));
+    f.eq("I14", r.status, 400);
     let r = iiif(&s, "small.tif/full/max/0/default.jpg");
     f.eq("I15", img(&r).dims(), (1001, 777));
     f.eq(
@@ -1682,6 +1716,34 @@ fn x_scientific() {
     f.finish();
 }
 
+/// What a Zoomify viewer derives from `ImageProperties.xml`: its levels, smallest first,
+/// as (width, height, columns, rows), halving until one tile; and `NUMTILES`.
+fn zoomify_client(s: &Server, image: &str) -> (Vec<(u32, u32, u32, u32)>, u32) {
+    let xml = s
+        .get(&format!("Zoomify={image}/ImageProperties.xml"))
+        .text();
+    let attr = |name: &str| -> u32 {
+        let start = xml.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        xml[start..].split('"').next().unwrap().parse().unwrap()
+    };
+    let (mut w, mut h, t) = (attr("WIDTH"), attr("HEIGHT"), attr("TILESIZE"));
+    let mut levels = vec![(w, h, w.div_ceil(t), h.div_ceil(t))];
+    while w > t || h > t {
+        w = w.div_ceil(2);
+        h = h.div_ceil(2);
+        levels.push((w, h, w.div_ceil(t), h.div_ceil(t)));
+    }
+    levels.reverse();
+    (levels, attr("NUMTILES"))
+}
+
+/// A viewer's tile index and TileGroup of tile `z-x-y`.
+fn tile_group(levels: &[(u32, u32, u32, u32)], z: usize, x: u32, y: u32) -> (u32, u32) {
+    let before: u32 = levels[..z].iter().map(|l| l.2 * l.3).sum();
+    let index = before + y * levels[z].2 + x;
+    (index, index / 256)
+}
+
 #[test]
 fn f_formulas_seen_through_the_server() {
     let mut f = Facts::new("§1 formulas");
@@ -1704,6 +1766,42 @@ fn f_formulas_seen_through_the_server() {
         (400, 310),
     );
     f.eq("F19", dims("FIF=small.tif&HEI=100&CVT=jpeg"), (129, 100));
+    // F8: a Zoomify viewer's own numbering (levels halving until one tile, 256 tiles per
+    // TileGroup) from ImageProperties.xml alone: tile 5-19-11 of big.tif is index 323,
+    // TileGroup1, and it is served there; the viewer's tile count is NUMTILES.
+    let (levels, numtiles) = zoomify_client(&s, "big.tif");
+    f.eq(
+        "F8",
+        numtiles,
+        levels.iter().map(|l| l.2 * l.3).sum::<u32>(),
+    );
+    let (index, group) = tile_group(&levels, 5, 19, 11);
+    f.eq("F8", (index, group), (323, 1));
+    f.eq(
+        "F8",
+        dims(&format!("Zoomify=big.tif/TileGroup{group}/5-19-11.jpg")),
+        (136, 184),
+    );
+    // F8, Do: a file that never shrinks to one tile (a single 1001×777 level): the
+    // viewer's count matches NUMTILES and every tile it would ask for is served.
+    let (levels, numtiles) = zoomify_client(&s, "palette.tif");
+    f.eq("F8", levels.len(), 3);
+    f.eq(
+        "F8",
+        numtiles,
+        levels.iter().map(|l| l.2 * l.3).sum::<u32>(),
+    );
+    for (z, &(w, h, cols, rows)) in levels.iter().enumerate() {
+        for (x, y) in [(0, 0), (cols - 1, rows - 1)] {
+            let (_, group) = tile_group(&levels, z, x, y);
+            let want = (
+                (w - x * 256).min(256) as usize,
+                (h - y * 256).min(256) as usize,
+            );
+            let q = format!("Zoomify=palette.tif/TileGroup{group}/{z}-{x}-{y}.jpg");
+            f.eq("F8", (z, dims(&q)), (z, want));
+        }
+    }
     drop(s);
 
     // F4 (DeepZoom top level D: its tile 0_0 is the whole image or its first tile, D+1 is

@@ -146,6 +146,20 @@ fn unknown_paths_are_404_and_dzi_low_levels_render() {
     assert_eq!(get("/?DeepZoom=big.tif_files/13/20_0.jpg").0, 404);
     assert_eq!(get("/?DeepZoom=big.tif_files/14/0_0.jpg").0, 404);
     assert_eq!(get("/?DeepZoom=big.tif_files/x/0_0.jpg").0, 400);
+    // A single-level file (1001×777): levels below it larger than one tile are cut
+    // into the 256-px grid the .dzi advertises.
+    for (tile, dims) in [
+        ("9/0_0", (256, 256)),
+        ("9/1_1", (245, 133)),
+        ("9/1_0", (245, 256)),
+        ("8/0_0", (251, 195)),
+    ] {
+        let (st, _, body) = get(&format!("/?DeepZoom=palette.tif_files/{tile}.jpg"));
+        assert_eq!(st, 200, "{tile}");
+        assert_eq!(jpeg_size(&body), dims, "{tile}");
+    }
+    assert_eq!(get("/?DeepZoom=palette.tif_files/9/2_0.jpg").0, 404);
+    assert_eq!(get("/?DeepZoom=palette.tif_files/9/0_2.jpg").0, 404);
 }
 
 #[test]

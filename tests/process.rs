@@ -203,11 +203,61 @@ fn no_socket_is_a_clear_error() {
     let out = Command::new(bin())
         .stdin(Stdio::null())
         .env("LOGFILE", "-")
+        .env_remove("PORT")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--bind"), "{err}");
+}
+
+#[test]
+fn host_and_port_from_the_environment_when_nothing_else_says() {
+    // iipsrv's service files run `--bind ${HOST}:${PORT}`; with no --bind and no
+    // inherited socket, the same variables are where tessera listens.
+    let dir = TempDir::new("hostport");
+    let port = free_port();
+    let child = Command::new(bin())
+        .args(["--workers", "1"])
+        .env("HOST", "127.0.0.1")
+        .env("PORT", port.to_string())
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("LOGFILE", dir.0.join("server.log"))
+        .env("MEMCACHED_SERVERS", "")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Server {
+        child,
+        addr: Addr::Tcp(port),
+        dir,
+    };
+    s.wait_ready();
+    assert_eq!(
+        s.get("FIF=small.tif&OBJ=Max-size").body,
+        b"Max-size:1001 777\r\n"
+    );
+    // --bind wins over them.
+    let other = free_port();
+    let dir = TempDir::new("hostport2");
+    let child = Command::new(bin())
+        .args(["--workers", "1", "--bind", &format!("127.0.0.1:{other}")])
+        .env("PORT", port.to_string())
+        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+        .env("LOGFILE", dir.0.join("server.log"))
+        .env("MEMCACHED_SERVERS", "")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Server {
+        child,
+        addr: Addr::Tcp(other),
+        dir,
+    };
+    t.wait_ready();
+    assert_eq!(t.get("FIF=small.tif&OBJ=Max-size").status, 200);
+    assert!(t.stop().success());
+    assert!(s.stop().success());
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! DeepZoom (deepzoom.md): the `.dzi` descriptor and `_files/L/x_y.jpg` tiles.
 
-use super::iip::open_image;
+use super::iip::{open_image, Current};
 use super::{Ctx, HttpInfo};
 use crate::encode::Format;
 use crate::model::{Colour, RegionRequest, TileRequest, View};
@@ -81,35 +81,18 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
     }
     let r = l as i64 - d as i64 + n - 1;
     if r < 0 {
-        // Below the stored pyramid: one tile, the whole image at the level's size.
+        // Below the stored pyramid (a shallow or single-level file): the level is
+        // rendered from the image at its size, cut into the advertised tile grid.
         let (w, h) = level_size(info.width(), info.height(), l);
-        if (x, y) != (0, 0) || w > 256 || h > 256 {
+        let ts = info.levels[0].tile_width.max(1);
+        if x >= w.div_ceil(ts) || y >= h.div_ceil(ts) {
             return Response::text_error(
                 cfg,
                 404,
                 &format!("DeepZoom: no tile {x}_{y} at level {l}"),
             );
         }
-        let req = RegionRequest {
-            region: [0.0, 0.0, 1.0, 1.0],
-            width: w,
-            height: h,
-            format: Format::Jpeg,
-            colour: Colour::AsIs,
-            no_upscale: false,
-            attachment: false,
-        };
-        let mut resp = render::region(
-            cfg,
-            ctx.tiles,
-            &cur.opened,
-            &cur.client,
-            &req,
-            &View::default(),
-        );
-        // A tile, not a download.
-        resp.headers.retain(|(k, _)| k != "Content-Disposition");
-        return resp;
+        return virtual_tile(ctx, &cur, (w, h), ts, (x, y));
     }
     let level = &info.levels[(n - 1 - r) as usize];
     if x >= level.columns() || y >= level.rows() {
@@ -128,6 +111,46 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
         },
         &View::default(),
     )
+}
+
+/// Tile `(x, y)` of a level of `size` that is not stored (below the pyramid), in a grid
+/// of `ts`-pixel tiles, rendered from the image. The caller has checked the tile is in
+/// the grid.
+pub fn virtual_tile(
+    ctx: &mut Ctx,
+    cur: &Current,
+    (w, h): (u32, u32),
+    ts: u32,
+    (x, y): (u32, u32),
+) -> Response {
+    let (x0, y0) = (x * ts, y * ts);
+    let (cw, ch) = (ts.min(w - x0), ts.min(h - y0));
+    let (wf, hf) = (w as f64, h as f64);
+    let req = RegionRequest {
+        region: [
+            x0 as f64 / wf,
+            y0 as f64 / hf,
+            cw as f64 / wf,
+            ch as f64 / hf,
+        ],
+        width: cw,
+        height: ch,
+        format: Format::Jpeg,
+        colour: Colour::AsIs,
+        no_upscale: false,
+        attachment: false,
+    };
+    let mut resp = render::region(
+        ctx.cfg,
+        ctx.tiles,
+        &cur.opened,
+        &cur.client,
+        &req,
+        &View::default(),
+    );
+    // A tile, not a download.
+    resp.headers.retain(|(k, _)| k != "Content-Disposition");
+    resp
 }
 
 #[cfg(test)]

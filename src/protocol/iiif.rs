@@ -49,6 +49,14 @@ fn service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Result<String,
     Ok(format!("{}://{host}{trimmed}", scheme(http)))
 }
 
+/// Whether `identifier` names an image file (or an image sequence).
+fn names_image(cfg: &Config, identifier: &str) -> bool {
+    let client = crate::protocol::path::client_path(identifier);
+    crate::protocol::path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix).is_ok()
+        || crate::protocol::path::sequence(&client, &cfg.filesystem_prefix, &cfg.filename_pattern)
+            .is_ok()
+}
+
 /// The `Accept`-negotiated API version for this request.
 fn version(cfg: &Config, http: &HttpInfo) -> u32 {
     if let Some(a) = &http.accept {
@@ -218,6 +226,18 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         return Response::redirect(cfg, &format!("{id}/info.json"));
     }
     let (ident, last) = arg.rsplit_once('/').unwrap_or(("", &arg));
+    // An identifier with slashes (`dir/a.tif`), or one with a trailing slash, is a base
+    // URI too when it names an image; an image request has at least four slashes.
+    if last != "info.json" && arg.matches('/').count() < 4 {
+        let cand = arg.strip_suffix('/').unwrap_or(&arg);
+        if !cand.is_empty() && names_image(cfg, split_page(cfg, cand).0) {
+            let id = match service_id(cfg, http, cand) {
+                Ok(id) => id,
+                Err(r) => return r,
+            };
+            return Response::redirect(cfg, &format!("{}/info.json", id.trim_end_matches('/')));
+        }
+    }
     if last == "info.json" {
         let (file_ident, page) = split_page(cfg, ident);
         if page.is_some_and(|p| p.is_none()) {
@@ -277,7 +297,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     let full = (info.width(), info.height());
     let v = version(cfg, http);
     let parsed = parse_region(reg, full).and_then(|region| {
-        let (w, h, upscale) = parse_size(size, v, region, full, cfg.max_cvt)?;
+        let (w, h, upscale) = parse_size(size, v, region, full, cfg.max_cvt, cfg.iiif_accept_full)?;
         // Version 2 has no `^`: ALLOW_UPSCALING decides there, as for IIP's CVT.
         let upscale = upscale && (v >= 3 || cfg.allow_upscaling);
         let (mirror, angle) = parse_rotation(rot)?;
@@ -523,6 +543,7 @@ fn parse_size(
     region: [f64; 4],
     (fw, fh): (u32, u32),
     max_cvt: Option<u32>,
+    accept_full: bool,
 ) -> Result<(u32, u32, bool), ParseError> {
     let lower = text.to_ascii_lowercase();
     let (caret, body) = match lower.strip_prefix('^') {
@@ -534,8 +555,9 @@ fn parse_size(
     let (bw, bh) = (rwf.round().max(1.0), rhf.round().max(1.0));
     let ratio = rwf / rhf;
     let mut keeps_ratio = true;
-    // IIIF 3 replaced the size `full` with `max` (its validator requires the 400).
-    if v >= 3 && body == "full" {
+    // IIIF 3 replaced the size `full` with `max`; manifests written for iipsrv still
+    // ask for `full/full`, so it is accepted unless IIIF_ACCEPT_FULL=0.
+    if v >= 3 && body == "full" && !accept_full {
         return Err(bad("IIIF: the size full is not part of version 3; use max"));
     }
     let (w, h): (f64, f64) = if body == "max" || body == "full" {
@@ -793,7 +815,7 @@ mod tests {
 
     fn size(text: &str, v: u32, region: &str, max: Option<u32>) -> Result<(u32, u32), ParseError> {
         let r = parse_region(region, SMALL)?;
-        parse_size(text, v, r, SMALL, max).map(|(w, h, _)| (w, h))
+        parse_size(text, v, r, SMALL, max, false).map(|(w, h, _)| (w, h))
     }
 
     #[test]
@@ -808,6 +830,8 @@ mod tests {
         assert_eq!(ok("max"), (1001, 777));
         assert_eq!(size("FULL", 2, "full", Some(5000)).unwrap(), (1001, 777));
         assert!(size("full", 3, "full", Some(5000)).is_err());
+        let full = parse_size("full", 3, [0.0, 0.0, 1.0, 1.0], SMALL, Some(5000), true);
+        assert_eq!(full.map(|(w, h, _)| (w, h)).unwrap(), (1001, 777));
         assert_eq!(ok("^2000,"), (2000, 1552));
         assert_eq!(ok("!900,900"), (900, 699));
         let err = |t: &str, v: u32| match size(t, v, "full", Some(5000)) {

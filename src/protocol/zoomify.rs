@@ -10,21 +10,66 @@ use crate::response::Response;
 
 /// Levels hidden below Zoomify's level 0 and the `NUMTILES` value (zoomify.md §3).
 pub fn layout(info: &ImageInfo) -> (u32, u32) {
-    let t = info.levels[0].tile_width;
+    let t = info.levels[0].tile_width.max(1);
     let tiny = |w: u32, h: u32| w < t && h < t;
     let small = info
         .levels
         .iter()
         .filter(|l| tiny(l.width, l.height))
         .count() as u32;
-    let discard = small.saturating_sub(1);
-    let big: u32 = info
+    let numtiles = tiers(info)
+        .iter()
+        .map(|tier| tier.width.div_ceil(t) * tier.height.div_ceil(t))
+        .sum();
+    (small.saturating_sub(1), numtiles)
+}
+
+/// One Zoomify level ("tier").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tier {
+    pub width: u32,
+    pub height: u32,
+    /// The stored resolution (IIP numbering, 0 smallest) it is served from; `None` for a
+    /// level below the stored pyramid, rendered from the image.
+    pub resolution: Option<u32>,
+}
+
+/// Zoomify's levels, smallest (one tile) first. Of several stored levels smaller than a
+/// tile only the largest is shown; a pyramid that never shrinks to one tile is extended
+/// by halving its smallest level until it does, as Zoomify clients count levels.
+pub fn tiers(info: &ImageInfo) -> Vec<Tier> {
+    let t = info.levels[0].tile_width.max(1);
+    let n = info.num_levels();
+    let tiny = |w: u32, h: u32| w < t && h < t;
+    let small = info
         .levels
         .iter()
-        .filter(|l| !tiny(l.width, l.height))
-        .map(|l| l.width.div_ceil(t) * l.height.div_ceil(t))
-        .sum();
-    (discard, big + u32::from(small > 0))
+        .filter(|l| tiny(l.width, l.height))
+        .count() as u32;
+    let mut out = Vec::new();
+    let smallest = &info.levels[n as usize - 1];
+    if small == 0 {
+        let (mut w, mut h) = (smallest.width, smallest.height);
+        while w > t || h > t {
+            w = w.div_ceil(2);
+            h = h.div_ceil(2);
+            out.push(Tier {
+                width: w,
+                height: h,
+                resolution: None,
+            });
+        }
+        out.reverse();
+    }
+    for r in small.saturating_sub(1)..n {
+        let l = &info.levels[(n - 1 - r) as usize];
+        out.push(Tier {
+            width: l.width,
+            height: l.height,
+            resolution: Some(r),
+        });
+    }
+    out
 }
 
 pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
@@ -80,16 +125,19 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
         Err(r) => return r,
     };
     let info = cur.opened.image.info();
-    let (discard, _) = layout(info);
-    let n = info.num_levels();
-    let r = z as u64 + discard as u64;
-    if r >= n as u64 {
+    let tiers = tiers(info);
+    let Some(&tier) = tiers.get(z as usize) else {
         return Response::text_error(cfg, 404, &format!("Zoomify: no level {z}"));
-    }
-    let level = &info.levels[(n as u64 - 1 - r) as usize];
-    if x >= level.columns() || y >= level.rows() {
+    };
+    let ts = info.levels[0].tile_width.max(1);
+    let (columns, rows) = (tier.width.div_ceil(ts), tier.height.div_ceil(ts));
+    if x >= columns || y >= rows {
         return Response::text_error(cfg, 404, &format!("Zoomify: no tile {z}-{x}-{y}"));
     }
+    let Some(r) = tier.resolution else {
+        return super::deepzoom::virtual_tile(ctx, &cur, (tier.width, tier.height), ts, (x, y));
+    };
+    let level = &info.levels[(info.num_levels() - 1 - r) as usize];
     let t = y as i64 * level.columns() as i64 + x as i64;
     render::tile(
         cfg,
@@ -140,5 +188,16 @@ mod tests {
         // Two tiny levels: the smaller one is hidden.
         let deep = info(&[(600, 400), (300, 200), (150, 100), (75, 50)]);
         assert_eq!(layout(&deep), (1, 1 + 6 + 2));
+        assert_eq!(tiers(&deep)[0].resolution, Some(1));
+        // Never one tile: two levels rendered below the stored one, counted exactly.
+        let flat = info(&[(1001, 777)]);
+        assert_eq!(layout(&flat), (0, 1 + 4 + 16));
+        let t = tiers(&flat);
+        assert_eq!(
+            t.iter()
+                .map(|t| (t.width, t.height, t.resolution))
+                .collect::<Vec<_>>(),
+            [(251, 195, None), (501, 389, None), (1001, 777, Some(0))]
+        );
     }
 }

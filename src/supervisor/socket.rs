@@ -20,8 +20,8 @@ pub enum SocketError {
     #[error("'{0}' exists and is not a socket; refusing to replace it")]
     NotASocket(PathBuf),
     #[error(
-        "no listening socket: pass --bind HOST:PORT (or a Unix socket path), or start under \
-         spawn-fcgi, mod_fcgid, lighttpd or systemd socket activation"
+        "no listening socket: pass --bind HOST:PORT (or a Unix socket path), set PORT (and \
+         HOST), or start under spawn-fcgi, mod_fcgid, lighttpd or systemd socket activation"
     )]
     NoSocket,
 }
@@ -214,7 +214,37 @@ pub fn acquire_listener(
     if let Some(a) = bind_addr {
         return bind(a, backlog, unix_mode);
     }
-    adopt(0).ok_or(SocketError::NoSocket)
+    if let Some(l) = adopt(0) {
+        return Ok(l);
+    }
+    match env_bind() {
+        Some(a) => {
+            log::info!("No --bind and no inherited socket: binding HOST:PORT from the environment");
+            bind(&a, backlog, unix_mode)
+        }
+        None => Err(SocketError::NoSocket),
+    }
+}
+
+/// `HOST` and `PORT`, which iipsrv's own service files pass as `--bind ${HOST}:${PORT}`:
+/// used when neither `--bind` nor an inherited socket says where to listen. `HOST`
+/// defaults to the loopback address.
+fn env_bind() -> Option<String> {
+    let port = std::env::var("PORT").ok()?;
+    let port = port.trim();
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let host = std::env::var("HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let host = host.trim();
+    Some(if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
 }
 
 impl Listener {

@@ -368,3 +368,45 @@ fn bare_lf_and_http_0_9_are_refused_at_once() {
         );
     }
 }
+
+/// Sockets each worker process of the server `pid` holds, smallest count first.
+fn sockets_per_worker(pid: i32) -> Vec<usize> {
+    let mut counts: Vec<usize> = sh(&format!("pgrep -P {pid}"))
+        .split_whitespace()
+        .map(|w| {
+            std::fs::read_dir(format!("/proc/{w}/fd"))
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
+#[test]
+fn a_burst_of_kept_alive_connections_is_spread_over_the_workers() {
+    // All connected at once and kept: without balancing, the first worker to wake would
+    // take them all and keep them, leaving the other idle for as long as they last.
+    let (s, port) = start(&[]);
+    let idle = sockets_per_worker(s.pid());
+    let mut conns: Vec<TcpStream> = (0..16)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(b"GET /?FIF=small.tif&OBJ=Max-size HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+    }
+    for c in &mut conns {
+        assert_eq!(read_response(c, false).0, 200);
+    }
+    let held: Vec<usize> = sockets_per_worker(s.pid())
+        .iter()
+        .zip(&idle)
+        .map(|(n, base)| n - base)
+        .collect();
+    assert_eq!(held.iter().sum::<usize>(), 16, "{held:?}");
+    assert!(held[0] >= 6, "connections per worker: {held:?}");
+}

@@ -230,7 +230,17 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, HttpError> 
 
 /// An HTTP/1.1 response from the CGI-style response model.
 pub fn serialize(r: &Response, head_only: bool, keep_alive: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256 + r.body.len());
+    let mut out = serialize_head(r, keep_alive);
+    if !head_only {
+        out.extend_from_slice(&r.body);
+    }
+    out
+}
+
+/// The status line and headers of `r` (with `Content-Length` and `Connection`), to be
+/// followed by its body unless the request was HEAD.
+pub fn serialize_head(r: &Response, keep_alive: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
     out.extend_from_slice(format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status)).as_bytes());
     let mut has_length = false;
     for (k, v) in &r.headers {
@@ -248,9 +258,6 @@ pub fn serialize(r: &Response, head_only: bool, keep_alive: bool) -> Vec<u8> {
     } else {
         b"Connection: close\r\n\r\n".as_slice()
     });
-    if !head_only {
-        out.extend_from_slice(&r.body);
-    }
     out
 }
 

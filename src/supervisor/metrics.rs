@@ -74,6 +74,14 @@ impl Metrics {
         }
     }
 
+    /// Client connections held by all workers, as they last published them.
+    pub fn connections_total(&self) -> usize {
+        self.connections_open
+            .iter()
+            .map(|g| g.load(Ordering::Relaxed) as usize)
+            .sum()
+    }
+
     /// Counts a connection closed by one of its deadlines.
     pub fn record_deadline(&self, which: Deadline) {
         self.deadline_closes[which as usize].fetch_add(1, Ordering::Relaxed);

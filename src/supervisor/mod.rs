@@ -27,6 +27,8 @@ pub struct WorkerCtx {
     pub stop: &'static AtomicBool,
     /// Index of this worker's statistics slot.
     pub slot: usize,
+    /// How many workers the supervisor runs (for a worker's fair share of connections).
+    pub workers: usize,
     counter: &'static AtomicU64,
     metrics: &'static metrics::Metrics,
 }
@@ -116,6 +118,8 @@ struct Supervisor<'a, C> {
     restarts: u64,
     reloads: u64,
     cache: Option<&'static shm::Cache>,
+    /// Workers to run.
+    size: usize,
 }
 
 fn describe(status: WaitStatus) -> String {
@@ -142,6 +146,7 @@ impl<C: Send + Sync + 'static> Supervisor<'_, C> {
                 let ctx = WorkerCtx {
                     stop: signals::worker_stop_flag(),
                     slot: stat_slot,
+                    workers: self.size,
                     counter: self.stats.counter(stat_slot),
                     metrics: self.stats.metrics(),
                 };
@@ -292,6 +297,7 @@ pub fn run<C: Send + Sync + 'static>(
         restarts: 0,
         reloads: 0,
         cache: opts.cache,
+        size: opts.workers,
     };
     for slot in 0..opts.workers {
         s.spawn(slot, &worker_main);

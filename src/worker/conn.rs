@@ -40,7 +40,12 @@ pub struct Conn {
     input: Vec<u8>,
     /// How much of `input` the parser has consumed.
     pub used: usize,
+    /// Bytes appended in place (FastCGI records); queued as one buffer when flushed.
     pub output: Vec<u8>,
+    /// Buffers waiting to be written, in order (an HTTP head, then its body as the
+    /// handler made it: no copy).
+    queue: std::collections::VecDeque<Vec<u8>>,
+    /// How much of the front buffer is written.
     sent: usize,
     /// Close (gracefully) once `output` is written.
     pub close_when_sent: bool,
@@ -53,6 +58,8 @@ pub struct Conn {
     pub since: Instant,
     /// Whether the event loop waits for writability rather than readability.
     pub waiting_to_write: bool,
+    /// Whether the connection is in the event loop's epoll set yet.
+    pub registered: bool,
 }
 
 impl Conn {
@@ -64,6 +71,7 @@ impl Conn {
             input: Vec::new(),
             used: 0,
             output: Vec::new(),
+            queue: std::collections::VecDeque::new(),
             sent: 0,
             close_when_sent: false,
             eof: false,
@@ -71,6 +79,7 @@ impl Conn {
             deadline,
             since: Instant::now(),
             waiting_to_write: false,
+            registered: false,
         }
     }
 
@@ -143,11 +152,15 @@ impl Conn {
 
     /// Queues `bytes` after whatever is still to be written.
     pub fn push_output(&mut self, bytes: Vec<u8>) {
-        if self.output.is_empty() {
-            self.output = bytes;
-            self.sent = 0;
-        } else {
-            self.output.extend_from_slice(&bytes);
+        self.queue_output();
+        if !bytes.is_empty() {
+            self.queue.push_back(bytes);
+        }
+    }
+
+    fn queue_output(&mut self) {
+        if !self.output.is_empty() {
+            self.queue.push_back(std::mem::take(&mut self.output));
         }
     }
 
@@ -167,44 +180,64 @@ impl Conn {
     }
 
     pub fn has_output(&self) -> bool {
-        self.sent < self.output.len()
+        !self.output.is_empty() || !self.queue.is_empty()
     }
 
-    /// Writes as much of `output` as the socket takes now. `Ok(true)` once all of it
-    /// is written. When the connection closes right after, the tail goes with
-    /// MSG_MORE so that the close sends it with the FIN in one segment.
+    /// Writes as much of the output as the socket takes now (several buffers per call).
+    /// `Ok(true)` once all of it is written. When the connection closes right after,
+    /// the tail goes with MSG_MORE so that the close sends it with the FIN in one segment.
     pub fn flush(&mut self) -> io::Result<bool> {
+        self.queue_output();
         let more = if self.close_when_sent {
             libc::MSG_MORE
         } else {
             0
         };
-        while self.has_output() {
-            let rest = &self.output[self.sent..];
-            // SAFETY: `rest` is a live slice for the duration of the call.
+        while !self.queue.is_empty() {
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 8];
+            let mut n_iov = 0;
+            for (i, b) in self.queue.iter().take(iov.len()).enumerate() {
+                let part = if i == 0 { &b[self.sent..] } else { &b[..] };
+                iov[i] = libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                };
+                n_iov += 1;
+            }
+            // SAFETY: an all-zero msghdr is valid; it points at `iov`, whose slices
+            // borrow buffers that live until the call returns.
             let n = unsafe {
-                libc::send(
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = n_iov;
+                libc::sendmsg(
                     self.raw_fd(),
-                    rest.as_ptr().cast(),
-                    rest.len(),
+                    &msg,
                     libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | more,
                 )
             };
-            if n >= 0 {
-                self.sent += n as usize;
-                continue;
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => return Ok(false),
+                    _ => return Err(e),
+                }
             }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::Interrupted => {}
-                io::ErrorKind::WouldBlock => return Ok(false),
-                _ => return Err(e),
+            let mut n = n as usize;
+            while let Some(front) = self.queue.front() {
+                let left = front.len() - self.sent;
+                if n < left {
+                    self.sent += n;
+                    break;
+                }
+                n -= left;
+                self.sent = 0;
+                self.queue.pop_front();
             }
-        }
-        self.output.clear();
-        self.sent = 0;
-        if self.output.capacity() > 1 << 20 {
-            self.output = Vec::new();
         }
         Ok(true)
     }

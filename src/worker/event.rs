@@ -35,6 +35,8 @@ const TICK: Duration = Duration::from_millis(100);
 const DRAIN_AT_STOP: usize = 64;
 /// A stopping worker closes a connection that has sent nothing for this long.
 const STOP_SILENCE: Duration = Duration::from_secs(1);
+/// Connections a worker may hold before it looks at how many the others hold.
+const MIN_TO_BALANCE: usize = 4;
 /// Rendering shorter than this is not worth moving every deadline for.
 const RENDER_SLACK: Duration = Duration::from_millis(1);
 
@@ -78,6 +80,8 @@ struct Loop<'a> {
     /// TCP_NODELAY comes from the listening socket; else it is set per connection.
     nodelay_inherited: bool,
     published: usize,
+    /// The listening socket, when it is TCP (its accept queue length is known).
+    tcp_listener: Option<RawFd>,
 }
 
 /// Serves connections from `listener` until the worker is told to stop and has
@@ -110,9 +114,12 @@ pub fn run(listener: &Listener, ctx: &WorkerCtx, worker: &mut Worker, mode: Mode
         max_connections: cfg.max_connections,
         nodelay_inherited,
         published: 0,
+        tcp_listener: matches!(listener, Listener::Tcp(_)).then_some(lfd),
     };
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut listening = true;
+    // The listening socket left for a while: this worker holds more than its share.
+    let mut paused = false;
     let mut last_sweep = Instant::now();
     loop {
         if listening && ctx.stopping() {
@@ -133,35 +140,55 @@ pub fn run(listener: &Listener, ctx: &WorkerCtx, worker: &mut Worker, mode: Mode
             break;
         }
         let n = lp.poll.wait(&mut events, TICK);
-        if n == 0 && listening {
-            // A quiet spell: take a connection whose wake-up went to a worker that
-            // exited or was killed before accepting it (EPOLLEXCLUSIVE wakes one
-            // waiter per arrival), so it waits one tick instead of until the next
-            // connection arrives.
-            if let Ok(a) = listener.accept() {
-                lp.admit(a);
-            }
-        }
         for ev in &events[..n] {
             if ev.u64 != LISTENER {
                 lp.ready(ev.u64 as RawFd);
                 continue;
             }
-            if !listening {
+            if !listening || paused {
                 continue;
             }
             match listener.accept() {
                 Ok(a) => {
+                    // To the back of the queue before serving: arrivals meanwhile wake
+                    // the others rather than waiting for this worker.
                     lp.poll.requeue_listener(lfd);
                     lp.admit(a);
+                    if lp.over_share() {
+                        lp.poll.forget_listener(lfd);
+                        paused = true;
+                    }
                 }
                 Err(e) => accept_failed(e),
             }
+        }
+        if listening && paused && !lp.over_share() {
+            lp.poll.requeue_listener(lfd);
+            paused = false;
         }
         let now = Instant::now();
         if now.duration_since(last_sweep) >= TICK {
             last_sweep = now;
             lp.sweep(now, !listening);
+            if listening && !paused {
+                // Take connections queued without a wake-up for this worker: one whose
+                // wake-up went to a worker that exited before accepting it
+                // (EPOLLEXCLUSIVE wakes one waiter per arrival), or a burst that another
+                // worker left because it already holds its share.
+                for _ in 0..lp.max_connections {
+                    if lp.over_share() {
+                        break;
+                    }
+                    match listener.accept() {
+                        Ok(a) => lp.admit(a),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        if !lp.lingering.is_empty() {
+            // Often the web server has closed by now; each one found closed frees a
+            // descriptor and its socket at once.
             lp.lingering.sweep();
         }
         lp.publish();
@@ -225,14 +252,26 @@ impl Loop<'_> {
             Mode::Http(_) => Kind::Http,
         };
         let raw = fd.as_raw_fd();
-        let conn = Conn::new(fd, peer, kind, Instant::now() + self.request_timeout);
-        if let Err(e) = self.poll.add(raw, Interest::Read) {
-            log::error!("cannot wait on a connection (epoll): {e}");
-            return;
+        let mut c = Conn::new(fd, peer, kind, Instant::now() + self.request_timeout);
+        // A web server sends its request right after connecting: it is usually here
+        // already, and a one-request connection is then served and closed without ever
+        // entering the epoll set.
+        match self.drive(&mut c) {
+            Next::Keep => {
+                let interest = if c.waiting_to_write {
+                    Interest::Write
+                } else {
+                    Interest::Read
+                };
+                if let Err(e) = self.poll.add(raw, interest) {
+                    log::error!("cannot wait on a connection (epoll): {e}");
+                    return;
+                }
+                c.registered = true;
+                self.conns.insert(raw, c);
+            }
+            next => self.close(c, next),
         }
-        self.conns.insert(raw, conn);
-        // A web server sends its request right after connecting: it is usually here.
-        self.ready(raw);
     }
 
     /// Closes the connection that has waited longest without a request in progress.
@@ -265,7 +304,9 @@ impl Loop<'_> {
     }
 
     fn close(&mut self, c: Conn, how: Next) {
-        self.poll.remove(c.raw_fd());
+        if c.registered {
+            self.poll.remove(c.raw_fd());
+        }
         if let Next::Linger = how {
             // SAFETY: shutdown on a descriptor `c` owns.
             unsafe { libc::shutdown(c.raw_fd(), libc::SHUT_WR) };
@@ -326,7 +367,9 @@ impl Loop<'_> {
     fn want(&mut self, c: &mut Conn, interest: Interest) {
         let write = interest == Interest::Write;
         if c.waiting_to_write != write {
-            if let Err(e) = self.poll.modify(c.raw_fd(), interest) {
+            if !c.registered {
+                // Added with this interest when the connection enters the set.
+            } else if let Err(e) = self.poll.modify(c.raw_fd(), interest) {
                 log::error!("epoll: {e}");
             }
             c.waiting_to_write = write;
@@ -435,9 +478,33 @@ impl Loop<'_> {
         }
     }
 
-    /// Publishes the number of connections held, when it changed.
+    /// Whether this worker holds clearly more connections than an even split among
+    /// the workers would give it. Long-lived connections (HTTP keep-alive, a web
+    /// server's kept FastCGI connections) that all land on one worker in a burst
+    /// would otherwise stay there, leaving the other workers idle.
+    fn over_share(&self) -> bool {
+        let workers = self.ctx.workers.max(1);
+        if workers == 1 {
+            return false;
+        }
+        let mine = self.conns.len();
+        let others = self
+            .ctx
+            .metrics()
+            .connections_total()
+            .saturating_sub(self.published);
+        // Connections still queued count towards the split: in a burst each worker
+        // takes its part of the queue, not a small lead over the others.
+        let queued = self.tcp_listener.map_or(0, queued_connections);
+        // A few connections either way are noise (one-request connections come and
+        // go); leaving the listening socket for them would only delay arrivals.
+        mine >= MIN_TO_BALANCE && mine > (others + mine + queued).div_ceil(workers) + 1
+    }
+
+    /// Publishes the number of connections held (not counting half-closed ones on their
+    /// way out), when it changed.
     fn publish(&mut self) {
-        let n = self.conns.len() + self.lingering.len();
+        let n = self.conns.len();
         if n != self.published {
             self.published = n;
             self.ctx.metrics().set_connections(self.ctx.slot, n);
@@ -450,7 +517,10 @@ fn step_http(worker: &mut Worker, ctx: &WorkerCtx, opts: &HttpOptions, c: &mut C
         Ok(Some(req)) => {
             let keep = req.keep_alive() && !ctx.stopping();
             let (response, head_only) = route(worker, opts, &req, c.peer.as_deref());
-            c.push_output(http::serialize(&response, head_only, keep));
+            c.push_output(http::serialize_head(&response, keep));
+            if !head_only {
+                c.push_output(response.body);
+            }
             if !keep {
                 c.close_when_sent = true;
             }
@@ -495,6 +565,28 @@ fn route(
     }
     let out = worker.answer(&params, &req.body);
     (out.response, out.head_only)
+}
+
+/// Connections waiting in a TCP listening socket's accept queue (Linux reports it as
+/// `tcpi_unacked` of a socket in the LISTEN state).
+fn queued_connections(fd: RawFd) -> usize {
+    // SAFETY: an all-zero tcp_info is valid; getsockopt writes at most `len` bytes.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        if r == 0 {
+            info.tcpi_unacked as usize
+        } else {
+            0
+        }
+    }
 }
 
 /// Sets TCP_NODELAY on a listening TCP socket for its accepted sockets to inherit

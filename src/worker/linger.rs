@@ -46,6 +46,7 @@ impl Lingering {
     }
 
     /// Connections still held.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.held.len()
     }

@@ -279,4 +279,103 @@ fn damaged_files_fail_cleanly_within_bounded_memory() {
         eprintln!("worker {w}: peak RSS {} MB", kb / 1024);
     }
     eprintln!("{} damaged files, {failures} error responses", corpus.len());
+    // A 500 from a caught panic would pass the status checks above.
+    assert!(
+        !s.log().contains("internal error while answering"),
+        "a request panicked:\n{}",
+        s.log()
+    );
+}
+
+#[test]
+fn a_file_truncated_while_served_fails_requests_not_workers() {
+    let dir = TempDir::new("truncated");
+    let served = dir.0.join("served.tif");
+    std::fs::copy(fixtures().join("big.tif"), &served).unwrap();
+    let prefix = format!("{}/", dir.0.display());
+    let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while children(s.pid()).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let workers = children(s.pid());
+    assert_eq!(workers.len(), 2);
+    assert_eq!(s.get("FIF=served.tif&JTL=0,0").status, 200);
+    let start = std::time::Instant::now();
+    let run = std::time::Duration::from_secs(5);
+    let counts = std::thread::scope(|sc| {
+        let clients: Vec<_> = (0..3u32)
+            .map(|c| {
+                let s = &s;
+                sc.spawn(move || {
+                    let (mut ok, mut failed) = (0, 0);
+                    let mut i = c;
+                    while start.elapsed() < run {
+                        i += 1;
+                        let q = match i % 4 {
+                            0 => format!("FIF=served.tif&JTL=5,{}", (i * 7) % 240),
+                            1 => format!("FIF=served.tif&JTL=4,{}", (i * 3) % 60),
+                            // Exports of a size not asked before: read from the file,
+                            // not from a cache.
+                            2 => format!("FIF=served.tif&WID={}&CVT=jpeg", 600 + i),
+                            _ => format!(
+                                "FIF=served.tif&RGN=0.{},0.2,0.3,0.3&WID={}&CVT=png",
+                                i % 7,
+                                300 + i
+                            ),
+                        };
+                        let r = s.get(&q);
+                        if r.status == 200 {
+                            // A valid image, read before the truncation.
+                            let ct = r.content_type().to_owned();
+                            let img = if ct == "image/png" {
+                                png_decode(&r.body).0 as usize
+                            } else {
+                                jpeg_dims(&r.body).0
+                            };
+                            assert!(img > 0, "{q}: {ct}");
+                            ok += 1;
+                        } else {
+                            assert!((400..600).contains(&r.status), "{q}: {}", r.status);
+                            failed += 1;
+                        }
+                    }
+                    (ok, failed)
+                })
+            })
+            .collect();
+        // Replaced in place as `cp -p` or `rsync --inplace -t` do it: truncated first,
+        // and with its modification time kept, so the workers' opened maps stay in use.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&served)
+            .unwrap();
+        let mtime = f.metadata().unwrap().modified().unwrap();
+        f.set_len(4096).unwrap();
+        f.set_modified(mtime).unwrap();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(children(s.pid()), workers, "a worker died");
+    assert!(!s.log().contains("replacing it"), "{}", s.log());
+    let failed: u32 = counts.iter().map(|c| c.1).sum();
+    assert!(
+        failed > 0,
+        "the truncated file failed no request: {counts:?}"
+    );
+    let absorbed = s.log().matches("changed while it was read").count();
+    eprintln!(
+        "answers (ok, failed) per client: {counts:?}; {absorbed} reads past the new end absorbed"
+    );
+    // A good file in its place is served again.
+    std::fs::copy(fixtures().join("big.tif"), &served).unwrap();
+    let r = s.get("FIF=served.tif&JTL=5,17");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(jpeg_dims(&r.body).0 > 0);
+    assert_eq!(s.get("FIF=served.tif&WID=400&CVT=jpeg").status, 200);
+    assert_eq!(children(s.pid()), workers);
+    assert!(!s.log().contains("internal error while answering"));
 }

@@ -223,7 +223,7 @@ pub fn levels(h: &Header) -> Vec<Level> {
 
 /// An opened JP2 file.
 pub struct Jp2Image {
-    map: Arc<memmap2::Mmap>,
+    map: Arc<crate::image::guard::Map>,
     info: Arc<ImageInfo>,
     resolutions: u32,
     /// Quality layers decoded (0: all).
@@ -246,7 +246,7 @@ pub fn layers_to_decode(l: i32, total: u32) -> u32 {
 }
 
 impl Jp2Image {
-    pub fn parse(map: memmap2::Mmap) -> Result<Jp2Image, ImageError> {
+    pub fn parse(map: crate::image::guard::Map) -> Result<Jp2Image, ImageError> {
         let h = parse_codestream(codestream(&map)?)?;
         if h.bits > 16 {
             return Err(ImageError::Unsupported("number of bits".into()));

@@ -16,7 +16,7 @@ const MAX_PIXELS: u64 = 1 << 30;
 type DecodedLevel = (u32, Arc<Vec<u8>>, usize, usize);
 
 pub struct JpegImage {
-    map: memmap2::Mmap,
+    map: crate::image::guard::Map,
     info: ImageInfo,
     /// Decoded levels, least recently used first, at most `KEEP_BYTES` in all.
     kept: Mutex<Vec<DecodedLevel>>,
@@ -48,7 +48,7 @@ pub fn levels(w: u32, h: u32) -> Vec<Level> {
 }
 
 impl JpegImage {
-    pub fn parse(map: memmap2::Mmap) -> Result<JpegImage, ImageError> {
+    pub fn parse(map: crate::image::guard::Map) -> Result<JpegImage, ImageError> {
         let h = turbojpeg::read_header(&map[..]).map_err(err)?;
         if h.width == 0 || h.height == 0 || (h.width as u64 * h.height as u64) > MAX_PIXELS {
             return Err(ImageError::Unsupported(format!(
@@ -194,7 +194,7 @@ mod tests {
             std::fs::write(&path, bytes).unwrap();
             let f = std::fs::File::open(&path).unwrap();
             // SAFETY: a private temporary file nothing else writes while it is mapped.
-            JpegImage::parse(unsafe { memmap2::Mmap::map(&f) }.unwrap()).unwrap()
+            JpegImage::parse(unsafe { memmap2::Mmap::map(&f) }.unwrap().into()).unwrap()
         };
         let j = test_jpeg(true);
         assert!(open(&j).decode_tile(0, 0).is_ok());

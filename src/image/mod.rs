@@ -9,6 +9,7 @@
 //! convert from IIP resolution numbers (`r = N-1-k`).
 
 pub mod cache;
+pub mod guard;
 pub mod jp2;
 pub mod jpeg;
 mod meta;
@@ -273,11 +274,10 @@ pub trait Image: Send + Sync {
 /// Open `path` and detect its format from its first bytes.
 pub fn open(path: &Path) -> Result<Arc<dyn Image>, ImageError> {
     let file = std::fs::File::open(path).map_err(ImageError::Open)?;
-    // SAFETY: the map is read-only; a file truncated underneath us would raise SIGBUS,
-    // which is the accepted risk of serving from memory maps (iipsrv's files are immutable
-    // while served, and a changed mtime reopens the file).
+    // SAFETY: the map is read-only; a file truncated underneath it raises SIGBUS on the
+    // pages past its end, which the guard turns into zeros and a failed request.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(ImageError::Open)?;
-    from_map(map)
+    from_map(map.into())
 }
 
 /// Opens an image held in memory (a copy in an anonymous map), as `open` would the
@@ -286,10 +286,10 @@ pub fn open_bytes(bytes: &[u8]) -> Result<Arc<dyn Image>, ImageError> {
     let mut anon = memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(ImageError::Open)?;
     anon[..bytes.len()].copy_from_slice(bytes);
     let map = anon.make_read_only().map_err(ImageError::Open)?;
-    from_map(map)
+    from_map(map.into())
 }
 
-fn from_map(map: memmap2::Mmap) -> Result<Arc<dyn Image>, ImageError> {
+fn from_map(map: guard::Map) -> Result<Arc<dyn Image>, ImageError> {
     if map.len() < 10 {
         return Err(ImageError::TooShort);
     }

@@ -233,7 +233,20 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
             };
         }
     }
-    let response = iip::run(ctx, &http);
+    // A fault left over from an earlier request was answered there.
+    crate::image::guard::take_fault();
+    let mut response = iip::run(ctx, &http);
+    if crate::image::guard::take_fault() {
+        // The file shrank under its map while it was read (replaced in place): what was
+        // read past its new end was zeros. Nothing of this answer is kept, and the
+        // worker's opened images go, so the next request reads the file as it is now.
+        log::warn!(
+            "{}: the image file changed while it was read (truncated or replaced in place)",
+            http.request_string
+        );
+        ctx.images.clear();
+        response = Response::text_error(cfg, 404, "Image file changed while it was read");
+    }
     // Never kept: errors, 304s, and info.json (it depends on Host and Accept).
     let keep = response.status == 200
         && !response

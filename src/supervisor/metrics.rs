@@ -31,6 +31,10 @@ pub struct Metrics {
     deadline_closes: [AtomicU64; 2],
     /// Connections closed because a worker held `MAX_CONNECTIONS` already.
     connections_shed: AtomicU64,
+    /// Requests whose handler panicked (answered 500; the worker went on).
+    panics: AtomicU64,
+    /// Reads from an image map past the end of a file that shrank while served.
+    file_faults: AtomicU64,
 }
 
 /// Which deadline closed a connection.
@@ -85,6 +89,16 @@ impl Metrics {
     /// Counts a connection closed by one of its deadlines.
     pub fn record_deadline(&self, which: Deadline) {
         self.deadline_closes[which as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request whose handler panicked.
+    pub fn record_panic(&self) {
+        self.panics.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts reads that found their image file shorter than its map.
+    pub fn record_file_faults(&self, n: u64) {
+        self.file_faults.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Counts a connection closed to stay within `MAX_CONNECTIONS`.
@@ -171,6 +185,20 @@ impl Metrics {
                 "tessera_connections_deadline_closed_total{{deadline=\"{which}\"}} {v}\n"
             ));
         }
+        gauge(
+            &mut s,
+            "tessera_request_panics_total",
+            "Requests whose handler panicked (answered 500; the worker went on).",
+            "counter",
+            self.panics.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut s,
+            "tessera_image_file_faults_total",
+            "Reads past the end of an image file that shrank while served (answered with an error).",
+            "counter",
+            self.file_faults.load(Ordering::Relaxed),
+        );
         gauge(
             &mut s,
             "tessera_connections_shed_total",

@@ -66,6 +66,8 @@ impl Worker {
     /// only; the worker keeps serving.
     pub fn answer(&mut self, params: &Params, stdin: &[u8]) -> Outcome {
         let start = Instant::now();
+        let faults = crate::image::guard::faults();
+        let mut panicked = false;
         let cfg = self.cfg.clone();
         let images = &mut self.images;
         let tiles = self.tiles;
@@ -80,6 +82,7 @@ impl Worker {
             protocol::handle(&mut ctx, params, stdin)
         }))
         .unwrap_or_else(|_| {
+            panicked = true;
             log::error!(
                 "internal error while answering '{}'",
                 params.get("QUERY_STRING").unwrap_or("")
@@ -98,6 +101,13 @@ impl Worker {
         };
         if let Some(m) = self.metrics {
             m.record(outcome.protocol, outcome.response.status, micros, bytes);
+            if panicked {
+                m.record_panic();
+            }
+            let faulted = crate::image::guard::faults() - faults;
+            if faulted > 0 {
+                m.record_file_faults(faulted as u64);
+            }
             let (hits, misses) = self.images.take_counts();
             m.record_cache(hits, misses);
         }

@@ -81,7 +81,7 @@ struct LevelData {
 
 /// An opened TIFF, showing one page of its stack (page 0 unless chosen by [`Image::view`]).
 pub struct TiffImage {
-    map: Arc<memmap2::Mmap>,
+    map: Arc<crate::image::guard::Map>,
     info: Arc<ImageInfo>,
     /// Levels of every stack page (a plain pyramid is a stack of one page).
     pages: Arc<Vec<Vec<LevelData>>>,
@@ -229,7 +229,7 @@ fn expand_to_16(v: f64, bits: u16) -> f64 {
 
 impl TiffImage {
     /// Parses the header and the directories that make the pyramid.
-    pub fn parse(map: memmap2::Mmap) -> Result<TiffImage, ImageError> {
+    pub fn parse(map: crate::image::guard::Map) -> Result<TiffImage, ImageError> {
         let (levels, data, info) = {
             let (r, first) = Reader::new(&map[..])?;
             let ifd0 = r.ifd(first)?;

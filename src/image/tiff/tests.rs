@@ -248,7 +248,7 @@ fn open(bytes: &[u8]) -> Result<TiffImage, ImageError> {
     let file = std::fs::File::open(&f.0).unwrap();
     let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
     let _ = std::fs::remove_file(&f.0);
-    TiffImage::parse(map)
+    TiffImage::parse(map.into())
 }
 
 fn tempfile() -> (std::path::PathBuf, std::fs::File) {

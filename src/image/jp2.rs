@@ -93,6 +93,11 @@ pub struct Header {
     pub tiles_y: (u32, u32, u32),
 }
 
+/// Largest image side accepted (as for TIFF): 2^31 − 1 pixels.
+const MAX_SIDE: u32 = (1 << 31) - 1;
+/// Most components accepted in one image (the standard allows 16 384).
+const MAX_COMPONENTS: u16 = 256;
+
 /// Parses the main header of a codestream (from SOC up to the first tile).
 pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
     if cs.get(..2) != Some(&[0xFF, 0x4F][..]) {
@@ -126,13 +131,34 @@ pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
                         y.saturating_sub(yo)
                     )));
                 }
-                size = Some((x - xo, y - yo, comps, (ssiz & 0x7F) + 1, ssiz & 0x80 != 0));
+                let (w, h, bits) = (x - xo, y - yo, (ssiz & 0x7F) + 1);
+                // Checked before any decoder sees the codestream: OpenJPEG allocates
+                // from these numbers.
+                if w > MAX_SIDE || h > MAX_SIDE {
+                    return Err(bad(format!(
+                        "image of {w}x{h} is larger than {MAX_SIDE} a side"
+                    )));
+                }
+                if comps > MAX_COMPONENTS {
+                    return Err(bad(format!(
+                        "{comps} components (at most {MAX_COMPONENTS})"
+                    )));
+                }
+                if bits > 32 {
+                    return Err(bad(format!("{bits} bits per sample")));
+                }
+                size = Some((w, h, comps, bits, ssiz & 0x80 != 0));
                 let (xt, yt, xto, yto) = (
                     be32(seg, 18)?,
                     be32(seg, 22)?,
                     be32(seg, 26)?,
                     be32(seg, 30)?,
                 );
+                if xt == 0 || yt == 0 || xto > xo || yto > yo {
+                    return Err(bad(format!(
+                        "codestream tiles of {xt}x{yt} at {xto},{yto} do not cover the image"
+                    )));
+                }
                 grid = ((xo, xt, xto), (yo, yt, yto));
             }
             0xFF52 => {
@@ -566,5 +592,22 @@ mod tests {
         let mut huge = file.clone();
         huge[12..16].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(codestream(&huge).is_err());
+    }
+
+    #[test]
+    fn siz_beyond_the_limits_is_refused() {
+        let refused = |cs: Vec<u8>| match parse_codestream(&cs) {
+            Err(e) => e.to_string(),
+            Ok(h) => panic!("accepted {}x{}", h.width, h.height),
+        };
+        assert!(refused(codestream_bytes(1 << 31, 1 << 31, 3, 5, 1)).contains("larger than"));
+        assert!(refused(codestream_bytes(1000, 1000, 300, 5, 1)).contains("components"));
+        let mut cs = codestream_bytes(1000, 1000, 1, 5, 1);
+        cs[6 + 36] = 0x7F; // Ssiz of the first component: 128 bits
+        assert!(refused(cs).contains("bits"));
+        let mut cs = codestream_bytes(1000, 1000, 1, 5, 1);
+        cs[6 + 18..6 + 22].copy_from_slice(&0u32.to_be_bytes()); // XTsiz = 0
+        assert!(refused(cs).contains("tiles"));
+        assert!(parse_codestream(&codestream_bytes((1 << 31) - 1, 1000, 3, 5, 1)).is_ok());
     }
 }

@@ -215,6 +215,17 @@ fn children(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// The server's `n` worker processes, once all have started.
+fn started_workers(s: &Server, n: usize) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while children(s.pid()).len() < n && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let workers = children(s.pid());
+    assert_eq!(workers.len(), n);
+    workers
+}
+
 /// Peak resident set of a process, in kB.
 fn peak_rss_kb(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -232,12 +243,7 @@ fn damaged_files_fail_cleanly_within_bounded_memory() {
     assert!(corpus.len() >= 30, "{} damaged files", corpus.len());
     let prefix = format!("{}/", dir.0.display());
     let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while children(s.pid()).len() < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let workers = children(s.pid());
-    assert_eq!(workers.len(), 2);
+    let workers = started_workers(&s, 2);
 
     let good = s.get("FIF=good.tif&JTL=0,3");
     assert_eq!(good.status, 200, "the undamaged control file serves");
@@ -294,12 +300,7 @@ fn a_file_truncated_while_served_fails_requests_not_workers() {
     std::fs::copy(fixtures().join("big.tif"), &served).unwrap();
     let prefix = format!("{}/", dir.0.display());
     let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while children(s.pid()).len() < 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let workers = children(s.pid());
-    assert_eq!(workers.len(), 2);
+    let workers = started_workers(&s, 2);
     assert_eq!(s.get("FIF=served.tif&JTL=0,0").status, 200);
     let start = std::time::Instant::now();
     let run = std::time::Duration::from_secs(5);

@@ -215,46 +215,37 @@ fn no_socket_is_a_clear_error() {
 fn host_and_port_from_the_environment_when_nothing_else_says() {
     // iipsrv's service files run `--bind ${HOST}:${PORT}`; with no --bind and no
     // inherited socket, the same variables are where tessera listens.
-    let dir = TempDir::new("hostport");
-    let port = free_port();
-    let child = Command::new(bin())
-        .args(["--workers", "1"])
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
-        .env("LOGFILE", dir.0.join("server.log"))
-        .env("MEMCACHED_SERVERS", "")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let s = Server {
-        child,
-        addr: Addr::Tcp(port),
-        dir,
+    let start = |args: &[&str], env: &[(&str, String)], serves_on: u16| {
+        let dir = TempDir::new("hostport");
+        let mut cmd = Command::new(bin());
+        cmd.args(["--workers", "1"])
+            .args(args)
+            .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
+            .env("LOGFILE", dir.0.join("server.log"))
+            .env("MEMCACHED_SERVERS", "")
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let s = Server {
+            child: cmd.spawn().unwrap(),
+            addr: Addr::Tcp(serves_on),
+            dir,
+        };
+        s.wait_ready();
+        s
     };
-    s.wait_ready();
+    let port = free_port();
+    let env = [("HOST", "127.0.0.1".to_owned()), ("PORT", port.to_string())];
+    let s = start(&[], &env, port);
     assert_eq!(
         s.get("FIF=small.tif&OBJ=Max-size").body,
         b"Max-size:1001 777\r\n"
     );
     // --bind wins over them.
     let other = free_port();
-    let dir = TempDir::new("hostport2");
-    let child = Command::new(bin())
-        .args(["--workers", "1", "--bind", &format!("127.0.0.1:{other}")])
-        .env("PORT", port.to_string())
-        .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
-        .env("LOGFILE", dir.0.join("server.log"))
-        .env("MEMCACHED_SERVERS", "")
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Server {
-        child,
-        addr: Addr::Tcp(other),
-        dir,
-    };
-    t.wait_ready();
+    let bind = format!("127.0.0.1:{other}");
+    let t = start(&["--bind", &bind], &env[1..], other);
     assert_eq!(t.get("FIF=small.tif&OBJ=Max-size").status, 200);
     assert!(t.stop().success());
     assert!(s.stop().success());

@@ -11,17 +11,20 @@ use crate::response::Response;
 /// Levels hidden below Zoomify's level 0 and the `NUMTILES` value (zoomify.md §3).
 pub fn layout(info: &ImageInfo) -> (u32, u32) {
     let t = info.levels[0].tile_width.max(1);
-    let tiny = |w: u32, h: u32| w < t && h < t;
-    let small = info
-        .levels
-        .iter()
-        .filter(|l| tiny(l.width, l.height))
-        .count() as u32;
     let numtiles = tiers(info)
         .iter()
         .map(|tier| tier.width.div_ceil(t) * tier.height.div_ceil(t))
         .sum();
-    (small.saturating_sub(1), numtiles)
+    (tiny_levels(info).saturating_sub(1), numtiles)
+}
+
+/// Stored levels smaller than a tile in both directions (strictly).
+fn tiny_levels(info: &ImageInfo) -> u32 {
+    let t = info.levels[0].tile_width.max(1);
+    info.levels
+        .iter()
+        .filter(|l| l.width < t && l.height < t)
+        .count() as u32
 }
 
 /// One Zoomify level ("tier").
@@ -40,12 +43,7 @@ pub struct Tier {
 pub fn tiers(info: &ImageInfo) -> Vec<Tier> {
     let t = info.levels[0].tile_width.max(1);
     let n = info.num_levels();
-    let tiny = |w: u32, h: u32| w < t && h < t;
-    let small = info
-        .levels
-        .iter()
-        .filter(|l| tiny(l.width, l.height))
-        .count() as u32;
+    let small = tiny_levels(info);
     let mut out = Vec::new();
     let smallest = &info.levels[n as usize - 1];
     if small == 0 {

@@ -488,6 +488,11 @@ impl Loop<'_> {
             return false;
         }
         let mine = self.conns.len();
+        // Most of the time a worker holds a handful: no need to look at the others or
+        // ask for the accept queue (this runs on every accept).
+        if mine < MIN_TO_BALANCE {
+            return false;
+        }
         let others = self
             .ctx
             .metrics()
@@ -498,7 +503,7 @@ impl Loop<'_> {
         let queued = self.tcp_listener.map_or(0, queued_connections);
         // A few connections either way are noise (one-request connections come and
         // go); leaving the listening socket for them would only delay arrivals.
-        mine >= MIN_TO_BALANCE && mine > (others + mine + queued).div_ceil(workers) + 1
+        mine > (others + mine + queued).div_ceil(workers) + 1
     }
 
     /// Publishes the number of connections held (not counting half-closed ones on their

@@ -115,6 +115,11 @@ pub struct Config {
     /// `REQUEST_TIMEOUT`, seconds: a client has this long from its first byte to send a
     /// whole request, and a response this long to drain.
     pub request_timeout: std::time::Duration,
+    /// `MAX_RENDER_TIME`, seconds: a request still rendering after this long ends with
+    /// 503 (`None`: unlimited).
+    pub max_render_time: Option<std::time::Duration>,
+    /// `MAX_REQUEST_MEMORY`, bytes one request's pixel buffers may hold.
+    pub max_request_memory: u64,
     /// `IDLE_TIMEOUT`, seconds: a kept-alive connection silent this long is closed.
     pub idle_timeout: std::time::Duration,
     /// `MAX_CONNECTIONS`: client connections one worker holds at once.
@@ -409,6 +414,11 @@ impl Config {
             request_timeout: std::time::Duration::from_secs(
                 int("REQUEST_TIMEOUT", 10).clamp(1, 3600) as u64,
             ),
+            max_render_time: Some(float("MAX_RENDER_TIME", 30.0))
+                .filter(|s| *s > 0.0)
+                .map(|s| std::time::Duration::from_secs_f64(s.min(86400.0))),
+            max_request_memory: (float("MAX_REQUEST_MEMORY", 256.0).clamp(16.0, 1048576.0)
+                * 1048576.0) as u64,
             idle_timeout: std::time::Duration::from_secs(
                 int("IDLE_TIMEOUT", 60).clamp(1, 86400) as u64
             ),
@@ -455,6 +465,13 @@ impl Config {
                 self.iiif_version
             ),
         ];
+        v.push(format!(
+            "Setting request budgets: {} of rendering, {} MB of pixel buffers",
+            self.max_render_time
+                .map(|d| format!("{} s", d.as_secs_f64()))
+                .unwrap_or_else(|| "unlimited time".into()),
+            self.max_request_memory >> 20
+        ));
         v.push(format!(
             "Setting connection limits: request timeout {} s, idle timeout {} s, {} connections per worker",
             self.request_timeout.as_secs(),

@@ -42,6 +42,30 @@ impl Handle {
 
 /// Most scans decoded in one progressive JPEG (libjpeg-turbo's own tools suggest 500).
 pub const MAX_SCANS: i32 = 500;
+/// Scans any progressive JPEG may have, however large: libjpeg's own scripts use 10
+/// and the largest encoders' about 20.
+pub const FREE_SCANS: u64 = 32;
+/// Pixel passes (pixels × scans) one decode may make beyond [`FREE_SCANS`]: about a
+/// second of entropy decoding on one core.
+pub const SCAN_WORK: u64 = 1 << 28;
+
+/// Refuses a progressive JPEG whose scans would make decoding its `pixels` take far
+/// longer than any ordinary file: each scan is a pass over the whole image, and a
+/// legal file may repeat them by the thousand. Counted before decoding (an SOS marker
+/// cannot occur inside entropy-coded data, where 0xFF is always stuffed), so a
+/// refusal costs a pass over the bytes, not the decode that the scan limit would
+/// stop only after [`MAX_SCANS`] of them.
+pub fn check_scans(bytes: &[u8], pixels: u64) -> Result<(), String> {
+    let scans = memchr::memmem::find_iter(bytes, b"\xFF\xDA").count() as u64;
+    let allowed = (SCAN_WORK / pixels.max(1)).clamp(FREE_SCANS, MAX_SCANS as u64);
+    if scans > allowed {
+        return Err(format!(
+            "progressive JPEG of {pixels} pixels with {scans} scans (at most {allowed} decoded)"
+        ));
+    }
+    Ok(())
+}
+
 /// Most memory, in MB, libjpeg-turbo may take for one decode beyond the output buffer
 /// (the coefficient buffer of a progressive image lives there).
 pub const MAX_MEMORY_MB: i32 = 256;

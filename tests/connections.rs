@@ -218,24 +218,6 @@ fn drain(mut c: TcpStream) -> (usize, bool) {
     }
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in metrics"))
-}
-
-fn metrics(port: u16) -> String {
-    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut s = String::new();
-    c.read_to_string(&mut s).unwrap();
-    s
-}
-
 /// Runs the attack against a server on `port` while a normal client asks `ask` every
 /// half second; checks every answer's time and every slow connection's lifetime.
 fn under_attack(port: u16, mport: u16, payload: Vec<u8>, ask: impl Fn() -> Vec<u8>, http: bool) {

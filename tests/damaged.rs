@@ -236,13 +236,31 @@ fn peak_rss_kb(pid: i32) -> u64 {
         .unwrap()
 }
 
+/// The workers that started are all still there, none peaked at 256 MB, and no request
+/// panicked (a 500 from a caught panic would pass any status check).
+fn assert_unharmed(s: &Server, mport: u16, workers: &[i32]) {
+    assert_eq!(children(s.pid()), workers, "a worker died");
+    for w in workers {
+        let kb = peak_rss_kb(*w);
+        eprintln!("worker {w}: peak RSS {} MB", kb / 1024);
+        assert!(kb < 256 * 1024, "worker {w} peaked at {kb} kB");
+    }
+    assert!(
+        !s.log().contains("internal error while answering"),
+        "a request panicked:\n{}",
+        s.log()
+    );
+    let panics = metric(&metrics(mport), "tessera_request_panics_total ");
+    assert_eq!(panics, 0.0);
+}
+
 #[test]
 fn damaged_files_fail_cleanly_within_bounded_memory() {
     let dir = TempDir::new("damaged");
     let corpus = make_corpus(&dir.0);
     assert!(corpus.len() >= 30, "{} damaged files", corpus.len());
     let prefix = format!("{}/", dir.0.display());
-    let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
+    let (s, mport) = Server::start_metered(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
     let workers = started_workers(&s, 2);
 
     let good = s.get("FIF=good.tif&JTL=0,3");
@@ -278,19 +296,8 @@ fn damaged_files_fail_cleanly_within_bounded_memory() {
         }
         failures += errors;
     }
-    assert_eq!(children(s.pid()), workers, "a worker died");
-    for w in &workers {
-        let kb = peak_rss_kb(*w);
-        assert!(kb < 256 * 1024, "worker {w} peaked at {kb} kB");
-        eprintln!("worker {w}: peak RSS {} MB", kb / 1024);
-    }
     eprintln!("{} damaged files, {failures} error responses", corpus.len());
-    // A 500 from a caught panic would pass the status checks above.
-    assert!(
-        !s.log().contains("internal error while answering"),
-        "a request panicked:\n{}",
-        s.log()
-    );
+    assert_unharmed(&s, mport, &workers);
 }
 
 #[test]
@@ -299,7 +306,7 @@ fn a_file_truncated_while_served_fails_requests_not_workers() {
     let served = dir.0.join("served.tif");
     std::fs::copy(fixtures().join("big.tif"), &served).unwrap();
     let prefix = format!("{}/", dir.0.display());
-    let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
+    let (s, mport) = Server::start_metered(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
     let workers = started_workers(&s, 2);
     assert_eq!(s.get("FIF=served.tif&JTL=0,0").status, 200);
     let start = std::time::Instant::now();
@@ -368,6 +375,12 @@ fn a_file_truncated_while_served_fails_requests_not_workers() {
         "the truncated file failed no request: {counts:?}"
     );
     let absorbed = s.log().matches("changed while it was read").count();
+    let faults = metric(&metrics(mport), "tessera_image_file_faults_total ");
+    assert_eq!(faults as usize, absorbed, "faults counted and logged");
+    assert_eq!(
+        metric(&metrics(mport), "tessera_request_panics_total "),
+        0.0
+    );
     eprintln!(
         "answers (ok, failed) per client: {counts:?}; {absorbed} reads past the new end absorbed"
     );
@@ -379,4 +392,197 @@ fn a_file_truncated_while_served_fails_requests_not_workers() {
     assert_eq!(s.get("FIF=served.tif&WID=400&CVT=jpeg").status, 200);
     assert_eq!(children(s.pid()), workers);
     assert!(!s.log().contains("internal error while answering"));
+}
+
+/// A `w`×`h` RGB JPEG of a busy pattern (costly to decode, as photographs are), or of
+/// a smooth one (whose scans are small, so thousands of them fit in a few megabytes).
+fn busy_jpeg(w: usize, h: usize, progressive: bool) -> Vec<u8> {
+    let px: Vec<u8> = (0..w * h * 3).map(|i| (i * 31 % 251) as u8).collect();
+    jpeg_of(&px, w, h, progressive)
+}
+
+fn smooth_jpeg(w: usize, h: usize) -> Vec<u8> {
+    let px: Vec<u8> = (0..w * h * 3)
+        .map(|i| ((i / 3 % w + i / 3 / w) / 32) as u8)
+        .collect();
+    jpeg_of(&px, w, h, true)
+}
+
+fn jpeg_of(px: &[u8], w: usize, h: usize, progressive: bool) -> Vec<u8> {
+    let mut c = turbojpeg::Compressor::new().unwrap();
+    c.set_quality(90).unwrap();
+    c.set_progressive(progressive).unwrap();
+    let img = turbojpeg::Image {
+        pixels: px,
+        width: w,
+        pitch: w * 3,
+        height: h,
+        format: turbojpeg::PixelFormat::RGB,
+    };
+    c.compress_to_vec(img).unwrap()
+}
+
+/// `j` (a progressive JPEG) with its last scan repeated `n` more times: still a legal
+/// file, and each repeat is one more pass over the whole image.
+fn repeat_last_scan(j: &[u8], n: usize) -> Vec<u8> {
+    let last_sos = j.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+    let eoi = j.len() - 2;
+    let mut out = j[..eoi].to_vec();
+    for _ in 0..n {
+        out.extend_from_slice(&j[last_sos..eoi]);
+    }
+    out.extend_from_slice(&j[eoi..]);
+    out
+}
+
+/// A 512×512 tiled TIFF whose four 256×256 tiles are all `tile`, compressed with
+/// `compression`.
+fn tiff_of_tiles(tile: &[u8], compression: u32) -> Vec<u8> {
+    let n = tile.len() as u32;
+    let mut t = base_tags(vec![8; 4], vec![n; 4]);
+    set(&mut t, 259, vec![compression]);
+    tiff(&t, tile)
+}
+
+/// Files that are legal or nearly so but ask a decoder for far more than the
+/// container promised: `(name, bytes)`.
+fn hostile_corpus() -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    // JPEG tiles whose frame header disagrees with the TIFF's 256×256 tiles.
+    let tile = busy_jpeg(256, 256, false);
+    let sof = tile.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    for (name, dims) in [
+        ("sof-65500", [0xFF, 0xDC, 0xFF, 0xDC]),
+        ("sof-16", [0, 16, 0, 16]),
+    ] {
+        let mut t = tile.clone();
+        t[sof + 5..sof + 9].copy_from_slice(&dims);
+        files.push((format!("{name}-in-tiff.tif"), tiff_of_tiles(&t, 7)));
+    }
+    // Progressive JPEGs with hundreds and thousands of scans: as a tile and as a file.
+    let prog = smooth_jpeg(256, 256);
+    let tile = repeat_last_scan(&prog, 3000);
+    files.push(("scans-tile.tif".into(), tiff_of_tiles(&tile, 7)));
+    // Fewer scans than libjpeg-turbo's limit, but each a pass over 4 megapixels.
+    let big = smooth_jpeg(2048, 2048);
+    for n in [100, 400] {
+        files.push((format!("scans-{n}.jpg"), repeat_last_scan(&big, n)));
+    }
+    let small = smooth_jpeg(512, 512);
+    files.push(("scans-5000.jpg".into(), repeat_last_scan(&small, 5000)));
+    // Tiles that inflate far past the 192 kB a 256×256 RGB tile holds.
+    let zeros = vec![0u8; 256 << 20];
+    let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::best());
+    let mut z = vec![0u8; c.zlib_compress_bound(zeros.len())];
+    let n = c.zlib_compress(&zeros, &mut z).unwrap();
+    z.truncate(n);
+    files.push(("deflate-bomb.tif".into(), tiff_of_tiles(&z, 8)));
+    let lzw = weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+        .encode(&zeros[..64 << 20])
+        .unwrap();
+    files.push(("lzw-bomb.tif".into(), tiff_of_tiles(&lzw, 5)));
+    let zs = zstd::bulk::compress(&zeros, 19).unwrap();
+    files.push(("zstd-bomb.tif".into(), tiff_of_tiles(&zs, 50000)));
+    // A JPEG2000 codestream whose SIZ declares 2^31×2^31.
+    let mut jp2 = std::fs::read(fixtures().join("small.jp2")).unwrap();
+    patch_after(&mut jp2, &[0xFF, 0x51], 4, &[0x80, 0, 0, 0, 0x80, 0, 0, 0]);
+    files.push(("siz-2^31.jp2".into(), jp2));
+    files
+}
+
+#[test]
+fn hostile_files_are_refused_quickly_within_bounded_memory() {
+    let dir = TempDir::new("hostile");
+    let corpus = hostile_corpus();
+    for (name, data) in &corpus {
+        eprintln!("{name}: {} kB", data.len() / 1024);
+        std::fs::write(dir.0.join(name), data).unwrap();
+    }
+    let prefix = format!("{}/", dir.0.display());
+    let (s, mport) = Server::start_metered(&[("FILESYSTEM_PREFIX", prefix.as_str())], 2);
+    let workers = started_workers(&s, 2);
+    for (name, _) in &corpus {
+        for q in [
+            format!("FIF={name}&JTL=0,0"),
+            format!("FIF={name}&JTL=0,3"),
+            format!("FIF={name}&WID=400&CVT=jpeg"),
+        ] {
+            let t = std::time::Instant::now();
+            let r = s.get(&q);
+            let took = t.elapsed();
+            // A compression bomb may be cut at the tile's size, as libtiff does; a
+            // JPEG that asks for more than its container promised may not.
+            if name.contains("bomb") && r.status == 200 {
+                let want = if q.contains("WID=400") { 400 } else { 256 };
+                assert_eq!(jpeg_dims(&r.body).0, want, "{q}");
+            } else {
+                assert!((400..600).contains(&r.status), "{q}: status {}", r.status);
+            }
+            assert!(
+                took < std::time::Duration::from_secs(2),
+                "{q}: answered in {took:?}"
+            );
+            eprintln!(
+                "{q}: {} in {} ms: {}",
+                r.status,
+                took.as_millis(),
+                r.text().trim()
+            );
+        }
+    }
+    assert_unharmed(&s, mport, &workers);
+}
+
+#[test]
+fn a_request_past_its_render_time_gets_503_and_the_worker_goes_on() {
+    let slow = "FIF=big.tif&WID=5000&CVT=jpeg";
+    let s = Server::start(
+        &[("MAX_RENDER_TIME", "0.02"), ("MAX_IMAGE_CACHE_SIZE", "0")],
+        1,
+    );
+    let workers = started_workers(&s, 1);
+    let t = std::time::Instant::now();
+    let r = s.get(slow);
+    let took = t.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("Retry-After"), Some("5"));
+    assert!(r.text().contains("MAX_RENDER_TIME"), "{}", r.text());
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "stopped after {took:?}"
+    );
+    // The worker that gave up answers the next request.
+    assert_eq!(children(s.pid()), workers, "the worker was replaced");
+    let r = s.get("FIF=big.tif&JTL=3,0");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!s.log().contains("internal error while answering"));
+    // Without the budget, the same export is answered in full.
+    let unlimited = Server::start(&[("MAX_RENDER_TIME", "0")], 1);
+    let t = std::time::Instant::now();
+    let r = unlimited.get(slow);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(jpeg_dims(&r.body).0, 5000);
+    eprintln!("cut after {took:?}; in full {:?}", t.elapsed());
+}
+
+#[test]
+fn a_request_over_its_memory_budget_gets_400_before_any_decoding() {
+    let s = Server::start(&[("MAX_REQUEST_MEMORY", "16")], 1);
+    let workers = started_workers(&s, 1);
+    // 5000×3000 RGB output, held twice: about 90 MB.
+    let r = s.get("FIF=big.tif&WID=5000&CVT=jpeg");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("MAX_REQUEST_MEMORY"), "{}", r.text());
+    assert!(r.text().len() < 300, "{}", r.text());
+    assert!(!r.text().contains(&fixtures().display().to_string()));
+    // Smaller exports of the same image fit, streamed in smaller bands.
+    let r = s.get("FIF=big.tif&WID=1000&CVT=jpeg");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(jpeg_dims(&r.body).0, 1000);
+    let r = s.get("FIF=big.tif&RGN=0.5,0.5,0.2,0.2&WID=800&CVT=png");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(children(s.pid()), workers);
+    let kb = peak_rss_kb(workers[0]);
+    eprintln!("worker peak RSS {} MB", kb / 1024);
+    assert!(kb < 128 * 1024, "{kb} kB");
 }

@@ -343,16 +343,75 @@ impl Image for Jp2Image {
         self.window(k, (col * 256, row * 256, tw, th))
     }
 
+    fn band_rows(&self, k: u32) -> u32 {
+        // A band as tall as a codestream tile decodes every tile once, whole; partial
+        // windows would decode the low resolutions of a tile once per band.
+        let (_, size, _) = self.tiles_y;
+        if k >= self.resolutions || size == 0 {
+            return 256;
+        }
+        let rows = size.div_ceil(1 << k);
+        let level = &self.info.levels[k as usize];
+        let bytes = rows as u64 * level.width as u64 * self.info.channels as u64 * 2;
+        if rows >= level.height || bytes > 64 << 20 {
+            256
+        } else {
+            rows
+        }
+    }
+
     fn decode_region(
         &self,
         k: u32,
         rect: (u32, u32, u32, u32),
     ) -> Option<Result<Tile, ImageError>> {
-        Some(self.window(k, rect))
+        Some(self.region(k, rect))
     }
 }
 
 impl Jp2Image {
+    /// Decodes the rectangle `(left, top, w, h)` of level `k` one codestream tile
+    /// column at a time: the decoder then holds one column of tiles in its 32-bit
+    /// planes, not the whole width of the rectangle.
+    fn region(&self, k: u32, (left, top, w, h): (u32, u32, u32, u32)) -> Result<Tile, ImageError> {
+        let (origin, size, offset) = self.tiles_x;
+        if k >= self.resolutions || size == 0 || w == 0 || offset > origin {
+            return self.window(k, (left, top, w, h));
+        }
+        let s = 1u64 << k;
+        // Level column where codestream tile column `i` starts.
+        let start = |i: u64| {
+            ((offset as u64 + i * size as u64).max(origin as u64) - origin as u64).div_ceil(s)
+        };
+        let tile_of = |x: u32| (x as u64 * s + origin as u64 - offset as u64) / size as u64;
+        let (first, last) = (tile_of(left), tile_of(left + w - 1));
+        if first == last {
+            return self.window(k, (left, top, w, h));
+        }
+        let mut out: Option<Tile> = None;
+        for i in first..=last {
+            let x0 = (start(i) as u32).max(left);
+            let x1 = (start(i + 1) as u32).min(left + w);
+            if x1 <= x0 {
+                continue;
+            }
+            let part = self.window(k, (x0, top, x1 - x0, h))?;
+            if out.is_none() {
+                out = Some(
+                    crate::pipeline::blank_like(&part, w, h)
+                        .ok_or(ImageError::OutOfMemory(w as usize * h as usize))?,
+                );
+            }
+            let dst = out.as_mut().expect("set just above");
+            if !crate::pipeline::blit_tile(dst, (x0 - left, 0), &part, (0, 0, x1 - x0, h)) {
+                return Err(ImageError::Decode(
+                    "codestream tiles decoded unlike each other".into(),
+                ));
+            }
+        }
+        out.ok_or_else(|| ImageError::Decode("empty region".into()))
+    }
+
     /// Decodes the rectangle `(left, top, w, h)` of level `k`.
     fn window(
         &self,

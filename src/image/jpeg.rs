@@ -98,9 +98,11 @@ impl JpegImage {
         // A progressive file may repeat scans by the thousand (see `turbo::MAX_SCANS`).
         d.set_scan_limit(crate::turbo::MAX_SCANS as u32)
             .map_err(err)?;
+        crate::turbo::check_scans(&self.map[..], head.width as u64 * head.height as u64)
+            .map_err(err)?;
         let scaled = head.scaled(scale);
         let (sw, sh) = (scaled.width, scaled.height);
-        let mut px = vec![0u8; sw * sh * c];
+        let mut px = zeroed(sw * sh * c)?;
         d.decompress(
             &self.map[..],
             turbojpeg::Image {
@@ -115,7 +117,9 @@ impl JpegImage {
         let lv = &self.info.levels[k as usize];
         let (lw, lh) = (lv.width as usize, lv.height as usize);
         let step = 1usize << k.saturating_sub(3);
-        let mut out = Vec::with_capacity(lw * lh * c);
+        let mut out = Vec::new();
+        out.try_reserve_exact(lw * lh * c)
+            .map_err(|_| ImageError::OutOfMemory(lw * lh * c))?;
         for y in 0..lh {
             let sy = (y * step).min(sh - 1);
             for x in 0..lw {
@@ -134,6 +138,15 @@ impl JpegImage {
         }
         Ok((data, lw, lh))
     }
+}
+
+/// `n` zero bytes, or `OutOfMemory` when they cannot be had.
+fn zeroed(n: usize) -> Result<Vec<u8>, ImageError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| ImageError::OutOfMemory(n))?;
+    v.resize(n, 0);
+    Ok(v)
 }
 
 impl Image for JpegImage {

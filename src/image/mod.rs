@@ -38,7 +38,7 @@ pub enum ImageError {
     NotTiled,
     #[error("Unsupported {0}")]
     Unsupported(String),
-    #[error("Malformed TIFF: {0}")]
+    #[error("Malformed image file: {0}")]
     Malformed(String),
     #[error("Asked for non-existent tile: {0}")]
     NoSuchTile(u32),
@@ -48,6 +48,15 @@ pub enum ImageError {
     NoSuchView(i32),
     #[error("Tile decoding failed: {0}")]
     Decode(String),
+    /// The request ran past `MAX_RENDER_TIME`.
+    #[error("Request took longer than the server allows (MAX_RENDER_TIME)")]
+    OutOfTime,
+    /// The request would hold more than `MAX_REQUEST_MEMORY`.
+    #[error("{0}")]
+    OverBudget(String),
+    /// A buffer of this many bytes could not be allocated.
+    #[error("Not enough memory for this request ({0} bytes)")]
+    OutOfMemory(usize),
 }
 
 /// The colour space the samples are in (iipsrv's `ColorSpace`).
@@ -258,6 +267,15 @@ pub trait Image: Send + Sync {
     /// with [`decode_region`](Self::decode_region). `None`: `t` alone.
     fn tile_block(&self, _k: u32, _t: u32) -> Option<(u32, u32, u32, u32)> {
         None
+    }
+
+    /// Rows of level `k` that a region read is best cut at: a band that starts and ends
+    /// on these decodes no stored tile twice.
+    fn band_rows(&self, k: u32) -> u32 {
+        self.info()
+            .levels
+            .get(k as usize)
+            .map_or(256, |l| l.tile_height.max(1))
     }
 
     /// Decode the rectangle `(left, top, width, height)` of level `k` in one pass, for

@@ -1,6 +1,7 @@
 //! Pixel operations between a decoded tile and an encoder. Pure functions over
 //! typed buffers: no I/O, no protocol knowledge.
 
+pub mod bands;
 pub mod colour;
 pub mod float;
 pub mod resample;
@@ -111,21 +112,30 @@ fn blit_slice<T: Copy>(
     }
 }
 
-/// A blank tile of `w×h` with the sample type and channels of `like`.
-pub fn blank_like(like: &Tile, w: u32, h: u32) -> Tile {
-    let n = w as usize * h as usize * like.channels as usize;
+/// A blank tile of `w×h` with the sample type and channels of `like`; `None` when the
+/// memory for it cannot be had.
+pub fn blank_like(like: &Tile, w: u32, h: u32) -> Option<Tile> {
+    fn zeros<T: Clone>(n: usize, zero: T) -> Option<Vec<T>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).ok()?;
+        v.resize(n, zero);
+        Some(v)
+    }
+    let n = (w as usize)
+        .checked_mul(h as usize)?
+        .checked_mul(like.channels as usize)?;
     let data = match like.data {
-        Samples::U8(_) => Samples::U8(vec![0; n]),
-        Samples::U16(_) => Samples::U16(vec![0; n]),
-        Samples::U32(_) => Samples::U32(vec![0; n]),
-        Samples::F32(_) => Samples::F32(vec![0.0; n]),
+        Samples::U8(_) => Samples::U8(zeros(n, 0)?),
+        Samples::U16(_) => Samples::U16(zeros(n, 0)?),
+        Samples::U32(_) => Samples::U32(zeros(n, 0)?),
+        Samples::F32(_) => Samples::F32(zeros(n, 0.0)?),
     };
-    Tile {
+    Some(Tile {
         width: w,
         height: h,
         channels: like.channels,
         data,
-    }
+    })
 }
 
 /// Copies the rectangle `(sx, sy, w, h)` of `src` into `dst` at `(x, y)` at native depth,
@@ -300,7 +310,7 @@ mod tests {
             data: Samples::U16((0..12).collect()),
         };
         let part = |(x, y, w, h): (u32, u32, u32, u32), (pw, ph): (u32, u32)| {
-            let mut p = blank_like(&t, pw, ph);
+            let mut p = blank_like(&t, pw, ph).unwrap();
             assert!(blit_tile(&mut p, (0, 0), &t, (x, y, w, h)));
             p
         };

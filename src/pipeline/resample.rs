@@ -18,24 +18,158 @@ pub enum Filter {
 /// blocks first (cheap and exact), then finish with the chosen filter. The area filter
 /// reduces only; an enlargement in either direction takes bilinear sampling.
 pub fn resize(r: &Raster, w: u32, h: u32, filter: Filter) -> Raster {
-    if (r.width, r.height) == (w, h) {
-        return r.clone();
+    let mut passes = plan(r.width, r.height, w, h, filter).into_iter();
+    let first = passes.next().expect("a plan has at least one pass");
+    let mut out = first.run(r, 0, 0..h_of(&first));
+    for p in passes {
+        out = p.run(&out, 0, 0..h_of(&p));
     }
-    let reducing = w > 0 && h > 0 && w <= r.width && h <= r.height;
+    out
+}
+
+fn h_of(p: &Pass) -> usize {
+    p.output.1
+}
+
+/// What one pass of a resize does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Copy,
+    /// Averages of `fx×fy` blocks.
+    Box {
+        fx: usize,
+        fy: usize,
+    },
+    Nearest,
+    Bilinear,
+    Area,
+}
+
+/// One pass of a resize, from `input` to `output` (width, height). Every output row
+/// depends on a known range of input rows ([`Pass::input_rows`]), so a pass can run on
+/// a band of its input ([`Pass::run`]) and give exactly the rows the whole would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub step: Step,
+    pub input: (usize, usize),
+    pub output: (usize, usize),
+}
+
+/// The passes that take a `iw×ih` raster to `w×h` with `filter` (see [`resize`]).
+pub fn plan(iw: u32, ih: u32, w: u32, h: u32, filter: Filter) -> Vec<Pass> {
+    let mut passes = Vec::new();
+    let (iw, ih, w, h) = (iw as usize, ih as usize, w as usize, h as usize);
+    if (iw, ih) == (w, h) {
+        passes.push(Pass {
+            step: Step::Copy,
+            input: (iw, ih),
+            output: (w, h),
+        });
+    } else {
+        plan_into(&mut passes, (iw, ih), (w, h), filter);
+    }
+    passes
+}
+
+fn plan_into(
+    passes: &mut Vec<Pass>,
+    (iw, ih): (usize, usize),
+    (w, h): (usize, usize),
+    filter: Filter,
+) {
+    let reducing = w > 0 && h > 0 && w <= iw && h <= ih;
     if filter == Filter::Area && !reducing {
-        return resize(r, w, h, Filter::Bilinear);
+        return plan_into(passes, (iw, ih), (w, h), Filter::Bilinear);
     }
-    if filter != Filter::Nearest && r.width >= 2 * w && r.height >= 2 * h {
-        let boxed = box_reduce(r, r.width / w, r.height / h);
-        if (boxed.width, boxed.height) == (w, h) {
-            return boxed;
+    if filter != Filter::Nearest && iw >= 2 * w && ih >= 2 * h {
+        let (fx, fy) = (iw / w, ih / h);
+        let boxed = (iw.div_ceil(fx), ih.div_ceil(fy));
+        passes.push(Pass {
+            step: Step::Box { fx, fy },
+            input: (iw, ih),
+            output: boxed,
+        });
+        if boxed != (w, h) {
+            plan_into(passes, boxed, (w, h), filter);
         }
-        return resize(&boxed, w, h, filter);
+        return;
     }
-    match filter {
-        Filter::Nearest => nearest(r, w, h),
-        Filter::Bilinear => bilinear(r, w, h),
-        Filter::Area => area(r, w, h),
+    let step = match filter {
+        Filter::Nearest => Step::Nearest,
+        Filter::Bilinear => Step::Bilinear,
+        Filter::Area => Step::Area,
+    };
+    passes.push(Pass {
+        step,
+        input: (iw, ih),
+        output: (w, h),
+    });
+}
+
+/// Source row of output row `j` in nearest-neighbour sampling.
+fn nearest_row(ih: usize, h: usize, j: usize) -> usize {
+    (((j as f64) * (ih as f64 / h as f64)) as usize).min(ih - 1)
+}
+
+/// First source row, blend weight (1/128 steps) and second source row of output row
+/// `j` in bilinear sampling.
+fn bilinear_row(ih: usize, h: usize, j: usize) -> (usize, u16, usize) {
+    let y = j as f64 * (ih as f64 / h as f64);
+    let y0 = (y.floor() as usize).min(ih - 1);
+    let d = ((y - y0 as f64) * 128.0).round() as u16;
+    (y0, d, (y0 + 1).min(ih - 1))
+}
+
+impl Pass {
+    /// The input rows that output rows `out` are made from.
+    pub fn input_rows(&self, out: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let ((_, ih), (_, h)) = (self.input, self.output);
+        if out.is_empty() {
+            return 0..0;
+        }
+        let last = out.end - 1;
+        match self.step {
+            Step::Copy => out,
+            Step::Box { fy, .. } => out.start * fy..(out.end * fy).min(ih),
+            Step::Nearest => nearest_row(ih, h, out.start)..nearest_row(ih, h, last) + 1,
+            Step::Bilinear => bilinear_row(ih, h, out.start).0..bilinear_row(ih, h, last).2 + 1,
+            Step::Area => {
+                let (ys, _) = area_weights(ih, h);
+                ys[out.start].0..ys[last].0 + ys[last].1.len()
+            }
+        }
+    }
+
+    /// Output rows `out`, from `band`: the input rows `first..first + band.height`,
+    /// `r` resized by `step` to `w×h` in one go.
+    fn whole(step: Step, r: &Raster, w: u32, h: u32) -> Raster {
+        Pass {
+            step,
+            input: (r.width as usize, r.height as usize),
+            output: (w as usize, h as usize),
+        }
+        .run(r, 0, 0..h as usize)
+    }
+
+    /// which must cover [`Pass::input_rows`] of `out`.
+    pub fn run(&self, band: &Raster, first: usize, out: std::ops::Range<usize>) -> Raster {
+        let (w, h) = (self.output.0 as u32, out.len() as u32);
+        let data = match self.step {
+            Step::Copy => {
+                let row = band.width as usize * band.channels as usize;
+                band.data[(out.start - first) * row..(out.end - first) * row].to_vec()
+            }
+            Step::Box { fx, fy } => box_rows(band, first, self.input.1, (fx, fy), out),
+            Step::Nearest => nearest_rows(band, first, self.input.1, self.output, out),
+            Step::Bilinear => bilinear_rows(band, first, self.input.1, self.output, out),
+            Step::Area => area_rows(band, first, self.input.1, self.output, out),
+        };
+        Raster {
+            width: w,
+            height: h,
+            channels: band.channels,
+            data,
+        }
     }
 }
 
@@ -74,19 +208,37 @@ fn area_weights(inp: usize, out: usize) -> (Vec<(usize, std::ops::Range<usize>)>
 /// first (whole rows at a time, a 16-bit loop the compiler vectorises) into
 /// intermediates with 8 fraction bits, then rows, on the already reduced height.
 pub fn area(r: &Raster, w: u32, h: u32) -> Raster {
+    Pass::whole(Step::Area, r, w, h)
+}
+
+/// Output rows `out` of an area reduction of an `ih`-row image to `(w, h)`, from the
+/// input rows `first..` held in `band`.
+fn area_rows(
+    band: &Raster,
+    first: usize,
+    ih: usize,
+    (w, h): (usize, usize),
+    out: std::ops::Range<usize>,
+) -> Vec<u8> {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { area_avx2(r, w, h) };
+        return unsafe { area_avx2(band, first, ih, (w, h), out) };
     }
-    area_impl(r, w, h)
+    area_impl(band, first, ih, (w, h), out)
 }
 
-/// [`area`] compiled for AVX2: the 16-bit vertical pass runs twice as wide.
+/// [`area_rows`] compiled for AVX2: the 16-bit vertical pass runs twice as wide.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn area_avx2(r: &Raster, w: u32, h: u32) -> Raster {
-    area_impl(r, w, h)
+unsafe fn area_avx2(
+    band: &Raster,
+    first: usize,
+    ih: usize,
+    size: (usize, usize),
+    out: std::ops::Range<usize>,
+) -> Vec<u8> {
+    area_impl(band, first, ih, size, out)
 }
 
 /// Reduces one intermediate row (8 fraction bits) to one output row.
@@ -335,9 +487,15 @@ fn row_pass_any(c: usize, xs: Vec<(usize, std::ops::Range<usize>)>, xw: Vec<u32>
 }
 
 #[inline(always)]
-fn area_impl(r: &Raster, w: u32, h: u32) -> Raster {
+fn area_impl(
+    r: &Raster,
+    origin: usize,
+    ih: usize,
+    (ow, oh): (usize, usize),
+    out: std::ops::Range<usize>,
+) -> Vec<u8> {
     let c = r.channels as usize;
-    let (iw, ih, ow, oh) = (r.width as usize, r.height as usize, w as usize, h as usize);
+    let iw = r.width as usize;
     let (xs, xw) = area_weights(iw, ow);
     let (ys, yw) = area_weights(ih, oh);
     let row_len = iw * c;
@@ -356,10 +514,11 @@ fn area_impl(r: &Raster, w: u32, h: u32) -> Raster {
         _ => None,
     }
     .unwrap_or_else(|| row_pass_any(c, xs, xw));
-    let mut data = vec![0u8; ow * oh * c];
-    for ((first, span), out) in ys.iter().zip(data.chunks_exact_mut(ow * c)) {
+    let mut data = vec![0u8; ow * out.len() * c];
+    for ((first, span), out) in ys[out].iter().zip(data.chunks_exact_mut(ow * c)) {
         for (t, &wt) in yw[span.clone()].iter().enumerate() {
-            let src = &r.data[(first + t) * row_len..(first + t + 1) * row_len];
+            let y = first + t - origin;
+            let src = &r.data[y * row_len..(y + 1) * row_len];
             let wt = wt as u16;
             // The first row sets the sums (the padding past `row_len` stays zero);
             // weights of a span sum to 256, so the sums stay below 65 536.
@@ -375,44 +534,52 @@ fn area_impl(r: &Raster, w: u32, h: u32) -> Raster {
         }
         horizontal(&mid, out);
     }
-    Raster {
-        width: w,
-        height: h,
-        channels: r.channels,
-        data,
-    }
+    data
 }
 
 /// Output `(i,j)` ← input `(floor(i·sx), floor(j·sy))`.
 pub fn nearest(r: &Raster, w: u32, h: u32) -> Raster {
+    Pass::whole(Step::Nearest, r, w, h)
+}
+
+fn nearest_rows(
+    r: &Raster,
+    first: usize,
+    ih: usize,
+    (w, h): (usize, usize),
+    out: std::ops::Range<usize>,
+) -> Vec<u8> {
     let c = r.channels as usize;
     let sx = r.width as f64 / w as f64;
-    let sy = r.height as f64 / h as f64;
     let xs: Vec<usize> = (0..w)
         .map(|i| ((i as f64 * sx) as usize).min(r.width as usize - 1) * c)
         .collect();
-    let mut data = Vec::with_capacity(w as usize * h as usize * c);
-    for j in 0..h {
-        let y = ((j as f64 * sy) as usize).min(r.height as usize - 1);
+    let mut data = Vec::with_capacity(w * out.len() * c);
+    for j in out {
+        let y = nearest_row(ih, h, j) - first;
         let row = &r.data[y * r.width as usize * c..];
         for &x in &xs {
             data.extend_from_slice(&row[x..x + c]);
         }
     }
-    Raster {
-        width: w,
-        height: h,
-        channels: r.channels,
-        data,
-    }
+    data
 }
 
 /// iipsrv's bilinear interpolation with `x0+1` and `y0+1` clamped to the last column/row.
 pub fn bilinear(r: &Raster, w: u32, h: u32) -> Raster {
+    Pass::whole(Step::Bilinear, r, w, h)
+}
+
+fn bilinear_rows(
+    r: &Raster,
+    first: usize,
+    ih: usize,
+    (w, h): (usize, usize),
+    out: std::ops::Range<usize>,
+) -> Vec<u8> {
     let c = r.channels as usize;
-    let (iw, ih) = (r.width as usize, r.height as usize);
+    let iw = r.width as usize;
     let sx = iw as f64 / w as f64;
-    let sy = ih as f64 / h as f64;
     // Per-column source indices and weights (fixed point, 1/128 steps: at most one level
     // away from the float formula), computed once.
     let cols: Vec<(usize, usize, u32, u32)> = (0..w)
@@ -423,24 +590,17 @@ pub fn bilinear(r: &Raster, w: u32, h: u32) -> Raster {
             (x0 * c, (x0 + 1).min(iw - 1) * c, 128 - b, b)
         })
         .collect();
-    let mut data = vec![0u8; w as usize * h as usize * c];
+    let mut data = vec![0u8; w * out.len() * c];
     if data.is_empty() {
-        return Raster {
-            width: w,
-            height: h,
-            channels: r.channels,
-            data,
-        };
+        return data;
     }
     // Separable: each output row first blends its two source rows vertically (a straight
     // vector loop over u16), then takes two taps per sample from that blend. The integer
     // result is the same as the four-tap formula: nothing is rounded in between.
     let mut blend = vec![0u16; iw * c];
-    for (j, out) in data.chunks_exact_mut(w as usize * c).enumerate() {
-        let y = j as f64 * sy;
-        let y0 = (y.floor() as usize).min(ih - 1);
-        let y1 = (y0 + 1).min(ih - 1);
-        let d = ((y - y0 as f64) * 128.0).round() as u16;
+    for (j, out) in out.zip(data.chunks_exact_mut(w * c)) {
+        let (y0, d, y1) = bilinear_row(ih, h, j);
+        let (y0, y1) = (y0 - first, y1 - first);
         let cw = 128 - d;
         let top = &r.data[y0 * iw * c..(y0 + 1) * iw * c];
         let bottom = &r.data[y1 * iw * c..(y1 + 1) * iw * c];
@@ -471,26 +631,37 @@ pub fn bilinear(r: &Raster, w: u32, h: u32) -> Raster {
             }
         }
     }
-    Raster {
-        width: w,
-        height: h,
-        channels: r.channels,
-        data,
-    }
+    data
 }
 
 /// Averages `fx×fy` blocks (edge blocks average what they cover).
 pub fn box_reduce(r: &Raster, fx: u32, fy: u32) -> Raster {
-    let c = r.channels as usize;
     let (iw, ih) = (r.width as usize, r.height as usize);
     let (fx, fy) = (fx.max(1) as usize, fy.max(1) as usize);
-    let (ow, oh) = (iw.div_ceil(fx), ih.div_ceil(fy));
+    Pass {
+        step: Step::Box { fx, fy },
+        input: (iw, ih),
+        output: (iw.div_ceil(fx), ih.div_ceil(fy)),
+    }
+    .run(r, 0, 0..ih.div_ceil(fy))
+}
+
+fn box_rows(
+    r: &Raster,
+    first: usize,
+    ih: usize,
+    (fx, fy): (usize, usize),
+    out: std::ops::Range<usize>,
+) -> Vec<u8> {
+    let c = r.channels as usize;
+    let iw = r.width as usize;
+    let ow = iw.div_ceil(fx);
     let mut sums = vec![0u32; ow * c];
-    let mut data = Vec::with_capacity(ow * oh * c);
-    for oy in 0..oh {
+    let mut data = Vec::with_capacity(ow * out.len() * c);
+    for oy in out {
         sums.iter_mut().for_each(|s| *s = 0);
         let (y0, y1) = (oy * fy, ((oy + 1) * fy).min(ih));
-        for y in y0..y1 {
+        for y in y0 - first..y1 - first {
             let row = &r.data[y * iw * c..(y + 1) * iw * c];
             // One block of fx pixels per output column; no per-pixel division.
             for (block, s) in row.chunks(fx * c).zip(sums.chunks_exact_mut(c)) {
@@ -524,12 +695,7 @@ pub fn box_reduce(r: &Raster, fx: u32, fy: u32) -> Raster {
             data.extend(s.iter().map(|&v| ((v + n / 2) / n) as u8));
         }
     }
-    Raster {
-        width: ow as u32,
-        height: oh as u32,
-        channels: r.channels,
-        data,
-    }
+    data
 }
 
 #[cfg(test)]

@@ -235,6 +235,7 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
     }
     // A fault left over from an earlier request was answered there.
     crate::image::guard::take_fault();
+    crate::budget::start(cfg.max_render_time);
     let mut response = iip::run(ctx, &http);
     if crate::image::guard::take_fault() {
         // The file shrank under its map while it was read (replaced in place): what was

@@ -90,13 +90,22 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tessera")
 }
 
-/// A free loopback port (bound then released; the kernel does not hand it out again at once).
+/// A free loopback port below Linux's ephemeral range (32768–60999), so no
+/// outgoing client connection of a concurrently running test can take it
+/// between this check and the server's `bind()`. Ports are handed out from a
+/// per-process sequence so two tests in one binary never get the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % 97) * 120;
+    for _ in 0..12_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (20_000 + (offset + n) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
 }
 
 impl Server {
@@ -113,12 +122,33 @@ impl Server {
     }
 
     pub fn start_at(addr: Addr, env: &[(&str, &str)], workers: usize, dir: TempDir) -> Server {
+        Self::start_with(addr, &[], env, workers, dir)
+    }
+
+    /// [`Server::start`] with its `/metrics` endpoint on a free loopback port, returned.
+    pub fn start_metered(env: &[(&str, &str)], workers: usize) -> (Server, u16) {
+        let dir = TempDir::new("srv");
+        let sock = dir.0.join("fcgi.sock");
+        let mport = free_port();
+        let m = format!("127.0.0.1:{mport}");
+        let s = Self::start_with(Addr::Unix(sock), &["--metrics", &m], env, workers, dir);
+        (s, mport)
+    }
+
+    fn start_with(
+        addr: Addr,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        workers: usize,
+        dir: TempDir,
+    ) -> Server {
         let bind = match &addr {
             Addr::Unix(p) => p.display().to_string(),
             Addr::Tcp(port) => format!("127.0.0.1:{port}"),
         };
         let mut cmd = Command::new(bin());
         cmd.args(["--bind", &bind, "--workers", &workers.to_string()])
+            .args(extra)
             .env("FILESYSTEM_PREFIX", format!("{}/", fixtures().display()))
             .env("LOGFILE", dir.0.join("server.log"))
             .env("VERBOSITY", "2")
@@ -363,6 +393,27 @@ pub fn png_decode(bytes: &[u8]) -> (u32, u32, png::ColorType, Vec<u8>) {
     let info = r.next_frame(&mut buf).unwrap();
     buf.truncate(info.buffer_size());
     (info.width, info.height, info.color_type, buf)
+}
+
+/// The value of metric `name` (a full name, labels included) in `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in metrics"))
+}
+
+/// The supervisor's `/metrics` text, from its endpoint on loopback `port`.
+pub fn metrics(port: u16) -> String {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut s = String::new();
+    c.read_to_string(&mut s).unwrap();
+    s
 }
 
 /// A server in built-in HTTP mode (`--http`) on a free loopback port, 2 workers,

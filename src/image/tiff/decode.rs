@@ -97,7 +97,9 @@ fn inflate(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
             let (src_ptr, out_ptr) = (src.as_ptr().cast(), out.as_mut_ptr().cast());
             let mut r =
                 libdeflate_zlib_decompress(d, src_ptr, src.len(), out_ptr, expected, &mut n);
-            if r != libdeflate_result_LIBDEFLATE_SUCCESS {
+            // Not a zlib stream: perhaps a raw one (a zlib stream that only outgrows
+            // the tile keeps that error).
+            if r == libdeflate_result_LIBDEFLATE_BAD_DATA {
                 r = libdeflate_deflate_decompress(d, src_ptr, src.len(), out_ptr, expected, &mut n);
             }
             // Only a complete stream counts: after an error (or a stream longer than the
@@ -402,6 +404,40 @@ pub fn words32(
     v
 }
 
+/// Whether the JPEG `bytes` is one a client can be handed as the tile: its frame is
+/// exactly `tile` with `components` components and it passes
+/// [`crate::turbo::check_scans`], as a decode here would require.
+pub fn jpeg_passable(bytes: &[u8], tile: (u32, u32), components: u16) -> bool {
+    let mut i = 2;
+    if bytes.len() < 4 || bytes[..2] != [0xFF, 0xD8] {
+        return false;
+    }
+    let frame = loop {
+        let Some(&[0xFF, m, hi, lo]) = bytes.get(i..i + 4) else {
+            return false;
+        };
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        let Some(seg) = bytes.get(i + 4..i + 2 + len) else {
+            return false;
+        };
+        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
+        if (0xC0..=0xCF).contains(&m) && !matches!(m, 0xC4 | 0xC8 | 0xCC) {
+            break seg;
+        }
+        if m == 0xDA || len < 2 {
+            return false;
+        }
+        i += 2 + len;
+    };
+    let [_, h0, h1, w0, w1, n, ..] = *frame else {
+        return false;
+    };
+    let (w, h) = (u16::from_be_bytes([w0, w1]), u16::from_be_bytes([h0, h1]));
+    (u32::from(w), u32::from(h)) == tile
+        && u16::from(n) == components
+        && crate::turbo::check_scans(&bytes[i..], u64::from(w) * u64::from(h)).is_ok()
+}
+
 /// Decodes a JPEG tile to interleaved 8-bit samples of `channels` (1 or 3), returning
 /// its width and height. YCbCr data comes out as RGB. A frame larger than `tile` (the
 /// tile size the TIFF declares) is refused before anything is allocated for it.
@@ -455,6 +491,8 @@ pub fn jpeg_part(
             return Err(err(format!("JPEG tile of {jw}x{jh}")));
         }
         let (jw, jh) = (jw as usize, jh as usize);
+        crate::turbo::check_scans(bitstream, (jw * jh) as u64)
+            .map_err(|e| err(format!("JPEG: {e}")))?;
         // The tile's own header must not promise more than the container's tile size:
         // a tile declaring 65500x65500 would otherwise be decoded into 12 GB.
         if jw > tile.0 || jh > tile.1 {
@@ -546,6 +584,22 @@ mod tests {
         assert!(e.contains("65500x65500") && e.contains("256x256"), "{e}");
         let e = jpeg_part(&j, 3, (256, 256), Some((0, 0, 16, 16))).unwrap_err();
         assert!(e.to_string().contains("65500x65500"), "{e}");
+    }
+
+    #[test]
+    fn only_tiles_a_decode_would_accept_are_passed_through() {
+        let j = test_jpeg(true);
+        assert!(jpeg_passable(&j, (256, 256), 3));
+        assert!(!jpeg_passable(&j, (256, 256), 1), "component count");
+        assert!(
+            !jpeg_passable(&j, (512, 256), 3),
+            "frame smaller than the tile"
+        );
+        assert!(!jpeg_passable(&repeat_last_scan(&j, 600), (256, 256), 3));
+        assert!(
+            !jpeg_passable(b"\xff\xd8\xff\xe0\x00", (256, 256), 3),
+            "cut header"
+        );
     }
 
     #[test]

@@ -570,7 +570,9 @@ impl Image for TiffImage {
             return Ok(None);
         }
         let bytes = self.jpeg_bitstream(d, t)?;
-        if bytes.len() < 4 || bytes[..2] != [0xFF, 0xD8] {
+        // A frame that disagrees with the directory is decoded, and so refused, here
+        // rather than handed to a client's decoder.
+        if !decode::jpeg_passable(&bytes, (level.tile_width, level.tile_height), d.samples) {
             return Ok(None);
         }
         Ok(Some(EncodedTile {

@@ -1,5 +1,8 @@
 //! Turns a request model into a response: tile cache lookup, source read,
-//! pipeline and encoder, in that order.
+//! pipeline and encoder, in that order. Tiles here; region exports in [`region`].
+
+mod region;
+pub use region::{assemble, region, region_at_level, stem, MAX_REGION_PIXELS};
 
 use crate::config::Config;
 use crate::encode::embed::{embed, Density, DensityUnit, Embed};
@@ -38,10 +41,17 @@ pub fn quality_for(cfg: &Config, format: Format, requested: Option<i32>) -> i32 
 fn image_error(cfg: &Config, client: &str, e: &ImageError) -> Response {
     let status = match e {
         ImageError::Decode(_) => 500,
+        ImageError::OverBudget(_) => 400,
+        ImageError::OutOfTime | ImageError::OutOfMemory(_) => 503,
         _ => 404,
     };
     log::error!("{client}: {e}");
-    Response::text_error(cfg, status, &format!("{client}: {e}"))
+    let mut r = Response::text_error(cfg, status, &format!("{client}: {e}"));
+    if status == 503 {
+        // Another try may well succeed once the server is less busy.
+        r.headers.push(("Retry-After".into(), "5".into()));
+    }
+    r
 }
 
 /// This worker's watermark, loaded from `WATERMARK` on first use (a worker process
@@ -95,6 +105,19 @@ fn apply_watermark(cfg: &Config, raster: &mut Raster, block: u32) {
     }
 }
 
+/// `opened` as `view` sees it (stack page, sequence file, quality layers), or the error
+/// response when that view cannot be read.
+fn viewed<'a>(
+    cfg: &Config,
+    opened: &'a Opened,
+    client: &str,
+    view: &View,
+) -> Result<std::borrow::Cow<'a, Opened>, Response> {
+    opened
+        .for_view((view.xangle, view.yangle), layer_view(cfg, view))
+        .map_err(|e| image_error(cfg, client, &e))
+}
+
 /// The quality-layer view value from `LYR` and `MAX_LAYERS` (images.md §4).
 fn layer_view(cfg: &Config, view: &View) -> i32 {
     let (lyr, m) = (view.layers, cfg.max_layers);
@@ -120,9 +143,9 @@ pub fn tile(
     req: TileRequest,
     view: &View,
 ) -> Response {
-    let opened = match opened.for_view((view.xangle, view.yangle), layer_view(cfg, view)) {
+    let opened = match viewed(cfg, opened, client, view) {
         Ok(o) => o,
-        Err(e) => return image_error(cfg, client, &e),
+        Err(r) => return r,
     };
     let opened = &*opened;
     let info = opened.image.info();
@@ -300,7 +323,10 @@ fn block_bytes(
             if u != t && cache.contains(key_of(u)) {
                 continue;
             }
-            let mut part = pipeline::blank_like(&decoded, uw, uh);
+            let Some(mut part) = pipeline::blank_like(&decoded, uw, uh) else {
+                let e = ImageError::OutOfMemory(uw as usize * uh as usize);
+                return Err(image_error(cfg, client, &e));
+            };
             pipeline::blit_tile(
                 &mut part,
                 (0, 0),
@@ -475,235 +501,4 @@ fn encode_bytes(
             log::error!("{client}: {e}");
             Response::text_error(cfg, 500, &e.to_string())
         })
-}
-
-/// Most pixels one region export may assemble at its source level.
-pub const MAX_REGION_PIXELS: u64 = 64 << 20;
-
-/// Picks the smallest level whose part of the region covers the output
-/// (processing.md §3.1) and returns `(k, left, top, width, height)` at that level.
-pub fn region_at_level(
-    info: &crate::image::ImageInfo,
-    region: [f64; 4],
-    ow: u32,
-    oh: u32,
-) -> (u32, u32, u32, u32, u32) {
-    let (fw, fh) = (info.width() as f64, info.height() as f64);
-    let n = info.num_levels();
-    let eps = f32::EPSILON as f64;
-    let mut chosen = 0;
-    for k in (0..n).rev() {
-        let l = &info.levels[k as usize];
-        let s = (1u64 << k.min(62)) as f64;
-        let sw = if region[2] >= 1.0 {
-            l.width as f64
-        } else {
-            (fw * region[2] / s + eps).floor()
-        };
-        let sh = if region[3] >= 1.0 {
-            l.height as f64
-        } else {
-            (fh * region[3] / s + eps).floor()
-        };
-        if sw >= ow as f64 && sh >= oh as f64 {
-            chosen = k;
-            break;
-        }
-    }
-    let l = &info.levels[chosen as usize];
-    let s = (1u64 << chosen.min(62)) as f64;
-    let place = |frac_pos: f64, frac_len: f64, full: f64, size: u32| -> (u32, u32) {
-        let start = ((full * frac_pos / s).round() as u32).min(size.saturating_sub(1));
-        let mut len = (full * frac_len / s).round() as u32;
-        if start + len > size {
-            len = size - start;
-        }
-        (start, len.max(1))
-    };
-    let (left, width) = place(region[0], region[2], fw, l.width);
-    let (top, height) = place(region[1], region[3], fh, l.height);
-    (chosen, left, top, width, height)
-}
-
-/// Reads a rectangle of level `k`, at native depth: one window decode where the format
-/// has it, else from the tiles that intersect it.
-pub fn assemble(
-    opened: &Opened,
-    k: u32,
-    (left, top, width, height): (u32, u32, u32, u32),
-) -> Result<Tile, ImageError> {
-    if let Some(r) = opened.image.decode_region(k, (left, top, width, height)) {
-        return r;
-    }
-    let level = &opened.image.info().levels[k as usize];
-    let (tw, th) = (level.tile_width, level.tile_height);
-    let mut out: Option<Tile> = None;
-    for ty in top / th..=(top + height - 1) / th {
-        for tx in left / tw..=(left + width - 1) / tw {
-            let t = ty * level.columns() + tx;
-            let (x0, y0) = (tx * tw, ty * th);
-            // The part of this tile inside the rectangle, in tile coordinates.
-            let (sx, sy) = (left.max(x0) - x0, top.max(y0) - y0);
-            let ex = (left + width).min(x0 + tw).min(level.width) - x0;
-            let ey = (top + height).min(y0 + th).min(level.height) - y0;
-            let (tile, (ox, oy)) = opened.image.decode_tile_part(
-                k,
-                t,
-                (sx, sy, ex.saturating_sub(sx), ey.saturating_sub(sy)),
-            )?;
-            let dst = out.get_or_insert_with(|| pipeline::blank_like(&tile, width, height));
-            let (dx, dy) = (x0 + sx - left, y0 + sy - top);
-            if ox > sx
-                || oy > sy
-                || !pipeline::blit_tile(dst, (dx, dy), &tile, (sx - ox, sy - oy, ex - sx, ey - sy))
-            {
-                return Err(ImageError::Decode(format!(
-                    "tile {t} decoded unlike its neighbours (depth, channels or extent)"
-                )));
-            }
-        }
-    }
-    out.ok_or_else(|| ImageError::Decode("empty region".into()))
-}
-
-/// `<stem>` of a client path: after the last `/`, before the last `.`.
-pub fn stem(client: &str) -> &str {
-    let name = client.rsplit('/').next().unwrap_or(client);
-    match name.rfind('.') {
-        Some(p) if p > 0 => &name[..p],
-        _ => name,
-    }
-}
-
-/// A region export through the region pipeline (processing.md §3).
-pub fn region(
-    cfg: &Config,
-    cache: Option<&shm::Cache>,
-    opened: &Opened,
-    client: &str,
-    req: &RegionRequest,
-    view: &View,
-) -> Response {
-    let opened = match opened.for_view((view.xangle, view.yangle), layer_view(cfg, view)) {
-        Ok(o) => o,
-        Err(e) => return image_error(cfg, client, &e),
-    };
-    let opened = &*opened;
-    let info = opened.image.info();
-    let (mut ow, mut oh) = (req.width.max(1), req.height.max(1));
-    let (k, left, top, width, height) = region_at_level(info, req.region, ow, oh);
-    if req.no_upscale && (ow > width || oh > height) {
-        let f = (width as f64 / ow as f64).min(height as f64 / oh as f64);
-        ow = ((ow as f64 * f).round() as u32).clamp(1, width);
-        oh = ((oh as f64 * f).round() as u32).clamp(1, height);
-    }
-    let pixels = width as u64 * height as u64;
-    let out_pixels = ow as u64 * oh as u64;
-    if pixels > MAX_REGION_PIXELS || out_pixels > MAX_REGION_PIXELS {
-        return Response::text_error(
-            cfg,
-            400,
-            &format!("Region too large: {width}x{height} source pixels for a {ow}x{oh} output (limit {MAX_REGION_PIXELS} pixels)"),
-        );
-    }
-    let disposition = format!(
-        "{}; filename=\"{}_{ow}x{oh}.{}\"",
-        if req.attachment {
-            "attachment"
-        } else {
-            "inline"
-        },
-        stem(client),
-        req.format.extension()
-    );
-    // Unprocessed exports (thumbnails above all) go through the shared cache too, keyed
-    // by everything that shapes their bytes.
-    let key = (cacheable(cfg, cache, view) && req.colour == Colour::AsIs).then(|| {
-        let mtime = mtime_nanos(opened);
-        let quality = quality_for(cfg, req.format, view.quality);
-        let codec = view.tiff_codec.unwrap_or(cfg.tiff_compression);
-        let region: Vec<u8> = req.region.iter().flat_map(|f| f.to_le_bytes()).collect();
-        shm::key(&[
-            b"region",
-            opened.path.as_os_str().as_encoded_bytes(),
-            &mtime.to_le_bytes(),
-            &region,
-            &ow.to_le_bytes(),
-            &oh.to_le_bytes(),
-            &[req.format as u8],
-            &quality.to_le_bytes(),
-            &codec.to_le_bytes(),
-            &layer_view(cfg, view).to_le_bytes(),
-            &view.xangle.to_le_bytes(),
-            &view.yangle.to_le_bytes(),
-        ])
-    });
-    if let (Some(c), Some(key)) = (cache, key) {
-        if let Some(bytes) = c.get(key) {
-            log::debug!("region cache hit: {client} {ow}x{oh}");
-            return Response::content(
-                cfg,
-                req.format.mime(),
-                bytes,
-                Some(opened.mtime),
-                Some(disposition),
-            );
-        }
-    }
-    let (tile, hist) = match assemble(opened, k, (left, top, width, height))
-        .and_then(|t| Ok((t, histogram_if_needed(opened, view)?)))
-    {
-        Ok(r) => r,
-        Err(e) => return image_error(cfg, client, &e),
-    };
-    let raster = to_raster(tile, opened, view, hist.as_ref());
-    let filter = match cfg.interpolation {
-        0 => Filter::Nearest,
-        1 => Filter::Bilinear,
-        _ => Filter::Area,
-    };
-    let raster = pipeline::resample::resize(&raster, ow, oh, filter);
-    let view = View {
-        colour: req.colour,
-        ..view.clone()
-    };
-    let mut raster = finish(raster, req.format, &view, hist.as_ref());
-    let l0 = &info.levels[0];
-    apply_watermark(cfg, &mut raster, 2 * l0.tile_width.max(l0.tile_height));
-    let full = &info.levels[0];
-    let meta = Embed {
-        icc: icc_for(cfg, info, raster.channels),
-        xmp: info.xmp.as_deref(),
-        exif: info.exif.as_deref(),
-        density: density(
-            info,
-            ow as f64 / (req.region[2] * full.width as f64),
-            oh as f64 / (req.region[3] * full.height as f64),
-        ),
-        text: Some(&info.metadata),
-    };
-    match encode_bytes(
-        cfg,
-        client,
-        &raster,
-        req.format,
-        (view.quality, view.tiff_codec),
-        &meta,
-    ) {
-        Ok(bytes) => {
-            if let (Some(c), Some(key)) = (cache, key) {
-                if c.put(key, &bytes) {
-                    log::debug!("region cache insert: {client} {ow}x{oh}");
-                }
-            }
-            Response::content(
-                cfg,
-                req.format.mime(),
-                bytes,
-                Some(opened.mtime),
-                Some(disposition),
-            )
-        }
-        Err(r) => r,
-    }
 }

@@ -42,3 +42,4 @@ export TESSERA_FIXTURES="$PWD/target/fixtures"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace --all-targets
+bash tests/fuzz-smoke.sh 60

@@ -1,9 +1,13 @@
 //! Fuzzes the JPEG2000 reader (OpenJPEG behind our memory-map stream): header
 //! parsing, tile and region decoding at every level must return or fail cleanly, and
-//! blocks of tiles decoded together must hold their tile inside the tile grid.
+//! blocks of tiles decoded together must hold their tile inside the tile grid, and
+//! exports of it (see `common/export.rs`) answer with a status.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/export.rs"]
+mod export;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(img) = tessera::image::open_bytes(data) {
@@ -25,5 +29,6 @@ fuzz_target!(|data: &[u8]| {
                 let _ = r;
             }
         }
+        export::exports(img);
     }
 });

@@ -1,9 +1,13 @@
 //! Fuzzes the TIFF directory walker and tile decoders: any byte string must open
 //! or fail with an error, and every tile of every level it claims must decode or
-//! fail with an error, within bounded memory.
+//! fail with an error, within bounded memory; exports of it (see `common/export.rs`)
+//! answer with a status.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/export.rs"]
+mod export;
 
 fuzz_target!(|data: &[u8]| {
     // Keep inputs TIFF-shaped so the walker, not format detection, gets the coverage.
@@ -23,5 +27,6 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
         }
+        export::exports(img);
     }
 });

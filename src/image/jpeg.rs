@@ -142,11 +142,7 @@ impl JpegImage {
 
 /// `n` zero bytes, or `OutOfMemory` when they cannot be had.
 fn zeroed(n: usize) -> Result<Vec<u8>, ImageError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)
-        .map_err(|_| ImageError::OutOfMemory(n))?;
-    v.resize(n, 0);
-    Ok(v)
+    crate::pipeline::zeroed(n).ok_or(ImageError::OutOfMemory(n))
 }
 
 impl Image for JpegImage {

@@ -35,8 +35,14 @@ impl Carry {
     }
 
     /// Appends rows that start at [`Carry::end`].
-    fn append(&mut self, more: Raster) {
+    fn append(&mut self, mut more: Raster) {
         if self.rows.height == 0 {
+            self.rows = more;
+        } else if self.rows.data.len() < more.data.len() {
+            // Usually a few rows kept and a new band: the few go in front of the band
+            // rather than the band after them, so a band is never copied whole.
+            more.data.splice(0..0, self.rows.data.drain(..));
+            more.height += self.rows.height;
             self.rows = more;
         } else {
             self.rows.data.extend_from_slice(&more.data);

@@ -112,23 +112,43 @@ fn blit_slice<T: Copy>(
     }
 }
 
+/// Sample types whose all-zero bytes are the value zero.
+pub trait Zeroable: Copy {}
+impl Zeroable for u8 {}
+impl Zeroable for u16 {}
+impl Zeroable for u32 {}
+impl Zeroable for f32 {}
+
+/// `n` zeros, or `None` when the memory cannot be had. Allocated zeroed, so a large
+/// buffer comes from the kernel already zero instead of being written twice (once with
+/// zeros, once with pixels).
+pub fn zeroed<T: Zeroable>(n: usize) -> Option<Vec<T>> {
+    let layout = std::alloc::Layout::array::<T>(n).ok()?;
+    if layout.size() == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: the layout is not empty; a null answer is checked.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: `p` was allocated by the global allocator with the layout of `n` values
+    // of `T` (as `Vec` allocates them), and all `n` are initialised: zero bytes are a
+    // valid `T` (`Zeroable`).
+    Some(unsafe { Vec::from_raw_parts(p, n, n) })
+}
+
 /// A blank tile of `w×h` with the sample type and channels of `like`; `None` when the
 /// memory for it cannot be had.
 pub fn blank_like(like: &Tile, w: u32, h: u32) -> Option<Tile> {
-    fn zeros<T: Clone>(n: usize, zero: T) -> Option<Vec<T>> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(n).ok()?;
-        v.resize(n, zero);
-        Some(v)
-    }
     let n = (w as usize)
         .checked_mul(h as usize)?
         .checked_mul(like.channels as usize)?;
     let data = match like.data {
-        Samples::U8(_) => Samples::U8(zeros(n, 0)?),
-        Samples::U16(_) => Samples::U16(zeros(n, 0)?),
-        Samples::U32(_) => Samples::U32(zeros(n, 0)?),
-        Samples::F32(_) => Samples::F32(zeros(n, 0.0)?),
+        Samples::U8(_) => Samples::U8(zeroed(n)?),
+        Samples::U16(_) => Samples::U16(zeroed(n)?),
+        Samples::U32(_) => Samples::U32(zeroed(n)?),
+        Samples::F32(_) => Samples::F32(zeroed(n)?),
     };
     Some(Tile {
         width: w,

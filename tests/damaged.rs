@@ -250,8 +250,9 @@ fn assert_unharmed(s: &Server, mport: u16, workers: &[i32]) {
         "a request panicked:\n{}",
         s.log()
     );
-    let panics = metric(&metrics(mport), "tessera_request_panics_total ");
-    assert_eq!(panics, 0.0);
+    let text = metrics(mport);
+    assert_eq!(metric(&text, "tessera_request_panics_total "), 0.0);
+    assert_eq!(metric(&text, "tessera_worker_restarts_total "), 0.0);
 }
 
 #[test]
@@ -377,6 +378,7 @@ fn a_file_truncated_while_served_fails_requests_not_workers() {
     let absorbed = s.log().matches("changed while it was read").count();
     let faults = metric(&metrics(mport), "tessera_image_file_faults_total ");
     assert_eq!(faults as usize, absorbed, "faults counted and logged");
+    assert_eq!(metric(&metrics(mport), "tessera_worker_restarts_total "), 0.0);
     assert_eq!(
         metric(&metrics(mport), "tessera_request_panics_total "),
         0.0

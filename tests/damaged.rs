@@ -378,7 +378,10 @@ fn a_file_truncated_while_served_fails_requests_not_workers() {
     let absorbed = s.log().matches("changed while it was read").count();
     let faults = metric(&metrics(mport), "tessera_image_file_faults_total ");
     assert_eq!(faults as usize, absorbed, "faults counted and logged");
-    assert_eq!(metric(&metrics(mport), "tessera_worker_restarts_total "), 0.0);
+    assert_eq!(
+        metric(&metrics(mport), "tessera_worker_restarts_total "),
+        0.0
+    );
     assert_eq!(
         metric(&metrics(mport), "tessera_request_panics_total "),
         0.0

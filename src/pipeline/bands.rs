@@ -82,26 +82,30 @@ pub fn resize<E>(
             },
         })
         .collect();
+    let last = passes.last().expect("a plan has passes");
     let mut data = Vec::new();
     let mut channels = 0;
     let band = band.max(1) as usize;
     let mut j = 0;
     while j < h as usize {
         let rows = j..(j + band).min(h as usize);
-        let out = pull(&passes, &mut carries, rows.clone(), &mut read)?;
+        feed(&passes, &mut carries, rows.clone(), &mut read)?;
+        let carry = carries.last().expect("one carry per pass");
         if j == 0 && rows.end == h as usize {
-            return Ok(out);
+            return Ok(last.run(&carry.rows, carry.first, rows));
         }
         if j == 0 {
-            // The channels are known once the first band is read.
-            channels = out.channels;
+            // The channels are known once the first band is read. Zeroed memory this
+            // large comes straight from the kernel, so it is not written twice.
+            channels = carry.rows.channels;
             let len = (w as usize)
                 .saturating_mul(h as usize)
                 .saturating_mul(channels as usize);
-            data.try_reserve_exact(len)
-                .map_err(|_| BandError::OutOfMemory(len))?;
+            data = super::zeroed(len).ok_or(BandError::OutOfMemory(len))?;
         }
-        data.extend_from_slice(&out.data);
+        let row = w as usize * channels as usize;
+        let dst = &mut data[rows.start * row..rows.end * row];
+        last.run_into(&carry.rows, carry.first, rows.clone(), dst);
         j = rows.end;
     }
     Ok(Raster {
@@ -120,9 +124,23 @@ fn pull<E>(
     rows: Range<usize>,
     read: &mut impl FnMut(usize, usize) -> Result<Raster, E>,
 ) -> Result<Raster, BandError<E>> {
+    feed(passes, carries, rows.clone(), read)?;
+    let (pass, carry) = (passes.last(), carries.last());
+    let (pass, carry) = (pass.expect("a plan has passes"), carry.expect("one carry"));
+    Ok(pass.run(&carry.rows, carry.first, rows))
+}
+
+/// Makes the last of `passes` hold (in its carry) the input rows that its output rows
+/// `rows` need, pulling them through the earlier passes (or from `read`, for the first).
+fn feed<E>(
+    passes: &[Pass],
+    carries: &mut [Carry],
+    rows: Range<usize>,
+    read: &mut impl FnMut(usize, usize) -> Result<Raster, E>,
+) -> Result<(), BandError<E>> {
     let (pass, earlier) = passes.split_last().expect("a plan has passes");
     let (carry, below) = carries.split_last_mut().expect("one carry per pass");
-    let need = pass.input_rows(rows.clone());
+    let need = pass.input_rows(rows);
     carry.drop_before(need.start);
     if carry.end() < need.end {
         let from = carry.end().max(need.start);
@@ -133,7 +151,7 @@ fn pull<E>(
         };
         carry.append(more);
     }
-    Ok(pass.run(&carry.rows, carry.first, rows))
+    Ok(())
 }
 
 #[cfg(test)]

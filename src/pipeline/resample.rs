@@ -140,7 +140,6 @@ impl Pass {
         }
     }
 
-    /// Output rows `out`, from `band`: the input rows `first..first + band.height`,
     /// `r` resized by `step` to `w×h` in one go.
     fn whole(step: Step, r: &Raster, w: u32, h: u32) -> Raster {
         Pass {
@@ -151,24 +150,43 @@ impl Pass {
         .run(r, 0, 0..h as usize)
     }
 
+    /// Output rows `out`, from `band`: the input rows `first..first + band.height`,
     /// which must cover [`Pass::input_rows`] of `out`.
     pub fn run(&self, band: &Raster, first: usize, out: std::ops::Range<usize>) -> Raster {
         let (w, h) = (self.output.0 as u32, out.len() as u32);
-        let data = match self.step {
-            Step::Copy => {
-                let row = band.width as usize * band.channels as usize;
-                band.data[(out.start - first) * row..(out.end - first) * row].to_vec()
-            }
-            Step::Box { fx, fy } => box_rows(band, first, self.input.1, (fx, fy), out),
-            Step::Nearest => nearest_rows(band, first, self.input.1, self.output, out),
-            Step::Bilinear => bilinear_rows(band, first, self.input.1, self.output, out),
-            Step::Area => area_rows(band, first, self.input.1, self.output, out),
-        };
+        let len = w as usize * h as usize * band.channels as usize;
+        let mut data = vec![0u8; len];
+        self.run_into(band, first, out, &mut data);
         Raster {
             width: w,
             height: h,
             channels: band.channels,
             data,
+        }
+    }
+
+    /// [`Pass::run`] into `dst`, which holds exactly the output rows `out`: a banded
+    /// resize writes each band's rows straight into the finished image.
+    pub fn run_into(
+        &self,
+        band: &Raster,
+        first: usize,
+        out: std::ops::Range<usize>,
+        dst: &mut [u8],
+    ) {
+        let copy = |dst: &mut [u8], rows: Vec<u8>| dst.copy_from_slice(&rows);
+        match self.step {
+            Step::Copy => {
+                let row = band.width as usize * band.channels as usize;
+                dst.copy_from_slice(&band.data[(out.start - first) * row..(out.end - first) * row]);
+            }
+            Step::Box { fx, fy } => copy(dst, box_rows(band, first, self.input.1, (fx, fy), out)),
+            Step::Nearest => copy(
+                dst,
+                nearest_rows(band, first, self.input.1, self.output, out),
+            ),
+            Step::Bilinear => bilinear_rows(band, first, self.input.1, self.output, out, dst),
+            Step::Area => area_rows(band, first, self.input.1, self.output, out, dst),
         }
     }
 }
@@ -219,13 +237,14 @@ fn area_rows(
     ih: usize,
     (w, h): (usize, usize),
     out: std::ops::Range<usize>,
-) -> Vec<u8> {
+    dst: &mut [u8],
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { area_avx2(band, first, ih, (w, h), out) };
+        return unsafe { area_avx2(band, first, ih, (w, h), out, dst) };
     }
-    area_impl(band, first, ih, (w, h), out)
+    area_impl(band, first, ih, (w, h), out, dst)
 }
 
 /// [`area_rows`] compiled for AVX2: the 16-bit vertical pass runs twice as wide.
@@ -237,8 +256,9 @@ unsafe fn area_avx2(
     ih: usize,
     size: (usize, usize),
     out: std::ops::Range<usize>,
-) -> Vec<u8> {
-    area_impl(band, first, ih, size, out)
+    dst: &mut [u8],
+) {
+    area_impl(band, first, ih, size, out, dst)
 }
 
 /// Reduces one intermediate row (8 fraction bits) to one output row.
@@ -493,7 +513,8 @@ fn area_impl(
     ih: usize,
     (ow, oh): (usize, usize),
     out: std::ops::Range<usize>,
-) -> Vec<u8> {
+    data: &mut [u8],
+) {
     let c = r.channels as usize;
     let iw = r.width as usize;
     let (xs, xw) = area_weights(iw, ow);
@@ -514,7 +535,6 @@ fn area_impl(
         _ => None,
     }
     .unwrap_or_else(|| row_pass_any(c, xs, xw));
-    let mut data = vec![0u8; ow * out.len() * c];
     for ((first, span), out) in ys[out].iter().zip(data.chunks_exact_mut(ow * c)) {
         for (t, &wt) in yw[span.clone()].iter().enumerate() {
             let y = first + t - origin;
@@ -534,7 +554,6 @@ fn area_impl(
         }
         horizontal(&mid, out);
     }
-    data
 }
 
 /// Output `(i,j)` ← input `(floor(i·sx), floor(j·sy))`.
@@ -576,7 +595,8 @@ fn bilinear_rows(
     ih: usize,
     (w, h): (usize, usize),
     out: std::ops::Range<usize>,
-) -> Vec<u8> {
+    data: &mut [u8],
+) {
     let c = r.channels as usize;
     let iw = r.width as usize;
     let sx = iw as f64 / w as f64;
@@ -590,9 +610,8 @@ fn bilinear_rows(
             (x0 * c, (x0 + 1).min(iw - 1) * c, 128 - b, b)
         })
         .collect();
-    let mut data = vec![0u8; w * out.len() * c];
     if data.is_empty() {
-        return data;
+        return;
     }
     // Separable: each output row first blends its two source rows vertically (a straight
     // vector loop over u16), then takes two taps per sample from that blend. The integer
@@ -631,7 +650,6 @@ fn bilinear_rows(
             }
         }
     }
-    data
 }
 
 /// Averages `fx×fy` blocks (edge blocks average what they cover).

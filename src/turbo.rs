@@ -56,7 +56,16 @@ pub const SCAN_WORK: u64 = 1 << 28;
 /// refusal costs a pass over the bytes, not the decode that the scan limit would
 /// stop only after [`MAX_SCANS`] of them.
 pub fn check_scans(bytes: &[u8], pixels: u64) -> Result<(), String> {
-    let scans = memchr::memmem::find_iter(bytes, b"\xFF\xDA").count() as u64;
+    check_scan_count(count_scans(bytes), pixels)
+}
+
+/// The scans (SOS markers) of the JPEG `bytes`.
+pub fn count_scans(bytes: &[u8]) -> u64 {
+    memchr::memmem::find_iter(bytes, b"\xFF\xDA").count() as u64
+}
+
+/// [`check_scans`] for a JPEG of `pixels` whose scans are already counted.
+pub fn check_scan_count(scans: u64, pixels: u64) -> Result<(), String> {
     let allowed = (SCAN_WORK / pixels.max(1)).clamp(FREE_SCANS, MAX_SCANS as u64);
     if scans > allowed {
         return Err(format!(

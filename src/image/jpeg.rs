@@ -20,6 +20,8 @@ pub struct JpegImage {
     info: ImageInfo,
     /// Decoded levels, least recently used first, at most `KEEP_BYTES` in all.
     kept: Mutex<Vec<DecodedLevel>>,
+    /// The file's scans, counted on the first decode ([`crate::turbo::check_scans`]).
+    scans: std::sync::OnceLock<u64>,
 }
 
 fn err(e: impl std::fmt::Display) -> ImageError {
@@ -70,6 +72,7 @@ impl JpegImage {
             map,
             info,
             kept: Mutex::new(Vec::new()),
+            scans: std::sync::OnceLock::new(),
         })
     }
 
@@ -98,7 +101,10 @@ impl JpegImage {
         // A progressive file may repeat scans by the thousand (see `turbo::MAX_SCANS`).
         d.set_scan_limit(crate::turbo::MAX_SCANS as u32)
             .map_err(err)?;
-        crate::turbo::check_scans(&self.map[..], head.width as u64 * head.height as u64)
+        let scans = *self
+            .scans
+            .get_or_init(|| crate::turbo::count_scans(&self.map[..]));
+        crate::turbo::check_scan_count(scans, head.width as u64 * head.height as u64)
             .map_err(err)?;
         let scaled = head.scaled(scale);
         let (sw, sh) = (scaled.width, scaled.height);

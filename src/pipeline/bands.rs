@@ -91,9 +91,6 @@ pub fn resize<E>(
         let rows = j..(j + band).min(h as usize);
         feed(&passes, &mut carries, rows.clone(), &mut read)?;
         let carry = carries.last().expect("one carry per pass");
-        if j == 0 && rows.end == h as usize {
-            return Ok(last.run(&carry.rows, carry.first, rows));
-        }
         if j == 0 {
             // The channels are known once the first band is read. Zeroed memory this
             // large comes straight from the kernel, so it is not written twice.
@@ -125,8 +122,8 @@ fn pull<E>(
     read: &mut impl FnMut(usize, usize) -> Result<Raster, E>,
 ) -> Result<Raster, BandError<E>> {
     feed(passes, carries, rows.clone(), read)?;
-    let (pass, carry) = (passes.last(), carries.last());
-    let (pass, carry) = (pass.expect("a plan has passes"), carry.expect("one carry"));
+    let carry = carries.last().expect("one carry per pass");
+    let pass = passes.last().expect("a plan has passes");
     Ok(pass.run(&carry.rows, carry.first, rows))
 }
 

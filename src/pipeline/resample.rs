@@ -20,15 +20,11 @@ pub enum Filter {
 pub fn resize(r: &Raster, w: u32, h: u32, filter: Filter) -> Raster {
     let mut passes = plan(r.width, r.height, w, h, filter).into_iter();
     let first = passes.next().expect("a plan has at least one pass");
-    let mut out = first.run(r, 0, 0..h_of(&first));
+    let mut out = first.run(r, 0, 0..first.output.1);
     for p in passes {
-        out = p.run(&out, 0, 0..h_of(&p));
+        out = p.run(&out, 0, 0..p.output.1);
     }
     out
-}
-
-fn h_of(p: &Pass) -> usize {
-    p.output.1
 }
 
 /// What one pass of a resize does.

@@ -271,3 +271,48 @@ fn escaped_line_breaks_stay_escaped_in_the_location() {
         Some("http://localhost/iiif/x%0D%0ASet-Cookie:%20a=b/info.json")
     );
 }
+
+#[test]
+fn base_url_ids_keep_the_encoding() {
+    let root = image_root();
+    let prefix = format!("{}/", root.0.display());
+    let base = "https://images.example.org/iiif/";
+    let s = Server::start(
+        &[
+            ("FILESYSTEM_PREFIX", &prefix),
+            ("URI_MAP", "iiif=>IIIF"),
+            ("BASE_URL", base),
+        ],
+        1,
+    );
+    let id = |r: Reply| -> String {
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["id"].as_str().unwrap_or_default().to_owned()
+    };
+    // In a query a `+` is a space: in the id, a path, it is written `%20`.
+    for (query, want) in [
+        ("IIIF=a+b.tif/info.json", "a%20b.tif"),
+        ("IIIF=a%2Bb.tif/info.json", "a%2Bb.tif"),
+        (
+            "IIIF=%C3%85sa+%C3%B8.tif/info.json",
+            "%C3%85sa%20%C3%B8.tif",
+        ),
+        ("IIIF=dir%252Fa.tif/info.json", "dir%252Fa.tif"),
+    ] {
+        assert_eq!(id(s.get(query)), format!("{base}{want}"), "{query}");
+    }
+    for (path, want) in [
+        ("/iiif/a+b.tif/info.json", "a+b.tif"),
+        ("/iiif/dir%2Fa.tif/info.json", "dir%2Fa.tif"),
+    ] {
+        assert_eq!(id(s.get_path(path)), format!("{base}{want}"), "{path}");
+    }
+    let r = s.get_path("/iiif/dir%2Fa.tif/full/max/0/default.jpg");
+    assert_eq!(r.status, 200);
+    let link = r.header("Link").unwrap_or_default();
+    assert!(
+        link.contains(&format!("<{base}dir%2Fa.tif/full/max/0/default.jpg>")),
+        "{link}"
+    );
+}

@@ -25,15 +25,16 @@ fn scheme(http: &HttpInfo) -> &'static str {
     }
 }
 
-/// The service id (iiif.md §4.3) for `identifier` (percent-encoded as sent, with any
-/// page delimiter). Built from what the client sent, not from its decoding, so that the
-/// id is a URL that names this image again (`dir%2Fa.tif`, `%C3%85sa%20%C3%B8.tif`).
+/// The service id (iiif.md §4.3) for `identifier` (with any page delimiter, encoded for
+/// a URL path by [`encoded_identifier`]). Built from what the client sent, not from its
+/// decoding, so that the id is a URL that names this image again (`dir%2Fa.tif`,
+/// `%C3%85sa%20%C3%B8.tif`).
 fn service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Result<String, Response> {
     if let Some(id) = &http.x_iiif_id {
         return Ok(id.clone());
     }
     if let Some(base) = &cfg.base_url {
-        return Ok(format!("{base}{}", uri_escape(identifier)));
+        return Ok(format!("{base}{identifier}"));
     }
     let Some(uri) = &http.request_uri else {
         return Err(Response::text_error(
@@ -42,7 +43,7 @@ fn service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Result<String,
             "IIIF: REQUEST_URI was not set in FastCGI request, so the ID parameter cannot be set",
         ));
     };
-    let path = uri_escape(uri.split('?').next().unwrap_or(""));
+    let path = uri_escape(uri.split('?').next().unwrap_or(""), Encoding::Path);
     let trimmed = path
         .strip_suffix("/info.json")
         .or_else(|| path.strip_suffix('/'))
@@ -60,17 +61,18 @@ fn names_image(cfg: &Config, identifier: &str) -> bool {
 }
 
 /// The identifier as the client wrote it in `raw` (the undecoded argument), without the
-/// last `segments` path segments. `decoded` is that identifier decoded once; it is used
-/// instead when an escaped `/` in the cut segments keeps the raw text from lining up.
-fn raw_identifier(raw: &str, segments: usize, decoded: &str, encoding: Encoding) -> String {
+/// last `segments` path segments, made fit for a URL path. `decoded` is that identifier
+/// decoded once; it is encoded instead when an escaped `/` in the cut segments keeps the
+/// raw text from lining up (every `%` escaped, so one decoding gives it back).
+fn encoded_identifier(raw: &str, segments: usize, decoded: &str, encoding: Encoding) -> String {
     let mut cut = raw;
     for _ in 0..segments {
         cut = cut.rfind('/').map_or("", |i| &cut[..i]);
     }
     if percent_decode(cut, encoding) == decoded {
-        cut.to_owned()
+        uri_escape(cut, encoding)
     } else {
-        uri_escape(decoded)
+        uri_escape(&decoded.replace('%', "%25"), Encoding::Path)
     }
 }
 
@@ -233,7 +235,11 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     // identifier behind a front end that decodes or re-encodes (`%252F`) still arrives.
     let arg = percent_decode(raw, http.encoding());
     if !arg.contains('/') {
-        let id = match service_id(cfg, http, raw) {
+        let id = match service_id(
+            cfg,
+            http,
+            &encoded_identifier(raw, 0, &arg, http.encoding()),
+        ) {
             Ok(id) => id,
             Err(r) => return r,
         };
@@ -254,7 +260,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
             let id = match service_id(
                 cfg,
                 http,
-                &raw_identifier(raw_cand, 0, cand, http.encoding()),
+                &encoded_identifier(raw_cand, 0, cand, http.encoding()),
             ) {
                 Ok(id) => id,
                 Err(r) => return r,
@@ -275,7 +281,11 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
             Ok(c) => c,
             Err(r) => return r,
         };
-        let id = match service_id(cfg, http, &raw_identifier(raw, 1, ident, http.encoding())) {
+        let id = match service_id(
+            cfg,
+            http,
+            &encoded_identifier(raw, 1, ident, http.encoding()),
+        ) {
             Ok(id) => id,
             Err(r) => return r,
         };
@@ -317,7 +327,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let raw_ident = raw_identifier(raw, 4, ident, http.encoding());
+    let raw_ident = encoded_identifier(raw, 4, ident, http.encoding());
     let info = cur.opened.image.info();
     let full = (info.width(), info.height());
     let v = version(cfg, http);
@@ -416,9 +426,12 @@ fn image_service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Option<S
         return Some(id.clone());
     }
     if let Some(base) = &cfg.base_url {
-        return Some(format!("{base}{}", uri_escape(identifier)));
+        return Some(format!("{base}{identifier}"));
     }
-    let path = uri_escape(http.request_uri.as_deref()?.split('?').next().unwrap_or(""));
+    let path = uri_escape(
+        http.request_uri.as_deref()?.split('?').next().unwrap_or(""),
+        Encoding::Path,
+    );
     let mut cut = path.as_str();
     for _ in 0..4 {
         cut = &cut[..cut.rfind('/')?];

@@ -85,18 +85,22 @@ fn hex_pair(b: &[u8], i: usize) -> Option<u8> {
 /// valid escapes and every character a URI allows are kept as the client wrote them, so
 /// the client gets back the identifier it used; spaces, controls, non-ASCII and the few
 /// ASCII characters a URI never holds raw are percent-encoded, as is a `%` that starts
-/// no escape. Decoding the result gives what decoding the input gave.
-pub fn uri_escape(s: &str) -> String {
+/// no escape. A `+` of a form becomes `%20`, the space it stood for. Decoding the result
+/// as a path gives what decoding the input as `encoding` gave.
+pub fn uri_escape(s: &str, encoding: Encoding) -> String {
     let b = s.as_bytes();
     let mut out = String::with_capacity(b.len());
     for (i, &c) in b.iter().enumerate() {
         let keep = match c {
             b'%' => hex_pair(b, i + 1).is_some(),
+            b'+' => encoding == Encoding::Path,
             b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' | b'#' => false,
             _ => c.is_ascii_graphic(),
         };
         if keep {
             out.push(c as char);
+        } else if c == b'+' {
+            out.push_str("%20");
         } else {
             let _ = write!(out, "%{c:02X}");
         }
@@ -347,15 +351,19 @@ mod tests {
 
     #[test]
     fn escaped_for_urls() {
-        assert_eq!(uri_escape("/iiif/dir%2Fa.tif"), "/iiif/dir%2Fa.tif");
-        assert_eq!(uri_escape("/iiif/a+b.tif"), "/iiif/a+b.tif");
-        assert_eq!(uri_escape("/Åsa ø.tif"), "/%C3%85sa%20%C3%B8.tif");
-        assert_eq!(uri_escape("a\r\n\"<%zz%4"), "a%0D%0A%22%3C%25zz%254");
-        for s in ["/a b+c%2F%zz\"x", "/Åsa%20ø#1"] {
-            assert_eq!(
-                percent_decode(&uri_escape(s), Encoding::Path),
-                percent_decode(s, Encoding::Path)
-            );
+        let path = |s| uri_escape(s, Encoding::Path);
+        assert_eq!(path("/iiif/dir%2Fa.tif"), "/iiif/dir%2Fa.tif");
+        assert_eq!(path("/iiif/a+b.tif"), "/iiif/a+b.tif");
+        assert_eq!(uri_escape("a+b%2Bc", Encoding::Form), "a%20b%2Bc");
+        assert_eq!(path("/Åsa ø.tif"), "/%C3%85sa%20%C3%B8.tif");
+        assert_eq!(path("a\r\n\"<%zz%4"), "a%0D%0A%22%3C%25zz%254");
+        for s in ["/a b+c%2F%zz\"x", "/Åsa%20ø#1+"] {
+            for e in [Encoding::Path, Encoding::Form] {
+                assert_eq!(
+                    percent_decode(&uri_escape(s, e), Encoding::Path),
+                    percent_decode(s, e)
+                );
+            }
         }
     }
 

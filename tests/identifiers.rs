@@ -13,13 +13,16 @@ use std::process::Command;
 const H: usize = 200;
 
 /// Image names below the prefix and their widths.
-const FILES: [(&str, usize); 5] = [
+const FILES: [(&str, usize); 7] = [
     ("a b.tif", 300),
     ("a+b.tif", 310),
     ("Åsa ø.tif", 320),
     ("dir/a.tif", 330),
     // A name with a literal `%2F`: what a once-decoded `%252F` names.
     ("dir%2Fa.tif", 340),
+    // Characters that end a query value or the query's path.
+    ("a&b.tif", 350),
+    ("a?b.tif", 360),
 ];
 
 /// A scratch image root holding [`FILES`], cut from the corpus as small tiled pyramids.
@@ -73,6 +76,8 @@ fn cases(carrier: Carrier, twice: bool) -> Vec<(&'static str, &'static str, usiz
             "dir%252Fa.tif",
             if twice { 330 } else { 340 },
         ),
+        ("ampersand as %26", "a%26b.tif", 350),
+        ("question mark as %3F", "a%3Fb.tif", 360),
     ]
 }
 
@@ -166,7 +171,7 @@ struct Tiled {
 const DEEPZOOM: Tiled = Tiled {
     name: "DeepZoom",
     descriptor: |id| format!("{id}.dzi"),
-    // 300–340 px wide: level 9 is the full image, level 8 half of it.
+    // 300–360 px wide: level 9 is the full image, level 8 half of it.
     half_tile: |id| format!("{id}_files/8/0_0.jpg"),
     size: |w| format!("<Size Width=\"{w}\" Height=\"{H}\"/>"),
 };

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 PKGS="build-essential pkg-config cmake nasm libzstd-dev libvips-tools libtiff-tools bc
       nginx-light spawn-fcgi iipimage-server curl file rpm openrc libfcgi-bin
-      apache2-bin libapache2-mod-fcgid lighttpd memcached libopenjp2-tools chromium"
+      apache2-bin libapache2-mod-fcgid lighttpd memcached libopenjp2-tools chromium
+      python3 python3-venv"
 missing=0
 for t in cc pkg-config cmake nasm vips tiffset bc nginx spawn-fcgi curl file rpm openrc-run cgi-fcgi \
          apache2 lighttpd memcached opj_compress chromium; do
@@ -16,6 +17,7 @@ done
 [ -x /usr/lib/iipimage-server/iipsrv.fcgi ] || missing=1
 [ -e /usr/include/zstd.h ] || missing=1
 [ -e /usr/lib/apache2/modules/mod_fcgid.so ] || missing=1
+python3 -c 'import ensurepip' 2>/dev/null || missing=1
 if [ "$missing" = 1 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   # Keep packaged services (nginx, lighttpd) from starting during the install.
@@ -35,6 +37,9 @@ if ! command -v npm >/dev/null; then
 fi
 OSD=target/viewer/node_modules/openseadragon/build/openseadragon/openseadragon.min.js
 [ -e "$OSD" ] || npm install --prefix target/viewer --no-audit --no-fund --silent openseadragon@6
+
+# The official IIIF validator for tests/iiif_validator.rs, from PyPI into target/.
+bash tests/iiif-validate.sh install
 
 export TESSERA_FIXTURES="$PWD/target/fixtures"
 [ "$TESSERA_FIXTURES/.complete" -nt tests/make-fixtures.sh ] || bash tests/make-fixtures.sh "$TESSERA_FIXTURES"

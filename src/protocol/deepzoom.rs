@@ -30,7 +30,7 @@ fn number(s: &str) -> Option<u32> {
 pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
     let cfg = ctx.cfg;
     if let Some(path) = arg.strip_suffix(".dzi") {
-        let cur = match open_image(ctx, http, path) {
+        let cur = match open_image(ctx, http, path, http.encoding()) {
             Ok(c) => c,
             Err(r) => return r,
         };
@@ -65,7 +65,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
     let (Some(l), Some(x), Some(y)) = (number(level), number(x), number(y)) else {
         return Response::text_error(cfg, 400, "DeepZoom: level, column and row must be numbers");
     };
-    let cur = match open_image(ctx, http, path) {
+    let cur = match open_image(ctx, http, path, http.encoding()) {
         Ok(c) => c,
         Err(r) => return r,
     };

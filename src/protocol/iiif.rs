@@ -2,7 +2,7 @@
 //! image requests, which become a tile request (the fast path) or a region export.
 
 use super::iip::{fmt_g9, open_image};
-use super::path::url_decode;
+use super::path::{percent_decode, uri_escape, Encoding};
 use super::{Ctx, HttpInfo};
 use crate::config::Config;
 use crate::encode::Format;
@@ -25,7 +25,10 @@ fn scheme(http: &HttpInfo) -> &'static str {
     }
 }
 
-/// The service id (iiif.md §4.3) for `identifier` (as sent, with any page delimiter).
+/// The service id (iiif.md §4.3) for `identifier` (with any page delimiter, encoded for
+/// a URL path by [`encoded_identifier`]). Built from what the client sent, not from its
+/// decoding, so that the id is a URL that names this image again (`dir%2Fa.tif`,
+/// `%C3%85sa%20%C3%B8.tif`).
 fn service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Result<String, Response> {
     if let Some(id) = &http.x_iiif_id {
         return Ok(id.clone());
@@ -40,7 +43,7 @@ fn service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Result<String,
             "IIIF: REQUEST_URI was not set in FastCGI request, so the ID parameter cannot be set",
         ));
     };
-    let path = url_decode(uri.split('?').next().unwrap_or(""));
+    let path = uri_escape(uri.split('?').next().unwrap_or(""), Encoding::Path);
     let trimmed = path
         .strip_suffix("/info.json")
         .or_else(|| path.strip_suffix('/'))
@@ -51,10 +54,26 @@ fn service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Result<String,
 
 /// Whether `identifier` names an image file (or an image sequence).
 fn names_image(cfg: &Config, identifier: &str) -> bool {
-    let client = crate::protocol::path::client_path(identifier);
+    let client = crate::protocol::path::client_path(identifier, Encoding::Path);
     crate::protocol::path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix).is_ok()
         || crate::protocol::path::sequence(&client, &cfg.filesystem_prefix, &cfg.filename_pattern)
             .is_ok()
+}
+
+/// The identifier as the client wrote it in `raw` (the undecoded argument), without the
+/// last `segments` path segments, made fit for a URL path. `decoded` is that identifier
+/// decoded once; it is encoded instead when an escaped `/` in the cut segments keeps the
+/// raw text from lining up (every `%` escaped, so one decoding gives it back).
+fn encoded_identifier(raw: &str, segments: usize, decoded: &str, encoding: Encoding) -> String {
+    let mut cut = raw;
+    for _ in 0..segments {
+        cut = cut.rfind('/').map_or("", |i| &cut[..i]);
+    }
+    if percent_decode(cut, encoding) == decoded {
+        uri_escape(cut, encoding)
+    } else {
+        uri_escape(&decoded.replace('%', "%25"), Encoding::Path)
+    }
 }
 
 /// The `Accept`-negotiated API version for this request.
@@ -212,9 +231,15 @@ fn fmt_g6(v: f64) -> String {
 
 pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     let cfg = ctx.cfg;
-    let arg = url_decode(raw);
+    // Decoded once here and once more when the image is opened, as iipsrv does, so an
+    // identifier behind a front end that decodes or re-encodes (`%252F`) still arrives.
+    let arg = percent_decode(raw, http.encoding());
     if !arg.contains('/') {
-        let id = match service_id(cfg, http, &arg) {
+        let id = match service_id(
+            cfg,
+            http,
+            &encoded_identifier(raw, 0, &arg, http.encoding()),
+        ) {
             Ok(id) => id,
             Err(r) => return r,
         };
@@ -231,7 +256,12 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     if last != "info.json" && arg.matches('/').count() < 4 {
         let cand = arg.strip_suffix('/').unwrap_or(&arg);
         if !cand.is_empty() && names_image(cfg, split_page(cfg, cand).0) {
-            let id = match service_id(cfg, http, cand) {
+            let raw_cand = raw.strip_suffix('/').unwrap_or(raw);
+            let id = match service_id(
+                cfg,
+                http,
+                &encoded_identifier(raw_cand, 0, cand, http.encoding()),
+            ) {
                 Ok(id) => id,
                 Err(r) => return r,
             };
@@ -247,11 +277,15 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
                 "IIIF: the page after the delimiter must be a number",
             );
         }
-        let cur = match open_image(ctx, http, file_ident) {
+        let cur = match open_image(ctx, http, file_ident, Encoding::Path) {
             Ok(c) => c,
             Err(r) => return r,
         };
-        let id = match service_id(cfg, http, ident) {
+        let id = match service_id(
+            cfg,
+            http,
+            &encoded_identifier(raw, 1, ident, http.encoding()),
+        ) {
             Ok(id) => id,
             Err(r) => return r,
         };
@@ -289,10 +323,11 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
             "IIIF: the page after the delimiter must be a number",
         );
     }
-    let cur = match open_image(ctx, http, file_ident) {
+    let cur = match open_image(ctx, http, file_ident, Encoding::Path) {
         Ok(c) => c,
         Err(r) => return r,
     };
+    let raw_ident = encoded_identifier(raw, 4, ident, http.encoding());
     let info = cur.opened.image.info();
     let full = (info.width(), info.height());
     let v = version(cfg, http);
@@ -353,7 +388,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
             r,
             cfg,
             http,
-            ident,
+            &raw_ident,
             v,
             (region, full),
             (w, h),
@@ -375,7 +410,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         r,
         cfg,
         http,
-        ident,
+        &raw_ident,
         v,
         (region, full),
         (w, h),
@@ -385,7 +420,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
 }
 
 /// The id of the service an image request belongs to: the request URI without its
-/// four parameter segments (or `X-IIIF-ID` / `BASE_URL`).
+/// four parameter segments (or `X-IIIF-ID` / `BASE_URL`), percent-encoded as sent.
 fn image_service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Option<String> {
     if let Some(id) = &http.x_iiif_id {
         return Some(id.clone());
@@ -393,7 +428,10 @@ fn image_service_id(cfg: &Config, http: &HttpInfo, identifier: &str) -> Option<S
     if let Some(base) = &cfg.base_url {
         return Some(format!("{base}{identifier}"));
     }
-    let path = url_decode(http.request_uri.as_deref()?.split('?').next().unwrap_or(""));
+    let path = uri_escape(
+        http.request_uri.as_deref()?.split('?').next().unwrap_or(""),
+        Encoding::Path,
+    );
     let mut cut = path.as_str();
     for _ in 0..4 {
         cut = &cut[..cut.rfind('/')?];

@@ -20,10 +20,16 @@ pub struct Current {
     pub opened: Opened,
 }
 
-/// Opens a client's image path. Errors are complete responses (404/403, or 304).
-pub fn open_image(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Result<Current, Response> {
+/// Opens a client's image path, percent-encoded as `encoding` says. Errors are complete
+/// responses (404/403, or 304).
+pub fn open_image(
+    ctx: &mut Ctx,
+    http: &HttpInfo,
+    raw: &str,
+    encoding: path::Encoding,
+) -> Result<Current, Response> {
     let cfg = ctx.cfg;
-    let client = path::client_path(raw);
+    let client = path::client_path(raw, encoding);
     let refuse = |e: path::PathError| Response::text_error(cfg, e.status(), &e.to_string());
     let (full, mtime, sequence) =
         match path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix) {
@@ -477,7 +483,7 @@ pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
         }
         log::debug!("Command / Argument is {name} : {value}");
         let out: Option<Response> = match name.to_ascii_uppercase().as_str() {
-            "FIF" => match open_image(s.ctx, s.http, value) {
+            "FIF" => match open_image(s.ctx, s.http, value, s.http.encoding()) {
                 Ok(cur) => {
                     s.image = Some(cur);
                     None

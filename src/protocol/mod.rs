@@ -39,11 +39,22 @@ pub struct HttpInfo {
     pub x_iiif_id: Option<String>,
     /// The request string (query, mapped path, or form body).
     pub request_string: String,
+    /// Whether the request string is a `URI_MAP`-mapped path rather than a query.
+    pub mapped: bool,
 }
 
 impl HttpInfo {
     pub fn is_post(&self) -> bool {
         self.method == "POST"
+    }
+
+    /// How the request string carries image paths: what `+` means in it.
+    pub fn encoding(&self) -> path::Encoding {
+        if self.mapped {
+            path::Encoding::Path
+        } else {
+            path::Encoding::Form
+        }
     }
 }
 
@@ -180,6 +191,7 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         if_modified_since: params.get("HTTP_IF_MODIFIED_SINCE").map(str::to_owned),
         x_iiif_id: params.get("HTTP_X_IIIF_ID").map(str::to_owned),
         request_string: String::new(),
+        mapped: false,
     };
 
     match method.as_str() {
@@ -201,6 +213,7 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
     }
 
     let mapped = http.request_uri.as_deref().and_then(|u| map_uri(cfg, u));
+    http.mapped = mapped.is_some();
     http.request_string = match mapped {
         Some(s) => s,
         None => {

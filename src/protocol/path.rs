@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,37 +32,80 @@ impl PathError {
     }
 }
 
+/// How a piece of a request carries an image path, which decides what `+` means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// A query-string value (form encoding): `+` is a space, as iipsrv reads every path.
+    Form,
+    /// A URL path (RFC 3986): `+` is itself. Clients encode a space there as `%20`, and a
+    /// `+` in a file name must survive `encodeURIComponent`'s `%2B` and a second decoding.
+    Path,
+}
+
 /// iipsrv's URL decoding: `+` → space, `%XY` → byte, `%00` dropped, a `%` without two
 /// hex digits kept literally. Invalid UTF-8 is replaced.
 pub fn url_decode(s: &str) -> String {
+    percent_decode(s, Encoding::Form)
+}
+
+/// [`url_decode`], with `+` read as `encoding` says.
+pub fn percent_decode(s: &str, encoding: Encoding) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'+' => out.push(b' '),
+            b'+' if encoding == Encoding::Form => out.push(b' '),
             b'%' => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (
-                    b.get(i + 1).copied().and_then(hex),
-                    b.get(i + 2).copied().and_then(hex),
-                ) {
-                    (Some(h), Some(l)) => {
-                        let v = (h * 16 + l) as u8;
-                        if v != 0 {
-                            out.push(v);
-                        }
-                        i += 3;
-                        continue;
+                if let Some(v) = hex_pair(b, i + 1) {
+                    if v != 0 {
+                        out.push(v);
                     }
-                    _ => out.push(b'%'),
+                    i += 3;
+                    continue;
                 }
+                out.push(b'%')
             }
             c => out.push(c),
         }
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The byte written as two hex digits at `b[i..i + 2]`, if they are there.
+fn hex_pair(b: &[u8], i: usize) -> Option<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let h = hex(*b.get(i)?)?;
+    let l = hex(*b.get(i + 1)?)?;
+    Some((h * 16 + l) as u8)
+}
+
+/// Text from a request made fit to hand back inside a URL (an IIIF `id`, a `Location`):
+/// valid escapes and every character a URI allows are kept as the client wrote them, so
+/// the client gets back the identifier it used; spaces, controls, non-ASCII and the few
+/// ASCII characters a URI never holds raw are percent-encoded, as is a `%` that starts
+/// no escape. A `+` of a form becomes `%20`, the space it stood for. Decoding the result
+/// as a path gives what decoding the input as `encoding` gave.
+pub fn uri_escape(s: &str, encoding: Encoding) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    for (i, &c) in b.iter().enumerate() {
+        let keep = match c {
+            b'%' => hex_pair(b, i + 1).is_some(),
+            b'+' => encoding == Encoding::Path,
+            b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' | b'#' => false,
+            _ => c.is_ascii_graphic(),
+        };
+        if keep {
+            out.push(c as char);
+        } else if c == b'+' {
+            out.push_str("%20");
+        } else {
+            let _ = write!(out, "%{c:02X}");
+        }
+    }
+    out
 }
 
 /// Removes every `../` until none is left (`....//` → empty), as iipsrv does.
@@ -75,8 +119,8 @@ pub fn filter_dotdot(s: &str) -> String {
 }
 
 /// The decoded, filtered request path: the cache key and what messages quote.
-pub fn client_path(raw: &str) -> String {
-    filter_dotdot(&url_decode(raw))
+pub fn client_path(raw: &str, encoding: Encoding) -> String {
+    filter_dotdot(&percent_decode(raw, encoding))
 }
 
 /// A path checked by [`resolve`]: the file it named (device, inode) and when.
@@ -297,12 +341,42 @@ mod tests {
     }
 
     #[test]
+    fn plus_is_a_space_only_in_forms() {
+        assert_eq!(percent_decode("a+b%2Bc%20d", Encoding::Form), "a b+c d");
+        assert_eq!(percent_decode("a+b%2Bc%20d", Encoding::Path), "a+b+c d");
+        // A second decoding (IIIF identifiers) keeps the `+` the first one made.
+        let once = percent_decode("a%252Fb%2Bc", Encoding::Form);
+        assert_eq!(percent_decode(&once, Encoding::Path), "a/b+c");
+    }
+
+    #[test]
+    fn escaped_for_urls() {
+        let path = |s| uri_escape(s, Encoding::Path);
+        assert_eq!(path("/iiif/dir%2Fa.tif"), "/iiif/dir%2Fa.tif");
+        assert_eq!(path("/iiif/a+b.tif"), "/iiif/a+b.tif");
+        assert_eq!(uri_escape("a+b%2Bc", Encoding::Form), "a%20b%2Bc");
+        assert_eq!(path("/Åsa ø.tif"), "/%C3%85sa%20%C3%B8.tif");
+        assert_eq!(path("a\r\n\"<%zz%4"), "a%0D%0A%22%3C%25zz%254");
+        for s in ["/a b+c%2F%zz\"x", "/Åsa%20ø#1+"] {
+            for e in [Encoding::Path, Encoding::Form] {
+                assert_eq!(
+                    percent_decode(&uri_escape(s, e), Encoding::Path),
+                    percent_decode(s, e)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn dotdot_f31() {
         assert_eq!(filter_dotdot("....//x/../y"), "x/y");
         assert_eq!(filter_dotdot("../../etc/passwd"), "etc/passwd");
         assert_eq!(filter_dotdot("a/.."), "a/..");
-        assert_eq!(client_path("..%2F..%2Fetc%2Fpasswd"), "etc/passwd");
-        assert_eq!(client_path("%2e%2e/x"), "x");
+        assert_eq!(
+            client_path("..%2F..%2Fetc%2Fpasswd", Encoding::Form),
+            "etc/passwd"
+        );
+        assert_eq!(client_path("%2e%2e/x", Encoding::Path), "x");
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn tiers(info: &ImageInfo) -> Vec<Tier> {
 pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
     let cfg = ctx.cfg;
     if let Some(path) = arg.strip_suffix("/ImageProperties.xml") {
-        let cur = match open_image(ctx, http, path) {
+        let cur = match open_image(ctx, http, path, http.encoding()) {
             Ok(c) => c,
             Err(r) => return r,
         };
@@ -118,7 +118,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
             "Zoomify: tile names are <level>-<column>-<row>.jpg",
         );
     };
-    let cur = match open_image(ctx, http, path) {
+    let cur = match open_image(ctx, http, path, http.encoding()) {
         Ok(c) => c,
         Err(r) => return r,
     };

@@ -2,6 +2,8 @@
 //! loopback or Unix socket, and a FastCGI client that parses CGI responses.
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

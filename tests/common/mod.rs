@@ -135,6 +135,13 @@ impl Server {
         (s, mport)
     }
 
+    /// [`Server::start`] with extra command-line arguments.
+    pub fn start_args(extra: &[&str], env: &[(&str, &str)], workers: usize) -> Server {
+        let dir = TempDir::new("srv");
+        let sock = dir.0.join("fcgi.sock");
+        Self::start_with(Addr::Unix(sock), extra, env, workers, dir)
+    }
+
     fn start_with(
         addr: Addr,
         extra: &[&str],

@@ -1837,6 +1837,22 @@ fn f_formulas_seen_through_the_server() {
             f.eq("F8", (z, dims(&q)), (z, want));
         }
     }
+    // F8, Do: the synthesised one-tile level is the whole image scaled down, as an
+    // export of that size is.
+    let (w, h, _, _) = levels[0];
+    let small = img(&s.get("Zoomify=palette.tif/TileGroup0/0-0-0.jpg"));
+    let export = img(&s.get(&format!("FIF=palette.tif&WID={w}&HEI={h}&CVT=jpeg")));
+    f.eq("F8", (small.dims(), small.c), (export.dims(), export.c));
+    if small.px.len() == export.px.len() && !small.px.is_empty() {
+        let mad = small
+            .px
+            .iter()
+            .zip(&export.px)
+            .map(|(a, b)| (*a as i32 - *b as i32).unsigned_abs() as f64)
+            .sum::<f64>()
+            / small.px.len() as f64;
+        f.ok("F8", mad < 1.0, mad);
+    }
     drop(s);
 
     // F4 (DeepZoom top level D: its tile 0_0 is the whole image or its first tile, D+1 is

@@ -402,44 +402,9 @@ fn server_in(dir: &TempDir) -> Server {
     Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 1)
 }
 
-/// `vals` as `bits`-wide samples packed MSB-first, rows of `row` samples byte-aligned.
-fn pack(bits: u32, row: usize, vals: &[u32]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for r in vals.chunks(row) {
-        let (mut acc, mut have) = (0u64, 0u32);
-        for &v in r {
-            acc = (acc << bits) | u64::from(v);
-            have += bits;
-            while have >= 8 {
-                have -= 8;
-                out.push((acc >> have) as u8);
-            }
-        }
-        if have > 0 {
-            out.push((acc << (8 - have)) as u8);
-        }
-    }
-    out
-}
-
-/// A 16×16 greyscale TIFF in one uncompressed tile of `bits`-bit samples, with
-/// extra tags.
+/// A 16×16 greyscale TIFF of `bits`-bit samples in one tile, with extra tags.
 fn grey_tiff(bits: u32, vals: &[u32], extra: &[(u16, Vec<u32>)]) -> Vec<u8> {
-    let blob = pack(bits, 16, vals);
-    let mut tags = vec![
-        (256, vec![16]),
-        (257, vec![16]),
-        (258, vec![bits]),
-        (259, vec![1]),
-        (262, vec![1]),
-        (277, vec![1]),
-        (322, vec![16]),
-        (323, vec![16]),
-        (324, vec![8]),
-        (325, vec![blob.len() as u32]),
-    ];
-    tags.extend_from_slice(extra);
-    tiff(&tags, &blob)
+    one_tile_tiff(bits, 1, 1, vals, extra)
 }
 
 #[test]

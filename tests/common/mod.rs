@@ -491,3 +491,50 @@ pub fn tiff(tags: &[(u16, Vec<u32>)], blob: &[u8]) -> Vec<u8> {
     out.extend(extra);
     out
 }
+
+/// `vals` as `bits`-wide samples packed MSB-first, rows of `row` samples byte-aligned
+/// (TIFF's layout for depths that are not whole bytes).
+pub fn pack(bits: u32, row: usize, vals: &[u32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in vals.chunks(row) {
+        let (mut acc, mut have) = (0u64, 0u32);
+        for &v in r {
+            acc = (acc << bits) | u64::from(v);
+            have += bits;
+            while have >= 8 {
+                have -= 8;
+                out.push((acc >> have) as u8);
+            }
+        }
+        if have > 0 {
+            out.push((acc << (8 - have)) as u8);
+        }
+    }
+    out
+}
+
+/// A 16×16 TIFF in one uncompressed tile: `samples` samples of `bits` bits per pixel,
+/// photometric interpretation `photometric`, with extra tags.
+pub fn one_tile_tiff(
+    bits: u32,
+    photometric: u32,
+    samples: u32,
+    vals: &[u32],
+    extra: &[(u16, Vec<u32>)],
+) -> Vec<u8> {
+    let blob = pack(bits, 16 * samples as usize, vals);
+    let mut tags = vec![
+        (256, vec![16]),
+        (257, vec![16]),
+        (258, vec![bits; samples as usize]),
+        (259, vec![1]),
+        (262, vec![photometric]),
+        (277, vec![samples]),
+        (322, vec![16]),
+        (323, vec![16]),
+        (324, vec![8]),
+        (325, vec![blob.len() as u32]),
+    ];
+    tags.extend_from_slice(extra);
+    tiff(&tags, &blob)
+}

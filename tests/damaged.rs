@@ -7,47 +7,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-/// A little-endian classic TIFF: one tiled directory with `tags` (type LONG unless
-/// the tag is in `SHORTS`), tile data `blob` at offset 8.
-fn tiff(tags: &[(u16, Vec<u32>)], blob: &[u8]) -> Vec<u8> {
-    const SHORTS: [u16; 6] = [258, 259, 262, 277, 284, 317];
-    let mut out = b"II*\0".to_vec();
-    let ifd = 8 + blob.len() as u32;
-    out.extend(ifd.to_le_bytes());
-    out.extend(blob);
-    let mut tags = tags.to_vec();
-    tags.sort_by_key(|t| t.0);
-    let mut extra = Vec::new();
-    let extra_at = ifd + 2 + 12 * tags.len() as u32 + 4;
-    let mut entries = Vec::new();
-    for (tag, vals) in &tags {
-        let short = SHORTS.contains(tag);
-        let bytes: Vec<u8> = if short {
-            vals.iter()
-                .flat_map(|v| (*v as u16).to_le_bytes())
-                .collect()
-        } else {
-            vals.iter().flat_map(|v| v.to_le_bytes()).collect()
-        };
-        entries.extend(tag.to_le_bytes());
-        entries.extend((if short { 3u16 } else { 4u16 }).to_le_bytes());
-        entries.extend((vals.len() as u32).to_le_bytes());
-        if bytes.len() <= 4 {
-            let mut b = bytes.clone();
-            b.resize(4, 0);
-            entries.extend(b);
-        } else {
-            entries.extend((extra_at + extra.len() as u32).to_le_bytes());
-            extra.extend(bytes);
-        }
-    }
-    out.extend((tags.len() as u16).to_le_bytes());
-    out.extend(entries);
-    out.extend(0u32.to_le_bytes());
-    out.extend(extra);
-    out
-}
-
 /// Tags of a 512×512 RGB image in four 256×256 deflate tiles stored at `offsets`.
 fn base_tags(offsets: Vec<u32>, counts: Vec<u32>) -> Vec<(u16, Vec<u32>)> {
     vec![

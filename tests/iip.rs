@@ -569,3 +569,213 @@ fn til_spectra_and_profiles() {
     assert_eq!(s.get("FIF=small.tif&PFL=2:1001,0").status, 400);
     assert_eq!(s.get("PFL=2:0,0").status, 400);
 }
+
+/// A FastCGI request with method `method` for path `uri` and no query string (a
+/// URI_MAP-mapped request), with extra params.
+fn mapped(s: &Server, method: &str, uri: &str, extra: &[(&str, &str)]) -> Reply {
+    let mut p = vec![
+        ("REQUEST_METHOD", method),
+        ("QUERY_STRING", ""),
+        ("REQUEST_URI", uri),
+        ("HTTP_HOST", "localhost"),
+    ];
+    p.extend_from_slice(extra);
+    s.request(&p, b"")
+}
+
+#[test]
+fn mapped_requests_follow_the_method_rules() {
+    // iipsrv skips its method checks for URI_MAP-mapped requests and refuses HEAD;
+    // here OPTIONS and 405 apply to them too, and HEAD is GET without the body.
+    let s = Server::start(&[("URI_MAP", "iiif=>IIIF,zoomify=>Zoomify")], 1);
+    for uri in [
+        "/iiif/small.tif/info.json",
+        "/iiif/small.tif/full/100,/0/default.jpg",
+        "/zoomify/small.tif/ImageProperties.xml",
+    ] {
+        let r = mapped(&s, "OPTIONS", uri, &[]);
+        assert_eq!((r.status, r.body.len()), (204, 0), "OPTIONS {uri}");
+        assert_eq!(r.header("Content-Length"), Some("0"), "OPTIONS {uri}");
+        let allow = r.header("Allow").unwrap_or("");
+        for m in ["GET", "HEAD", "POST", "OPTIONS"] {
+            assert!(allow.contains(m), "OPTIONS {uri}: Allow {allow:?}");
+        }
+        for method in ["DELETE", "PUT", "PATCH"] {
+            let r = mapped(&s, method, uri, &[]);
+            assert_eq!((r.status, r.body.len()), (405, 0), "{method} {uri}");
+        }
+        let get = mapped(&s, "GET", uri, &[]);
+        let head = mapped(&s, "HEAD", uri, &[]);
+        assert_eq!(get.status, 200, "GET {uri}: {}", get.text());
+        assert!(!get.body.is_empty(), "GET {uri}");
+        assert_eq!((head.status, head.body.len()), (200, 0), "HEAD {uri}");
+        assert_eq!(head.headers, get.headers, "HEAD {uri} has GET's headers");
+        if let Some(len) = head.header("Content-Length") {
+            assert_eq!(len, get.body.len().to_string(), "HEAD {uri}");
+        }
+    }
+}
+
+#[test]
+fn not_modified_unless_the_file_just_changed() {
+    let dir = TempDir::new("ims");
+    let file = dir.0.join("x.tif");
+    std::fs::copy(fixtures().join("small.tif"), &file).unwrap();
+    let prefix = format!("{}/", dir.0.display());
+    let mtime = || std::fs::metadata(&file).unwrap().modified().unwrap();
+    let cond = |s: &Server, date: &str| {
+        s.request(
+            &[
+                ("REQUEST_METHOD", "GET"),
+                ("QUERY_STRING", "FIF=x.tif&JTL=2,0"),
+                ("HTTP_IF_MODIFIED_SINCE", date),
+            ],
+            b"",
+        )
+    };
+    // The first request a worker gets for an image is not a reload: a client that
+    // has the current file gets 304, with and without the metadata cache.
+    for cache in ["1000", "0"] {
+        let s = Server::start(
+            &[
+                ("FILESYSTEM_PREFIX", prefix.as_str()),
+                ("MAX_METADATA_CACHE_SIZE", cache),
+            ],
+            1,
+        );
+        let now = httpdate::fmt_http_date(mtime());
+        for n in 0..2 {
+            let r = cond(&s, &now);
+            assert_eq!(r.status, 304, "request {n}, metadata cache {cache}");
+            assert_eq!((r.header("Content-Length"), r.body.len()), (Some("0"), 0));
+        }
+    }
+    // The request that finds the file changed answers in full, even to a date after the
+    // new mtime; the next one is a 304 again.
+    let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 1);
+    assert_eq!(s.get("FIF=x.tif&JTL=2,0").status, 200);
+    let old = mtime()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sh(&format!("touch -d @{} {}", old + 100, file.display()));
+    let later = httpdate::fmt_http_date(mtime() + std::time::Duration::from_secs(86400));
+    let r = cond(&s, &later);
+    assert_eq!(r.status, 200, "the request that reloads the image");
+    assert_eq!(jpeg_size(&r.body), (256, 256));
+    assert_eq!(cond(&s, &later).status, 304);
+}
+
+#[test]
+fn metadata_json_has_no_binary_exif() {
+    // iipsrv puts the raw EXIF block into OBJ=metadata; it is left out here, as are
+    // the ICC profile and XMP packet, so the answer stays valid JSON.
+    let s = Server::start(&[], 1);
+    for file in ["exif.jpg", "xmp.jpg"] {
+        let r = s.get(&format!("FIF={file}&OBJ=metadata"));
+        assert_eq!(r.status, 200, "{file}");
+        assert_eq!(r.content_type(), "application/json");
+        let v: serde_json::Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|e| panic!("{file}: {e}: {:?}", r.text()));
+        let keys: Vec<&String> = v.as_object().expect("an object").keys().collect();
+        for k in ["exif", "xmp", "icc"] {
+            assert!(!keys.iter().any(|x| *x == k), "{file}: {keys:?}");
+        }
+        assert!(!r.text().contains("Tess"), "{file}: EXIF Make leaked");
+    }
+    // The EXIF is there to leave out: region exports carry it.
+    let r = s.get("FIF=exif.jpg&WID=100&CVT=jpeg");
+    assert!(r.body.windows(6).any(|w| w == b"Exif\0\0"));
+}
+
+#[test]
+fn unknown_file_types_are_404_unsupported_image_type() {
+    // iipsrv answers a file it cannot read with its HTML banner and 200.
+    let s = Server::start(&[], 1);
+    for q in [
+        "FIF=notimage.tif&OBJ=Max-size",
+        "FIF=notimage.tif&JTL=0,0",
+        "FIF=notimage.tif&WID=100&CVT=jpeg",
+    ] {
+        let r = s.get(q);
+        assert_eq!(r.status, 404, "{q}");
+        assert_eq!(r.content_type(), "text/plain; charset=utf-8", "{q}");
+        assert_eq!(r.text(), "Unsupported image type: notimage.tif", "{q}");
+    }
+    let r = s.get("IIIF=notimage.tif/info.json");
+    assert_eq!(r.status, 404, "{}", r.text());
+}
+
+#[test]
+fn jtl_is_always_jpeg() {
+    // iipsrv's JTL encodes in the output format left by an earlier command.
+    let s = Server::start(&[], 1);
+    let is_jpeg = |r: &Reply| {
+        r.status == 200 && r.content_type() == "image/jpeg" && r.body.starts_with(&[0xFF, 0xD8])
+    };
+    let plain = s.get("FIF=small.tif&JTL=2,0");
+    assert!(is_jpeg(&plain));
+    assert_eq!(jpeg_size(&plain.body), (256, 256));
+    for q in [
+        "FIF=small.tif&PTL=2,1&JTL=2,0",
+        "FIF=small.tif&WTL=2,1&JTL=2,0",
+        "FIF=small.tif&CVT=png&JTL=2,0",
+    ] {
+        // The first output ends the request: no PNG or WebP carries on into JTL.
+        let r = s.get(q);
+        assert_ne!(
+            r.content_type(),
+            "image/jpeg",
+            "{q} answered by its first command"
+        );
+    }
+    for q in [
+        "FIF=small.tif&QLT=80&JTL=2,0",
+        "FIF=small.tif&CNT=1.0&JTL=2,0",
+        // WebP-compressed tiles are not passed through as a JTL answer.
+        "FIF=small_webp.tif&JTL=2,0",
+        "FIF=small_webp.tif&JTL=0,0",
+    ] {
+        let r = s.get(q);
+        assert!(is_jpeg(&r), "{q}: {} {}", r.status, r.content_type());
+        let (w, h, c) = jpeg_dims(&r.body);
+        assert!(w > 0 && h > 0 && c == 3, "{q}");
+    }
+    // A PNG tile before, on the same worker, leaves nothing behind.
+    assert_eq!(s.get("FIF=small.tif&PTL=2,0").content_type(), "image/png");
+    assert_eq!(s.get("FIF=small.tif&JTL=2,0").body, plain.body);
+}
+
+#[test]
+fn cors_on_redirects_and_not_modified() {
+    // iipsrv leaves the CORS block off 303 and 304; a browser following a redirect to
+    // info.json, or revalidating a tile, needs it.
+    let s = Server::start(&[("CORS", "*"), ("URI_MAP", "iiif=>IIIF")], 1);
+    let r = mapped(&s, "GET", "/iiif/small.tif", &[]);
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    assert!(r.header("Access-Control-Allow-Headers").is_some());
+    let lm = s
+        .get("FIF=small.tif&JTL=2,0")
+        .header("Last-Modified")
+        .unwrap()
+        .to_owned();
+    let r = s.request(
+        &[
+            ("REQUEST_METHOD", "GET"),
+            ("QUERY_STRING", "FIF=small.tif&JTL=2,0"),
+            ("HTTP_IF_MODIFIED_SINCE", &lm),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    let r = mapped(
+        &s,
+        "GET",
+        "/iiif/small.tif/info.json",
+        &[("HTTP_IF_MODIFIED_SINCE", &lm)],
+    );
+    assert_eq!(r.status, 304);
+    assert_eq!(r.header("Access-Control-Allow-Origin"), Some("*"));
+}

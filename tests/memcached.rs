@@ -5,31 +5,70 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A memcached on a free loopback port, killed on drop.
+struct Memcached {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Memcached {
+    fn start() -> Memcached {
+        let port = free_port();
+        let child = Command::new("memcached")
+            .args([
+                "-l",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "0",
+                "-u",
+                "root",
+                "-m",
+                "16",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("memcached is installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "memcached did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Memcached { child, port }
+    }
+
+    /// The value memcached holds under `key`, if any.
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(format!("get {key}\r\n").as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        while !out.ends_with(b"END\r\n") {
+            let n = c.read(&mut buf).expect("memcached answers");
+            assert!(n > 0, "memcached closed the connection");
+            out.extend_from_slice(&buf[..n]);
+        }
+        let head_end = out.windows(2).position(|w| w == b"\r\n")?;
+        out.starts_with(b"VALUE ")
+            .then(|| out[head_end + 2..out.len() - 7].to_vec())
+    }
+}
+
+impl Drop for Memcached {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn responses_come_from_memcached_and_a_dead_one_costs_little() {
-    let port = free_port();
-    let mut mc = Command::new("memcached")
-        .args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-u",
-            "root",
-            "-m",
-            "16",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("memcached is installed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "memcached did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut mc = Memcached::start();
+    let port = mc.port;
     let dir = TempDir::new("mc");
     std::fs::copy(fixtures().join("small.tif"), dir.0.join("x.tif")).unwrap();
     let prefix = format!("{}/", dir.0.display());
@@ -64,11 +103,48 @@ fn responses_come_from_memcached_and_a_dead_one_costs_little() {
     );
     assert_eq!(jpeg_dims(&r.body).2, 1);
     // memcached goes away: requests still succeed, quickly.
-    mc.kill().unwrap();
-    mc.wait().unwrap();
+    mc.child.kill().unwrap();
+    mc.child.wait().unwrap();
     let t = Instant::now();
     for i in 0..20 {
         assert_eq!(s.get(&format!("FIF=x.tif&JTL=2,{}", i % 16)).status, 200);
     }
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn iip_error_answers_are_never_stored() {
+    // iipsrv keeps in-band `Error/` answers in memcached like any other output.
+    let mc = Memcached::start();
+    let servers = format!("127.0.0.1:{}", mc.port);
+    let s = Server::start(
+        &[
+            ("MEMCACHED_SERVERS", servers.as_str()),
+            ("MAX_IMAGE_CACHE_SIZE", "0"),
+        ],
+        1,
+    );
+    let key = tessera::memcached::Client::key;
+    for q in [
+        "FOO=bar",
+        "WID=100",
+        "FIF=small.tif&WID=100",
+        "FIF=meta.tif&OBJ=keywords",
+    ] {
+        for _ in 0..2 {
+            let r = s.get(q);
+            assert_eq!(r.status, 400, "{q}");
+            assert!(r.text().starts_with("Error/"), "{q}: {}", r.text());
+        }
+        assert_eq!(mc.get(&key(q)), None, "{q} was stored");
+    }
+    // What succeeds is stored, whole: the answer read back from memcached.
+    let q = "FIF=small.tif&OBJ=Max-size";
+    assert_eq!(s.get(q).text(), "Max-size:1001 777\r\n");
+    let stored = mc.get(&key(q)).expect("a good answer is stored");
+    assert!(
+        stored.ends_with(b"\r\n\r\nMax-size:1001 777\r\n"),
+        "{}",
+        String::from_utf8_lossy(&stored)
+    );
 }

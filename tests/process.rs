@@ -592,3 +592,30 @@ fn default_verbosity_logs_no_line_per_request() {
     assert!(log.contains("IIPImage"), "{log}");
     assert!(!log.contains("access method="), "{log}");
 }
+
+#[test]
+fn interpolation_is_read_once_at_start() {
+    // iipsrv reads INTERPOLATION again on every region request; here, like every
+    // setting, it is read at start and again only on a reload.
+    let dir = TempDir::new("interpolation");
+    let env_file = dir.0.join("env");
+    std::fs::write(&env_file, "INTERPOLATION=0\n").unwrap();
+    let no_cache = [("MAX_IMAGE_CACHE_SIZE", "0")];
+    let s = Server::start_args(&["--config", env_file.to_str().unwrap()], &no_cache, 1);
+    let q = "FIF=small.tif&WID=333&CVT=png";
+    let nearest = s.get(q).body;
+    let area = Server::start(&[("INTERPOLATION", "2"), no_cache[0]], 1)
+        .get(q)
+        .body;
+    assert!(!nearest.is_empty() && !area.is_empty());
+    assert_ne!(nearest, area, "the two resamplings differ");
+    std::fs::write(&env_file, "INTERPOLATION=2\n").unwrap();
+    for n in 0..3 {
+        assert!(s.get(q).body == nearest, "request {n} after the change");
+    }
+    s.signal(libc::SIGHUP);
+    assert!(
+        wait_for(|| s.get(q).body == area, Duration::from_secs(10)),
+        "the reload reads it again"
+    );
+}

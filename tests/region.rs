@@ -523,3 +523,144 @@ fn iiif_2_follows_allow_upscaling() {
     let r = iiif(&s, "small.tif/0,0,500,500/800,/0/default.jpg");
     assert_eq!((r.status, jpeg_size(&r.body)), (200, (500, 500)));
 }
+
+/// `bytes` (an image of format `ext`) decoded by vips to 8-bit PNG.
+fn vips_png(bytes: &[u8], ext: &str) -> (u32, u32, usize, Vec<u8>) {
+    let dir = TempDir::new("vp");
+    let f = dir.0.join(format!("img.{ext}"));
+    let o = dir.0.join("out.png");
+    std::fs::write(&f, bytes).unwrap();
+    sh(&format!("vips copy {} {}", f.display(), o.display()));
+    let (w, h, ct, px) = png_decode(&std::fs::read(o).unwrap());
+    (w, h, ct.samples(), px)
+}
+
+#[test]
+fn exports_are_whole_with_content_length_and_failures_get_a_status() {
+    // iipsrv streams CVT answers without Content-Length, headers first, so a decode
+    // failure truncates a 200. Here exports are sent whole, and a failure before the
+    // first byte is an error status with a short text body.
+    let dir = TempDir::new("export-fail");
+    let mut data = std::fs::read(fixtures().join("small.tif")).unwrap();
+    // The full-size level's tiles lie between the header and the first directory.
+    let ifd0 = u32::from_le_bytes(data[4..8].try_into().unwrap()) as usize;
+    assert!(ifd0 > 20_000, "tiles before IFD 0 ({ifd0})");
+    data[8..ifd0].fill(0xFF);
+    std::fs::write(dir.0.join("bad.tif"), &data).unwrap();
+    std::fs::copy(fixtures().join("small.tif"), dir.0.join("good.tif")).unwrap();
+    let prefix = format!("{}/", dir.0.display());
+    let s = Server::start(
+        &[
+            ("FILESYSTEM_PREFIX", prefix.as_str()),
+            ("URI_MAP", "iiif=>IIIF"),
+        ],
+        1,
+    );
+    for (fmt, end) in [
+        ("jpeg", &b"\xFF\xD9"[..]),
+        ("png", &b"IEND\xAE\x42\x60\x82"[..]),
+        ("webp", &b""[..]),
+        ("tiff", &b""[..]),
+    ] {
+        let q = format!("FIF=good.tif&WID=1001&CVT={fmt}");
+        let r = s.get(&q);
+        assert_eq!(r.status, 200, "{q}");
+        assert_eq!(
+            r.header("Content-Length"),
+            Some(r.body.len().to_string().as_str()),
+            "{q}"
+        );
+        assert!(r.body.ends_with(end), "{q}: a complete file");
+        let q = format!("FIF=bad.tif&WID=1001&CVT={fmt}");
+        let r = s.get(&q);
+        assert_eq!(r.status, 500, "{q}: {}", r.text());
+        assert_eq!(r.content_type(), "text/plain; charset=utf-8", "{q}");
+        assert_eq!(r.header("Content-Disposition"), None, "{q}");
+        assert!(r.body.len() < 300, "{q}: {}", r.text());
+        assert!(!r.text().contains(&prefix), "{q}: {}", r.text());
+    }
+    // The same over IIIF; and the file opens, smaller levels still serve.
+    let r = s.get_path("/iiif/bad.tif/full/max/0/default.jpg");
+    assert_eq!((r.status, r.header("Content-Disposition")), (500, None));
+    assert_eq!(
+        s.get("FIF=bad.tif&OBJ=Max-size").text(),
+        "Max-size:1001 777\r\n"
+    );
+    let r = s.get("FIF=bad.tif&WID=100&CVT=jpeg");
+    assert_eq!(r.status, 200);
+    assert_eq!(jpeg_size(&r.body), (100, 78));
+    // HEAD of an export knows its length too.
+    let get = s.get("FIF=good.tif&WID=300&CVT=png");
+    let head = s.request(
+        &[
+            ("REQUEST_METHOD", "HEAD"),
+            ("QUERY_STRING", "FIF=good.tif&WID=300&CVT=png"),
+        ],
+        b"",
+    );
+    assert_eq!(head.body.len(), 0);
+    assert_eq!(
+        head.header("Content-Length"),
+        Some(get.body.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn grey_with_alpha_becomes_rgba_in_webp_and_avif() {
+    // WebP and AVIF have no grey+alpha; iipsrv hands them the two bands as RGB.
+    let dir = TempDir::new("grey-alpha");
+    let p = |n: &str| dir.0.join(n).display().to_string();
+    let src = fixtures().join("small_none.tif").display().to_string();
+    sh(&format!("vips extract_band {src} {} 1", p("g.v")));
+    sh(&format!("vips extract_band {src} {} 0", p("a.v")));
+    sh(&format!(
+        "vips bandjoin '{} {}' {}",
+        p("g.v"),
+        p("a.v"),
+        p("ga.v")
+    ));
+    sh(&format!(
+        "vips copy {} {} --interpretation b-w",
+        p("ga.v"),
+        p("gab.v")
+    ));
+    sh(&format!(
+        "vips tiffsave {} {} --tile --pyramid --tile-width 256 --tile-height 256",
+        p("gab.v"),
+        p("ga.tif")
+    ));
+    let prefix = format!("{}/", dir.0.display());
+    let s = Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 1);
+    // The truth: the same tile as grey+alpha PNG.
+    let r = s.get("FIF=ga.tif&PTL=2,0");
+    let (w, h, c, want) = {
+        let (w, h, ct, px) = png_decode(&r.body);
+        (w, h, ct.samples(), px)
+    };
+    assert_eq!((w, h, c), (256, 256, 2));
+    for (q, ext) in [
+        ("FIF=ga.tif&WTL=2,0", "webp"),
+        ("FIF=ga.tif&ATL=2,0", "avif"),
+        ("FIF=ga.tif&RGN=0,0,0.2557,0.3295&WID=256&CVT=webp", "webp"),
+        ("FIF=ga.tif&RGN=0,0,0.2557,0.3295&WID=256&CVT=avif", "avif"),
+    ] {
+        let r = s.get(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let (gw, gh, gc, got) = vips_png(&r.body, ext);
+        assert_eq!((gc, gw), (4, 256), "{q}: RGBA");
+        let n = (gw.min(w) * gh.min(h)) as usize;
+        let (mut grey_err, mut alpha_err, mut chroma) = (0u64, 0u64, 0u32);
+        for i in 0..n {
+            let (x, y) = (i % 256, i / 256);
+            let g = &got[(y * gw as usize + x) * 4..][..4];
+            let t = &want[(y * 256 + x) * 2..][..2];
+            grey_err += (g[1] as i32 - t[0] as i32).unsigned_abs() as u64;
+            alpha_err += (g[3] as i32 - t[1] as i32).unsigned_abs() as u64;
+            chroma = chroma.max((g[0] as i32 - g[2] as i32).unsigned_abs());
+        }
+        let (ge, ae) = (grey_err as f64 / n as f64, alpha_err as f64 / n as f64);
+        assert!(ge < 4.0, "{q}: grey off by {ge} on average");
+        assert!(ae < 4.0, "{q}: alpha off by {ae} on average");
+        assert!(chroma <= 16, "{q}: not grey, R−B up to {chroma}");
+    }
+}

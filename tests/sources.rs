@@ -395,3 +395,201 @@ fn image_sequences_by_filename_pattern() {
         r.text()
     );
 }
+
+/// A server over scratch directory `dir`.
+fn server_in(dir: &TempDir) -> Server {
+    let prefix = format!("{}/", dir.0.display());
+    Server::start(&[("FILESYSTEM_PREFIX", prefix.as_str())], 1)
+}
+
+/// A 16×16 greyscale TIFF of `bits`-bit samples in one tile, with extra tags.
+fn grey_tiff(bits: u32, vals: &[u32], extra: &[(u16, Vec<u32>)]) -> Vec<u8> {
+    one_tile_tiff(bits, 1, 1, vals, extra)
+}
+
+#[test]
+fn tile_height_comes_from_tile_length() {
+    // iipsrv reads level 0's tile height from TileWidth: wrong for 256×128 tiles.
+    let dir = TempDir::new("tilelength");
+    sh(&format!(
+        "vips tiffsave {} {} --tile --pyramid --tile-width 256 --tile-height 128 --compression deflate",
+        fixtures().join("small_none.tif").display(),
+        dir.0.join("wide.tif").display()
+    ));
+    let s = server_in(&dir);
+    let r = s.get("FIF=wide.tif&OBJ=Tile-size&OBJ=Max-size");
+    assert_eq!(r.text(), "Tile-size:256 128\r\nMax-size:1001 777\r\n");
+    let n = s
+        .get("FIF=wide.tif&OBJ=Resolution-number")
+        .text()
+        .trim()
+        .strip_prefix("Resolution-number:")
+        .unwrap()
+        .parse::<u32>()
+        .unwrap();
+    let full = n - 1;
+    // 4 columns × 7 rows at full size; the last row is 777 − 6·128 = 9 high.
+    let png = |q: &str| {
+        let r = s.get(q);
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        png_decode(&r.body)
+    };
+    let (w, h, _, _) = png(&format!("FIF=wide.tif&PTL={full},27"));
+    assert_eq!((w, h), (233, 9));
+    let (w, h, _, _) = png(&format!("FIF=wide.tif&PTL={full},4"));
+    assert_eq!((w, h), (256, 128));
+    assert_eq!(s.get(&format!("FIF=wide.tif&PTL={full},28")).status, 404);
+    // Tile 4 (row 1, column 0) is the lower half of the square-tiled file's first tile.
+    let (_, _, _, px) = png(&format!("FIF=wide.tif&PTL={full},4"));
+    let plain = Server::start(&[], 1);
+    let (_, _, _, square) = png_decode(&plain.get("FIF=small_none.tif&PTL=2,0").body);
+    assert_eq!(px, square[128 * 256 * 3..]);
+}
+
+#[test]
+fn unknown_bit_depths_are_404() {
+    let dir = TempDir::new("depth");
+    let vals: Vec<u32> = (0..256).map(|i| i % 8).collect();
+    std::fs::write(dir.0.join("three.tif"), grey_tiff(3, &vals, &[])).unwrap();
+    let vals: Vec<u32> = (0..256).map(|i| i * 1000).collect();
+    std::fs::write(dir.0.join("twentyfour.tif"), grey_tiff(24, &vals, &[])).unwrap();
+    let s = server_in(&dir);
+    for file in ["three.tif", "twentyfour.tif"] {
+        for q in [
+            format!("FIF={file}&JTL=0,0"),
+            format!("FIF={file}&PTL=0,0"),
+            format!("FIF={file}&WID=8&CVT=png"),
+        ] {
+            let r = s.get(&q);
+            assert_eq!(r.status, 404, "{q}: {}", r.text());
+            assert_eq!(r.content_type(), "text/plain; charset=utf-8");
+            assert!(
+                r.text().contains("Unsupported bit depth"),
+                "{q}: {}",
+                r.text()
+            );
+            assert!(!r.text().contains(&dir.0.display().to_string()), "{q}");
+        }
+    }
+}
+
+#[test]
+fn nine_to_sixteen_bit_ranges_are_sixteen_bit() {
+    // iipsrv leaves the maximum at 0 for 10 and 14 bits and at 4095 for 12 bits
+    // although the samples are widened to 16 bits.
+    let dir = TempDir::new("range");
+    for bits in [10u32, 12, 14] {
+        let top = (1 << bits) - 1;
+        let vals: Vec<u32> = (0..256).map(|i| i * top / 255).collect();
+        std::fs::write(
+            dir.0.join(format!("b{bits}.tif")),
+            grey_tiff(bits, &vals, &[]),
+        )
+        .unwrap();
+    }
+    // SMinSampleValue 100 and SMaxSampleValue 4000 of 12-bit data widen as the samples do.
+    let vals: Vec<u32> = (0..256).map(|i| 100 + i * 15).collect();
+    let tags = [(340, vec![100]), (341, vec![4000])];
+    std::fs::write(dir.0.join("tags.tif"), grey_tiff(12, &vals, &tags)).unwrap();
+    let s = server_in(&dir);
+    let obj = |file: &str| {
+        s.get(&format!(
+            "FIF={file}&OBJ=Bits-per-channel&OBJ=Min-Max-sample-values"
+        ))
+        .text()
+    };
+    for bits in [10, 12, 14] {
+        assert_eq!(
+            obj(&format!("b{bits}.tif")),
+            format!("Bits-per-channel:{bits}\r\nMin-Max-sample-values: 0  65535\r\n")
+        );
+        // The brightest stored sample is the top of the 16-bit range.
+        let (_, _, _, px) = png_decode(&s.get(&format!("FIF=b{bits}.tif&PTL=0,0")).body);
+        assert_eq!((px[0], px[255]), (0, 255), "{bits}-bit");
+    }
+    // (100 << 4) | (100 >> 8) and (4000 << 4) | (4000 >> 8).
+    assert_eq!(
+        obj("tags.tif"),
+        "Bits-per-channel:12\r\nMin-Max-sample-values: 1600  64015\r\n"
+    );
+}
+
+#[test]
+fn classic_stack_page_i_is_directory_i() {
+    // Three same-sized tiled pages in one chain of directories (no SubIFDs): iipsrv
+    // serves page 0 whatever page is asked for.
+    let dir = TempDir::new("classic-stack");
+    let v = |n: &str| dir.0.join(n).display().to_string();
+    sh(&format!("vips black {} 300 200 --bands 3", v("k.v")));
+    for (name, rgb) in [("r.v", "255 0 0"), ("g.v", "0 255 0"), ("b.v", "0 0 255")] {
+        sh(&format!(
+            "vips linear {} {} '1 1 1' '{rgb}' --uchar",
+            v("k.v"),
+            v(name)
+        ));
+    }
+    sh(&format!(
+        "vips join {} {} {} vertical",
+        v("r.v"),
+        v("g.v"),
+        v("rg.v")
+    ));
+    sh(&format!(
+        "vips join {} {} {} vertical",
+        v("rg.v"),
+        v("b.v"),
+        v("rgb.v")
+    ));
+    sh(&format!(
+        "vips tiffsave {} {} --page-height 200 --tile --tile-width 256 --tile-height 256",
+        v("rgb.v"),
+        v("pages.tif")
+    ));
+    let s = server_in(&dir);
+    let r = s.get("FIF=pages.tif&OBJ=Horizontal-views&OBJ=Max-size&OBJ=Resolution-number");
+    assert_eq!(
+        r.text(),
+        "Horizontal-views:0 1 2\r\nMax-size:300 200\r\nResolution-number:1\r\n"
+    );
+    for (page, rgb) in [(0, [255, 0, 0]), (1, [0, 255, 0]), (2, [0, 0, 255])] {
+        for tile in [0, 1] {
+            let r = s.get(&format!("FIF=pages.tif&SDS={page},90&PTL=0,{tile}"));
+            assert_eq!(r.status, 200, "{}", r.text());
+            let (_, _, _, px) = png_decode(&r.body);
+            assert_eq!(&px[..3], &rgb, "page {page} tile {tile}");
+            assert!(px.chunks(3).all(|p| p == rgb), "page {page} tile {tile}");
+        }
+    }
+    assert_eq!(s.get("FIF=pages.tif&SDS=3,90&PTL=0,0").status, 404);
+}
+
+#[test]
+fn twelve_bit_jpeg2000_range_is_sixteen_bit() {
+    // iipsrv's OpenJPEG reader gives 9–15-bit files a maximum of 2^bpc (+255).
+    let dir = TempDir::new("jp2-12");
+    let (w, h) = (300usize, 200usize);
+    let mut pgm = format!("P5\n{w} {h}\n4095\n").into_bytes();
+    for _y in 0..h {
+        for x in 0..w {
+            pgm.extend(((x * 4095 / (w - 1)) as u16).to_be_bytes());
+        }
+    }
+    let src = dir.0.join("a.pgm");
+    std::fs::write(&src, pgm).unwrap();
+    sh(&format!(
+        "opj_compress -i {} -o {} -n 2 >/dev/null",
+        src.display(),
+        dir.0.join("deep.jp2").display()
+    ));
+    let s = server_in(&dir);
+    let r = s.get("FIF=deep.jp2&OBJ=Bits-per-channel&OBJ=Min-Max-sample-values");
+    assert_eq!(
+        r.text(),
+        "Bits-per-channel:12\r\nMin-Max-sample-values: 0  65535\r\n"
+    );
+    let (tw, _, _, px) = png_decode(&s.get("FIF=deep.jp2&PTL=1,1").body);
+    // Column 299 is tile 1's column 43, at the 16-bit top; column 256 is near 3/4.
+    assert_eq!(px[43], 255);
+    assert_eq!(tw, 44);
+    assert!((px[0] as i32 - 218).abs() <= 1, "{}", px[0]);
+}

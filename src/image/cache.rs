@@ -19,7 +19,8 @@ use std::time::SystemTime;
 pub struct Opened {
     pub image: Arc<dyn Image>,
     pub mtime: SystemTime,
-    /// True when the header was (re)read for this request rather than found cached.
+    /// True when this worker had the file open with another mtime, so its header was
+    /// read again for this request (such a request is never answered 304).
     pub reloaded: bool,
     /// The resolved file path (part of shared-cache keys).
     pub path: PathBuf,
@@ -139,8 +140,9 @@ impl ImageCache {
     /// [`get`](Self::get) for a file whose modification time the caller has just read.
     pub fn get_at(&mut self, path: &Path, mtime: SystemTime) -> Result<Opened, ImageError> {
         self.clock += 1;
-        if let Some(e) = self.entries.get_mut(path) {
-            if e.mtime == mtime {
+        // Only a file seen before with another mtime is a reload; a first open is not.
+        let changed = match self.entries.get_mut(path) {
+            Some(e) if e.mtime == mtime => {
                 e.last_used = self.clock;
                 self.hits += 1;
                 return Ok(Opened {
@@ -150,7 +152,9 @@ impl ImageCache {
                     path: path.to_owned(),
                 });
             }
-        }
+            Some(_) => true,
+            None => false,
+        };
         self.misses += 1;
         let image = self.open_shared(path, mtime)?;
         if self.capacity != Some(0) {
@@ -179,7 +183,7 @@ impl ImageCache {
         Ok(Opened {
             image,
             mtime,
-            reloaded: true,
+            reloaded: changed,
             path: path.to_owned(),
         })
     }

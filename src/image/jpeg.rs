@@ -202,6 +202,53 @@ mod tests {
     }
 
     #[test]
+    fn decoded_levels_are_kept_for_the_next_tiles() {
+        // JPEG has no random access: without the kept copy, every tile of a level
+        // would decode the whole file again.
+        let (w, h) = (1000usize, 700usize);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 7 % 253) as u8).collect();
+        let r = crate::pipeline::Raster {
+            width: w as u32,
+            height: h as u32,
+            channels: 3,
+            data,
+        };
+        let j = crate::encode::jpeg::encode(&r, 80).unwrap();
+        let path = std::env::temp_dir().join(format!("tessera-kept-{}.jpg", std::process::id()));
+        std::fs::write(&path, &j).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        // SAFETY: a private temporary file; the test itself rewrites it in place, and
+        // a shared map seeing that is the point.
+        let img = JpegImage::parse(unsafe { memmap2::Mmap::map(&f) }.unwrap().into()).unwrap();
+        assert_eq!(img.info().levels.len(), 3);
+        let first = img.decode_tile(0, 0).unwrap();
+        let (a, ..) = img.level(0).unwrap();
+        let (b, ..) = img.level(0).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the level is decoded once");
+        let middle = img.decode_tile(1, 0).unwrap();
+        // Overwrite the file in place: what is kept no longer needs it.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &vec![0u8; j.len()]))
+            .unwrap();
+        assert_eq!(img.decode_tile(0, 0).unwrap().data, first.data);
+        assert_eq!(img.decode_tile(1, 0).unwrap().data, middle.data);
+        for t in 0..img.info().levels[0].tile_count() {
+            assert!(
+                img.decode_tile(0, t).is_ok(),
+                "tile {t} from the kept level"
+            );
+        }
+        // Least recently used first: level 1, then level 0 (just used).
+        let kept: Vec<u32> = img.kept.lock().unwrap().iter().map(|l| l.0).collect();
+        assert_eq!(kept, [1, 0]);
+        // A level never decoded has to read the file, which is now zeros.
+        assert!(img.decode_tile(2, 0).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
     fn progressive_sources_are_limited_in_scans() {
         use crate::turbo::testing::{repeat_last_scan, test_jpeg};
         let path = std::env::temp_dir().join(format!("tessera-scans-{}.jpg", std::process::id()));

@@ -137,6 +137,13 @@ impl Server {
         (s, mport)
     }
 
+    /// [`Server::start`] with extra command-line arguments.
+    pub fn start_args(extra: &[&str], env: &[(&str, &str)], workers: usize) -> Server {
+        let dir = TempDir::new("srv");
+        let sock = dir.0.join("fcgi.sock");
+        Self::start_with(Addr::Unix(sock), extra, env, workers, dir)
+    }
+
     fn start_with(
         addr: Addr,
         extra: &[&str],
@@ -444,4 +451,92 @@ pub fn start_http(extra: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Server, 
     };
     s.wait_ready();
     (s, port)
+}
+
+/// A little-endian classic TIFF: one tiled directory with `tags` (type LONG unless
+/// the tag is in `SHORTS`), tile data `blob` at offset 8.
+pub fn tiff(tags: &[(u16, Vec<u32>)], blob: &[u8]) -> Vec<u8> {
+    const SHORTS: [u16; 6] = [258, 259, 262, 277, 284, 317];
+    let mut out = b"II*\0".to_vec();
+    let ifd = 8 + blob.len() as u32;
+    out.extend(ifd.to_le_bytes());
+    out.extend(blob);
+    let mut tags = tags.to_vec();
+    tags.sort_by_key(|t| t.0);
+    let mut extra = Vec::new();
+    let extra_at = ifd + 2 + 12 * tags.len() as u32 + 4;
+    let mut entries = Vec::new();
+    for (tag, vals) in &tags {
+        let short = SHORTS.contains(tag);
+        let bytes: Vec<u8> = if short {
+            vals.iter()
+                .flat_map(|v| (*v as u16).to_le_bytes())
+                .collect()
+        } else {
+            vals.iter().flat_map(|v| v.to_le_bytes()).collect()
+        };
+        entries.extend(tag.to_le_bytes());
+        entries.extend((if short { 3u16 } else { 4u16 }).to_le_bytes());
+        entries.extend((vals.len() as u32).to_le_bytes());
+        if bytes.len() <= 4 {
+            let mut b = bytes.clone();
+            b.resize(4, 0);
+            entries.extend(b);
+        } else {
+            entries.extend((extra_at + extra.len() as u32).to_le_bytes());
+            extra.extend(bytes);
+        }
+    }
+    out.extend((tags.len() as u16).to_le_bytes());
+    out.extend(entries);
+    out.extend(0u32.to_le_bytes());
+    out.extend(extra);
+    out
+}
+
+/// `vals` as `bits`-wide samples packed MSB-first, rows of `row` samples byte-aligned
+/// (TIFF's layout for depths that are not whole bytes).
+pub fn pack(bits: u32, row: usize, vals: &[u32]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in vals.chunks(row) {
+        let (mut acc, mut have) = (0u64, 0u32);
+        for &v in r {
+            acc = (acc << bits) | u64::from(v);
+            have += bits;
+            while have >= 8 {
+                have -= 8;
+                out.push((acc >> have) as u8);
+            }
+        }
+        if have > 0 {
+            out.push((acc << (8 - have)) as u8);
+        }
+    }
+    out
+}
+
+/// A 16×16 TIFF in one uncompressed tile: `samples` samples of `bits` bits per pixel,
+/// photometric interpretation `photometric`, with extra tags.
+pub fn one_tile_tiff(
+    bits: u32,
+    photometric: u32,
+    samples: u32,
+    vals: &[u32],
+    extra: &[(u16, Vec<u32>)],
+) -> Vec<u8> {
+    let blob = pack(bits, 16 * samples as usize, vals);
+    let mut tags = vec![
+        (256, vec![16]),
+        (257, vec![16]),
+        (258, vec![bits; samples as usize]),
+        (259, vec![1]),
+        (262, vec![photometric]),
+        (277, vec![samples]),
+        (322, vec![16]),
+        (323, vec![16]),
+        (324, vec![8]),
+        (325, vec![blob.len() as u32]),
+    ];
+    tags.extend_from_slice(extra);
+    tiff(&tags, &blob)
 }

@@ -57,6 +57,20 @@ vips tiffsave "$T/grey16c.v" "$OUT/grey16.tif" $TILE
 # 32-bit float, values 0..1, floating-point predictor (one level)
 vips linear "$T/grey.v" "$T/greyf.v" 0.00392156862745098 0
 vips tiffsave "$T/greyf.v" "$OUT/float.tif" --tile --tile-width 256 --tile-height 256 --compression deflate --predictor float
+# 32-bit float pyramid whose levels were rounded up on halving (501x389, 251x195, where
+# vips rounds down), with stripes across both axes that show any lost row or column
+FLOAT="--tile --tile-width 256 --tile-height 256 --compression deflate --predictor float"
+vips xyz "$T/fxy.v" 1001 777
+vips remainder_const "$T/fxy.v" "$T/fmod.v" 24
+vips relational_const "$T/fmod.v" "$T/fbars.v" less 12
+vips bandmean "$T/fbars.v" "$T/fbar.v"
+vips linear "$T/fbar.v" "$T/fstripes.v" 0.001 0
+vips linear "$T/greyf.v" "$T/fdim.v" 0.7 0
+vips add "$T/fdim.v" "$T/fstripes.v" "$T/fp0.v"
+vips resize "$T/fp0.v" "$T/fp1.v" 0.5005 --vscale 0.5006
+vips resize "$T/fp0.v" "$T/fp2.v" 0.25075 --vscale 0.25097
+for i in 0 1 2; do vips tiffsave "$T/fp$i.v" "$T/fp$i.tif" $FLOAT; done
+tiffcp "$T/fp0.tif" "$T/fp1.tif" "$T/fp2.tif" "$OUT/float_pyr.tif"
 # untiled: the server refuses it with a clear error
 vips tiffsave "$T/small.v" "$OUT/stripped.tif" --compression deflate
 

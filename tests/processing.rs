@@ -175,3 +175,54 @@ fn watermark_is_added_to_tiles_and_regions() {
         assert!(white < 2 * 48 * 40 + 100, "{q}: {white} white pixels");
     }
 }
+
+/// Samples of a one-channel 8-bit raster `w` wide at `(x, y)`.
+fn at(px: &[u8], w: usize, x: usize, y: usize) -> f64 {
+    px[y * w + x] as f64
+}
+
+#[test]
+fn whole_float_exports_resample_the_whole_level() {
+    // float_pyr.tif's smallest level is 251×195, one more each way than 1001/4 × 777/4:
+    // the output is made from all of it, as a tile of it shows it.
+    let near = Server::start(&[("INTERPOLATION", "0")], 1);
+    let (lw, lh, c, level) = png(&near.get("FIF=float_pyr.tif&PTL=0,0").body);
+    assert_eq!((lw, lh, c), (251, 195, 1));
+    let (lw, lh) = (lw as usize, lh as usize);
+    let (w, h, _, out) = png(&near.get("FIF=float_pyr.tif&WID=200&CVT=png").body);
+    assert_eq!((w, h), (200, 155));
+    let (w, h) = (w as usize, h as usize);
+    let (sx, sy) = (lw as f64 / w as f64, lh as f64 / h as f64);
+    let mut wrong = 0;
+    for y in 0..h {
+        for x in 0..w {
+            let want = at(
+                &level,
+                lw,
+                (x as f64 * sx) as usize,
+                (y as f64 * sy) as usize,
+            );
+            wrong += usize::from(out[y * w + x] as f64 != want);
+        }
+    }
+    assert_eq!(wrong, 0, "nearest-neighbour samples unlike the level's");
+
+    let bilinear = Server::start(&[("INTERPOLATION", "1")], 1);
+    let (_, _, _, out) = png(&bilinear.get("FIF=float_pyr.tif&WID=200&CVT=png").body);
+    let mut worst = 0f64;
+    for y in 0..h {
+        let fy = y as f64 * sy;
+        let (y0, d) = (fy.floor() as usize, fy - fy.floor());
+        let y1 = (y0 + 1).min(lh - 1);
+        for x in 0..w {
+            let fx = x as f64 * sx;
+            let (x0, b) = (fx.floor() as usize, fx - fx.floor());
+            let x1 = (x0 + 1).min(lw - 1);
+            let top = (1.0 - b) * at(&level, lw, x0, y0) + b * at(&level, lw, x1, y0);
+            let bottom = (1.0 - b) * at(&level, lw, x0, y1) + b * at(&level, lw, x1, y1);
+            let want = ((1.0 - d) * top + d * bottom).trunc();
+            worst = worst.max((out[y * w + x] as f64 - want).abs());
+        }
+    }
+    assert!(worst <= 1.0, "bilinear samples off by up to {worst}");
+}

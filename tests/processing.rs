@@ -226,3 +226,90 @@ fn whole_float_exports_resample_the_whole_level() {
     }
     assert!(worst <= 1.0, "bilinear samples off by up to {worst}");
 }
+
+/// Otsu's threshold as iipsrv takes it: the first level with the strictly largest
+/// between-class variance, levels up to it against the rest.
+fn otsu_threshold(hist: &[u64; 256]) -> u8 {
+    let total: u64 = hist.iter().sum();
+    let sum: u64 = hist.iter().enumerate().map(|(i, &n)| i as u64 * n).sum();
+    let (mut wb, mut sb, mut best, mut t_best) = (0u64, 0u64, 0f64, 0u8);
+    for (t, &n) in hist.iter().enumerate() {
+        wb += n;
+        sb += t as u64 * n;
+        if wb == 0 {
+            continue;
+        }
+        if wb == total {
+            break;
+        }
+        let wf = total - wb;
+        let d = sb as f64 / wb as f64 - (sum - sb) as f64 / wf as f64;
+        let between = wb as f64 * wf as f64 * d * d;
+        if between > best {
+            (best, t_best) = (between, t as u8);
+        }
+    }
+    t_best
+}
+
+/// Rec. 601 luma of 8-bit RGB pixels, in 22-bit fixed point.
+fn luma(rgb: &[u8]) -> Vec<u8> {
+    rgb.chunks(3)
+        .map(|p| {
+            ((p[0] as u32 * 1254097 + p[1] as u32 * 2462056 + p[2] as u32 * 478151) >> 22) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn bitonal_outputs_split_at_the_image_histograms_threshold() {
+    let s = Server::start(&[("URI_MAP", "iiif=>IIIF")], 1);
+    // The image histogram: the smallest level's first tile (all of small.tif's 250×194
+    // level), 256 bins of each pixel's rounded channel mean.
+    let (_, _, c, first) = png(&s.get("FIF=small.tif&PTL=0,0").body);
+    assert_eq!(c, 3);
+    let mut hist = [0u64; 256];
+    for p in first.chunks(3) {
+        let mean = (p[0] as f64 + p[1] as f64 + p[2] as f64) / 3.0;
+        hist[mean.round() as usize] += 1;
+    }
+    let t = otsu_threshold(&hist);
+    let split = |plain: &[u8]| -> Vec<u8> {
+        luma(plain)
+            .into_iter()
+            .map(|v| if v < t { 0 } else { 255 })
+            .collect()
+    };
+    let iiif = |path: &str| s.request(&[("REQUEST_METHOD", "GET"), ("REQUEST_URI", path)], b"");
+    let cases = [
+        // a full-resolution tile, a smaller level's tile, a region export, IIIF
+        ("FIF=small.tif&PTL=2,6", "FIF=small.tif&COL=binary&PTL=2,6"),
+        ("FIF=small.tif&PTL=1,0", "FIF=small.tif&COL=binary&PTL=1,0"),
+        (
+            "FIF=small.tif&RGN=0.1,0.2,0.6,0.5&WID=300&CVT=png",
+            "FIF=small.tif&RGN=0.1,0.2,0.6,0.5&WID=300&COL=binary&CVT=png",
+        ),
+    ];
+    let mut outputs: Vec<(Vec<u8>, Vec<u8>)> = cases
+        .iter()
+        .map(|(plain, bitonal)| (png(&s.get(plain).body).3, png(&s.get(bitonal).body).3))
+        .collect();
+    let plain = iiif("/iiif/small.tif/full/400,/0/default.png");
+    let bitonal = iiif("/iiif/small.tif/full/400,/0/bitonal.png");
+    assert_eq!((plain.status, bitonal.status), (200, 200));
+    outputs.push((png(&plain.body).3, png(&bitonal.body).3));
+    for (i, (plain, bitonal)) in outputs.iter().enumerate() {
+        let want = split(plain);
+        assert_eq!(bitonal.len(), want.len(), "case {i}: one channel");
+        let wrong = bitonal.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert_eq!(wrong, 0, "case {i}: samples unlike a split at {t}");
+        // Both sides occupied: the threshold is inside the image's range.
+        assert!(want.contains(&0) && want.contains(&255), "case {i}");
+    }
+    // A bilevel source is left as it is (its own threshold would be its black level,
+    // and everything at or above it would turn white).
+    let (_, _, _, plain) = png(&s.get("FIF=bits1.tif&PTL=2,5").body);
+    let (_, _, _, bitonal) = png(&s.get("FIF=bits1.tif&COL=binary&PTL=2,5").body);
+    assert!(plain.contains(&0) && plain.contains(&255));
+    assert_eq!(bitonal, plain);
+}

@@ -8,7 +8,7 @@ use super::*;
 pub const MAX_REGION_PIXELS: u64 = 64 << 20;
 
 /// Picks the smallest level whose part of the region covers the output
-/// (processing.md §3.1) and returns `(k, left, top, width, height)` at that level.
+/// and returns `(k, left, top, width, height)` at that level.
 pub fn region_at_level(
     info: &crate::image::ImageInfo,
     region: [f64; 4],
@@ -116,7 +116,7 @@ pub fn stem(client: &str) -> &str {
     }
 }
 
-/// A region export through the region pipeline (processing.md §3).
+/// A region export through the region pipeline.
 pub fn region(
     cfg: &Config,
     cache: Option<&shm::Cache>,
@@ -191,7 +191,11 @@ pub fn region(
             );
         }
     }
-    let hist = match histogram_if_needed(opened, view) {
+    let view = View {
+        colour: req.colour,
+        ..view.clone()
+    };
+    let hist = match histogram_if_needed(cfg, opened, &view) {
         Ok(h) => h,
         Err(e) => return image_error(cfg, client, &e),
     };
@@ -203,7 +207,7 @@ pub fn region(
     let raster = match read_resized(
         cfg,
         opened,
-        view,
+        &view,
         hist.as_ref(),
         filter,
         (k, left, top, width, height),
@@ -212,11 +216,7 @@ pub fn region(
         Ok(r) => r,
         Err(e) => return image_error(cfg, client, &e),
     };
-    let view = View {
-        colour: req.colour,
-        ..view.clone()
-    };
-    let mut raster = finish(raster, req.format, &view, hist.as_ref());
+    let mut raster = finish(raster, req.format, (opened, &view), hist.as_ref());
     let l0 = &info.levels[0];
     apply_watermark(cfg, &mut raster, 2 * l0.tile_width.max(l0.tile_height));
     let full = &info.levels[0];

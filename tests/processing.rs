@@ -313,3 +313,30 @@ fn bitonal_outputs_split_at_the_image_histograms_threshold() {
     assert!(plain.contains(&0) && plain.contains(&255));
     assert_eq!(bitonal, plain);
 }
+
+#[test]
+fn float_samples_scale_from_the_images_range() {
+    let s = Server::start(&[], 1);
+    let r = s.get("FIF=float_range.tif&OBJ=Min-Max-sample-values");
+    assert_eq!(r.text(), "Min-Max-sample-values: 0  1000\r\n");
+    // float_range.tif is grey.tif's full level times 1000/255: scaled back from
+    // 0..1000, tiles and exports are grey.tif's within rounding.
+    for (float, grey) in [
+        ("FIF=float_range.tif&PTL=0,5", "FIF=grey.tif&PTL=2,5"),
+        (
+            "FIF=float_range.tif&RGN=0.2,0.3,0.25,0.25&CVT=png",
+            "FIF=grey.tif&RGN=0.2,0.3,0.25,0.25&CVT=png",
+        ),
+    ] {
+        let (w, h, c, f) = png(&s.get(float).body);
+        let (gw, gh, _, g) = png(&s.get(grey).body);
+        assert_eq!((w, h, c), (gw, gh, 1), "{float}");
+        let worst = f
+            .iter()
+            .zip(&g)
+            .map(|(a, b)| (*a as i32 - *b as i32).abs())
+            .max();
+        assert!(worst <= Some(1), "{float}: off by {worst:?}");
+        assert!(g.iter().any(|&v| v > 100), "{grey}: bright enough to tell");
+    }
+}

@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::encode::embed::{embed, Density, DensityUnit, Embed};
 use crate::encode::{self, Format};
 use crate::image::cache::Opened;
-use crate::image::Tile;
 use crate::image::{ColourSpace, ImageError, ImageInfo, ResolutionUnit, StoredCodec};
+use crate::image::{Samples, Tile};
 use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
 use crate::pipeline::float::{self, Contrast};
@@ -456,7 +456,8 @@ fn image_histogram(opened: &Opened) -> Result<[u64; 256], ImageError> {
     Ok(float::histogram(&small))
 }
 
-/// Native samples to 8 bits: through the float branch when processing asks for it.
+/// Native samples to 8 bits: through the float branch when processing asks for it, and
+/// always for float samples, whose range is the image's (often not 0..1).
 fn to_raster(tile: Tile, opened: &Opened, view: &View, hist: Option<&[u64; 256]>) -> Raster {
     let info = opened.image.info();
     if info.colour == ColourSpace::CieLab && tile.channels >= 3 {
@@ -467,7 +468,7 @@ fn to_raster(tile: Tile, opened: &Opened, view: &View, hist: Option<&[u64; 256]>
             pipeline::to_8bit_rounded(srgb)
         };
     }
-    if view.processing.needs_float() {
+    if view.processing.needs_float() || matches!(tile.data, Samples::F32(_)) {
         float::process(&tile, &info.min, &info.max, &view.processing, hist)
     } else {
         pipeline::to_8bit(tile)

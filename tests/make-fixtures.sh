@@ -3,7 +3,7 @@
 # libtiff's tools. Usage: tests/make-fixtures.sh OUT_DIR. Deterministic; ~5 s.
 set -euo pipefail
 OUT=${1:?usage: make-fixtures.sh OUT_DIR}
-for t in vips tiffset tiffcp opj_compress; do
+for t in vips tiffset tiffcp opj_compress python3; do
   command -v "$t" >/dev/null || { echo "missing $t (apt-get install libvips-tools libtiff-tools)" >&2; exit 1; }
 done
 mkdir -p "$OUT"
@@ -57,6 +57,38 @@ vips tiffsave "$T/grey16c.v" "$OUT/grey16.tif" $TILE
 # 32-bit float, values 0..1, floating-point predictor (one level)
 vips linear "$T/grey.v" "$T/greyf.v" 0.00392156862745098 0
 vips tiffsave "$T/greyf.v" "$OUT/float.tif" --tile --tile-width 256 --tile-height 256 --compression deflate --predictor float
+# 32-bit float pyramid whose levels were rounded up on halving (501x389, 251x195, where
+# vips rounds down), with stripes across both axes that show any lost row or column
+FLOAT="--tile --tile-width 256 --tile-height 256 --compression deflate --predictor float"
+vips xyz "$T/fxy.v" 1001 777
+vips remainder_const "$T/fxy.v" "$T/fmod.v" 24
+vips relational_const "$T/fmod.v" "$T/fbars.v" less 12
+vips bandmean "$T/fbars.v" "$T/fbar.v"
+vips linear "$T/fbar.v" "$T/fstripes.v" 0.001 0
+vips linear "$T/greyf.v" "$T/fdim.v" 0.7 0
+vips add "$T/fdim.v" "$T/fstripes.v" "$T/fp0.v"
+vips resize "$T/fp0.v" "$T/fp1.v" 0.5005 --vscale 0.5006
+vips resize "$T/fp0.v" "$T/fp2.v" 0.25075 --vscale 0.25097
+for i in 0 1 2; do vips tiffsave "$T/fp$i.v" "$T/fp$i.tif" $FLOAT; done
+tiffcp "$T/fp0.tif" "$T/fp1.tif" "$T/fp2.tif" "$OUT/float_pyr.tif"
+# 32-bit float, values 0..1000 with SMaxSampleValue 1000 (one level). tiffset writes
+# this tag's value as 0, so it makes the entry and the value is patched in place.
+vips linear "$T/greyf.v" "$T/fk.v" 1000 0
+vips tiffsave "$T/fk.v" "$OUT/float_range.tif" $FLOAT
+tiffset -s 341 1 1000 "$OUT/float_range.tif"
+python3 - "$OUT/float_range.tif" <<'PY'
+import struct, sys
+path = sys.argv[1]
+b = bytearray(open(path, "rb").read())
+e = "<" if b[:2] == b"II" else ">"
+ifd = struct.unpack_from(e + "I", b, 4)[0]
+for i in range(struct.unpack_from(e + "H", b, ifd)[0]):
+    at = ifd + 2 + 12 * i
+    tag, kind, count = struct.unpack_from(e + "HHI", b, at)
+    if (tag, kind, count) == (341, 11, 1):
+        struct.pack_into(e + "f", b, at + 8, 1000.0)
+open(path, "wb").write(b)
+PY
 # untiled: the server refuses it with a clear error
 vips tiffsave "$T/small.v" "$OUT/stripped.tif" --compression deflate
 

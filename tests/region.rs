@@ -97,6 +97,10 @@ fn cvt_limits_and_colour() {
     let (_, _, ct, px) = png_decode(&s.get("FIF=small.tif&COL=binary&PTL=2,0").body);
     assert_eq!(ct, png::ColorType::Grayscale);
     assert!(px.iter().all(|&v| v == 0 || v == 255));
+    // The threshold is the whole image's: this dark corner is black throughout, a tile
+    // across the middle is split.
+    assert!(px.iter().all(|&v| v == 0));
+    let (_, _, _, px) = png_decode(&s.get("FIF=small.tif&COL=binary&PTL=2,6").body);
     assert!(px.contains(&0) && px.contains(&255));
 }
 

@@ -11,8 +11,42 @@
 use super::{open, shared, Image, ImageError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+
+/// The image histograms of one opened image, by view (horizontal angle, vertical angle,
+/// quality layers), each computed once from a decoded tile and kept with the header.
+#[derive(Default)]
+pub struct Histograms(Mutex<Vec<(HistogramView, [u64; 256])>>);
+
+/// The view a histogram was taken in: horizontal angle, vertical angle, quality layers.
+pub type HistogramView = (i32, i32, i32);
+
+/// Views of one image whose histograms are kept; more are computed on every use.
+const MAX_HISTOGRAMS: usize = 16;
+
+impl Histograms {
+    /// The histogram of `view`, from `compute` the first time.
+    pub fn get_or_compute<E>(
+        &self,
+        view: HistogramView,
+        compute: impl FnOnce() -> Result<[u64; 256], E>,
+    ) -> Result<[u64; 256], E> {
+        let known = |v: &Vec<(HistogramView, [u64; 256])>| {
+            v.iter().find(|(k, _)| *k == view).map(|(_, h)| *h)
+        };
+        if let Some(h) = self.0.lock().ok().as_deref().and_then(known) {
+            return Ok(h);
+        }
+        let h = compute()?;
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() < MAX_HISTOGRAMS && known(&kept).is_none() {
+                kept.push((view, h));
+            }
+        }
+        Ok(h)
+    }
+}
 
 /// An image ready to serve, with the timestamp it was read at.
 #[derive(Clone)]
@@ -24,6 +58,8 @@ pub struct Opened {
     pub reloaded: bool,
     /// The resolved file path (part of shared-cache keys).
     pub path: PathBuf,
+    /// Image histograms computed so far, shared by every request for this file version.
+    pub histograms: Arc<Histograms>,
 }
 
 impl Opened {
@@ -52,6 +88,7 @@ impl Opened {
 
 struct Entry {
     image: Arc<dyn Image>,
+    histograms: Arc<Histograms>,
     mtime: SystemTime,
     last_used: u64,
 }
@@ -150,6 +187,7 @@ impl ImageCache {
                     mtime,
                     reloaded: false,
                     path: path.to_owned(),
+                    histograms: e.histograms.clone(),
                 });
             }
             Some(_) => true,
@@ -157,6 +195,7 @@ impl ImageCache {
         };
         self.misses += 1;
         let image = self.open_shared(path, mtime)?;
+        let histograms = Arc::new(Histograms::default());
         if self.capacity != Some(0) {
             if let Some(cap) = self.capacity {
                 while self.entries.len() >= cap && !self.entries.contains_key(path) {
@@ -175,6 +214,7 @@ impl ImageCache {
                 path.to_owned(),
                 Entry {
                     image: image.clone(),
+                    histograms: histograms.clone(),
                     mtime,
                     last_used: self.clock,
                 },
@@ -185,6 +225,59 @@ impl ImageCache {
             mtime,
             reloaded: changed,
             path: path.to_owned(),
+            histograms,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_histogram_is_computed_once_per_view() {
+        let store = Histograms::default();
+        let runs = Cell::new(0);
+        let compute = |v: u64| {
+            runs.set(runs.get() + 1);
+            Ok::<_, ()>([v; 256])
+        };
+        assert_eq!(
+            store.get_or_compute((0, 90, 0), || compute(1)),
+            Ok([1; 256])
+        );
+        assert_eq!(
+            store.get_or_compute((0, 90, 0), || compute(2)),
+            Ok([1; 256])
+        );
+        assert_eq!(runs.get(), 1);
+        // Another page of a stack has its own.
+        assert_eq!(
+            store.get_or_compute((1, 90, 0), || compute(3)),
+            Ok([3; 256])
+        );
+        assert_eq!(runs.get(), 2);
+        // A failure is not kept: the next request tries again.
+        assert_eq!(store.get_or_compute((2, 90, 0), || Err(())), Err(()));
+        assert_eq!(
+            store.get_or_compute((2, 90, 0), || compute(4)),
+            Ok([4; 256])
+        );
+    }
+
+    #[test]
+    fn beyond_the_bound_histograms_are_computed_every_time() {
+        let store = Histograms::default();
+        for x in 0..MAX_HISTOGRAMS as i32 {
+            let _ = store.get_or_compute((x, 0, 0), || Ok::<_, ()>([0; 256]));
+        }
+        let extra = (MAX_HISTOGRAMS as i32, 0, 0);
+        let _ = store.get_or_compute(extra, || Ok::<_, ()>([1; 256]));
+        assert_eq!(
+            store.get_or_compute(extra, || Ok::<_, ()>([2; 256])),
+            Ok([2; 256])
+        );
+        assert_eq!(store.0.lock().unwrap().len(), MAX_HISTOGRAMS);
     }
 }

@@ -1,5 +1,5 @@
-//! Colour conversions: CIELAB to sRGB (processing.md §4.1), greyscale and bilevel
-//! (§4.14–4.16).
+//! Colour conversions: CIELAB to sRGB, greyscale, and bilevel output at Otsu's
+//! threshold.
 
 use super::Raster;
 use crate::image::{Samples, Tile};
@@ -104,24 +104,23 @@ pub fn greyscale(r: &Raster) -> Raster {
     }
 }
 
-/// Otsu's threshold of a 256-bin histogram.
+/// Otsu's threshold of a 256-bin histogram: the first level `t` with the strictly
+/// largest between-class variance, levels up to `t` against the rest. 0 when no level
+/// splits the histogram in two (one level, or none, occupied).
 pub fn otsu(hist: &[u64; 256]) -> u8 {
-    let total: u64 = hist.iter().sum();
-    if total == 0 {
-        return 128;
-    }
+    let total: f64 = hist.iter().map(|&n| n as f64).sum();
     let sum_all: f64 = hist
         .iter()
         .enumerate()
         .map(|(i, &n)| i as f64 * n as f64)
         .sum();
-    let (mut w_b, mut sum_b, mut best, mut threshold) = (0f64, 0f64, -1f64, 0u8);
+    let (mut w_b, mut sum_b, mut best, mut threshold) = (0f64, 0f64, 0f64, 0u8);
     for (t, &n) in hist.iter().enumerate() {
         w_b += n as f64;
         if w_b == 0.0 {
             continue;
         }
-        let w_f = total as f64 - w_b;
+        let w_f = total - w_b;
         if w_f == 0.0 {
             break;
         }
@@ -137,18 +136,16 @@ pub fn otsu(hist: &[u64; 256]) -> u8 {
     threshold
 }
 
-/// One channel, every sample 0 or 255, split at Otsu's threshold of the grey levels.
-pub fn bilevel(r: &Raster) -> Raster {
+/// One channel, every sample 0 or 255: the luma of each pixel against `threshold`
+/// (Otsu's threshold of the image histogram, so every tile and export of an image
+/// splits at the same level), below it black. The threshold level itself is white,
+/// as in iipsrv.
+pub fn bilevel(r: &Raster, threshold: u8) -> Raster {
     let g = greyscale(r);
-    let mut hist = [0u64; 256];
-    for &v in &g.data {
-        hist[v as usize] += 1;
-    }
-    let t = otsu(&hist);
     let data = g
         .data
         .iter()
-        .map(|&v| if v > t { 255 } else { 0 })
+        .map(|&v| if v < threshold { 0 } else { 255 })
         .collect();
     Raster { data, ..g }
 }
@@ -182,18 +179,43 @@ mod tests {
     }
 
     #[test]
-    fn bilevel_splits_two_populations() {
-        let data: Vec<u8> = (0..100)
-            .map(|i| if i % 2 == 0 { 20 } else { 220 })
-            .collect();
+    fn otsu_of_known_histograms() {
+        // Two populations: every level from the lower one up to just below the upper
+        // one splits them equally well, and the first of them wins.
+        let mut h = [0u64; 256];
+        h[20] = 50;
+        h[220] = 50;
+        assert_eq!(otsu(&h), 20);
+        // 1, 2, 3 once each, 10 once: the classes {1,2,3} and {10} are best split at 3.
+        let mut h = [0u64; 256];
+        for v in [1, 2, 3, 10] {
+            h[v] = 1;
+        }
+        assert_eq!(otsu(&h), 3);
+        // Worked by hand: bins 0..=3 holding 1, 3, 1, 3. wb*wf*(mb-mf)^2 at t = 0, 1, 2
+        // is 1*7*(0-2)^2 = 28, 4*4*(0.75-2.75)^2 = 64 and 5*3*(1-3)^2 = 60: t = 1.
+        let mut h = [0u64; 256];
+        h[..4].copy_from_slice(&[1, 3, 1, 3]);
+        assert_eq!(otsu(&h), 1);
+        // Nothing to split.
+        let mut h = [0u64; 256];
+        h[77] = 10;
+        assert_eq!(otsu(&h), 0);
+        assert_eq!(otsu(&[0; 256]), 0);
+    }
+
+    #[test]
+    fn bilevel_maps_below_the_threshold_to_black() {
         let r = Raster {
-            width: 10,
-            height: 10,
-            channels: 1,
-            data,
+            width: 4,
+            height: 1,
+            channels: 3,
+            // luma 19, 20, 21 and 149 (pure green)
+            data: vec![19, 19, 19, 20, 20, 20, 21, 21, 21, 0, 255, 0],
         };
-        let b = bilevel(&r);
-        assert!(b.data.iter().all(|&v| v == 0 || v == 255));
-        assert_eq!(b.data.iter().filter(|&&v| v == 255).count(), 50);
+        let b = bilevel(&r, 20);
+        assert_eq!(b.channels, 1);
+        assert_eq!(b.data, vec![0, 255, 255, 255]);
+        assert_eq!(bilevel(&r, 150).data, vec![0, 0, 0, 0]);
     }
 }

@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::encode::embed::{embed, Density, DensityUnit, Embed};
 use crate::encode::{self, Format};
 use crate::image::cache::Opened;
-use crate::image::Tile;
 use crate::image::{ColourSpace, ImageError, ImageInfo, ResolutionUnit, StoredCodec};
+use crate::image::{Samples, Tile};
 use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
 use crate::pipeline::float::{self, Contrast};
@@ -118,7 +118,7 @@ fn viewed<'a>(
         .map_err(|e| image_error(cfg, client, &e))
 }
 
-/// The quality-layer view value from `LYR` and `MAX_LAYERS` (images.md §4).
+/// The quality-layer view value from `LYR` and `MAX_LAYERS`.
 fn layer_view(cfg: &Config, view: &View) -> i32 {
     let (lyr, m) = (view.layers, cfg.max_layers);
     if m > 0 {
@@ -134,7 +134,7 @@ fn layer_view(cfg: &Config, view: &View) -> i32 {
     }
 }
 
-/// One tile through the tile pipeline (processing.md §2).
+/// One tile through the tile pipeline.
 pub fn tile(
     cfg: &Config,
     cache: Option<&shm::Cache>,
@@ -170,7 +170,7 @@ pub fn tile(
             &format!("Asked for non-existent tile: {}", req.tile),
         );
     }
-    // A client rotating a whole image by 180 keeps its tile grid (iip.md §5).
+    // A client rotating a whole image by 180 keeps its tile grid.
     let t = if view.right_angle() == 180 {
         (count - 1 - req.tile) as u32
     } else {
@@ -361,11 +361,11 @@ fn encode_tile(
 ) -> Result<Vec<u8>, Response> {
     let info = opened.image.info();
     let level = &info.levels[k as usize];
-    let hist = histogram_if_needed(opened, view).map_err(|e| image_error(cfg, client, &e))?;
+    let hist = histogram_if_needed(cfg, opened, view).map_err(|e| image_error(cfg, client, &e))?;
     let mut raster = finish(
         to_raster(decoded, opened, view, hist.as_ref()),
         format,
-        view,
+        (opened, view),
         hist.as_ref(),
     );
     // One block: the whole tile.
@@ -391,7 +391,7 @@ fn encode_tile(
 }
 
 /// The source's pixel density scaled by output pixels per full-resolution pixel
-/// (processing.md §6), when the source states one.
+/// when the source states one.
 fn density(info: &ImageInfo, sx: f64, sy: f64) -> Option<Density> {
     (info.dpi_x > 0.0 && info.dpi_y > 0.0 && sx > 0.0 && sy > 0.0).then_some(Density {
         x: info.dpi_x * sx,
@@ -418,18 +418,46 @@ fn icc_for<'a>(cfg: &Config, info: &'a ImageInfo, out_channels: u16) -> Option<&
     (allowed && same_kind).then_some(icc)
 }
 
-/// The image histogram (processing.md §1) when stretch or equalisation asks for it:
-/// tile 0 of the smallest level, at 8 bits.
-fn histogram_if_needed(opened: &Opened, view: &View) -> Result<Option<[u64; 256]>, ImageError> {
-    if !view.processing.needs_histogram() {
+/// The image histogram when stretch, equalisation or a bilevel output of an image that
+/// is not bilevel already asks for it; computed once per image and view (see
+/// [`image_histogram`]).
+fn histogram_if_needed(
+    cfg: &Config,
+    opened: &Opened,
+    view: &View,
+) -> Result<Option<[u64; 256]>, ImageError> {
+    if !view.processing.needs_histogram() && !bilevel_output(opened, view) {
         return Ok(None);
     }
-    let k = opened.image.info().num_levels() - 1;
-    let small = pipeline::to_8bit(opened.image.decode_tile(k, 0)?);
-    Ok(Some(float::histogram(&small)))
+    let key = (view.xangle, view.yangle, layer_view(cfg, view));
+    opened
+        .histograms
+        .get_or_compute(key, || image_histogram(opened))
+        .map(Some)
 }
 
-/// Native samples to 8 bits: through the float branch when processing asks for it.
+/// Whether `view` turns an image that is not bilevel into a bilevel output.
+fn bilevel_output(opened: &Opened, view: &View) -> bool {
+    view.colour == Colour::Bitonal && opened.image.info().colour != ColourSpace::Bilevel
+}
+
+/// The histogram of a whole image, from its smallest level's first tile: samples deeper
+/// than 8 bits scaled from the image's range to 8 bits, then 256 bins of each pixel's
+/// mean over its channels.
+fn image_histogram(opened: &Opened) -> Result<[u64; 256], ImageError> {
+    let info = opened.image.info();
+    let tile = opened.image.decode_tile(info.num_levels() - 1, 0)?;
+    let small = if info.bits_per_sample > 8 {
+        let plain = float::Processing::default();
+        float::process(&tile, &info.min, &info.max, &plain, None)
+    } else {
+        pipeline::to_8bit(tile)
+    };
+    Ok(float::histogram(&small))
+}
+
+/// Native samples to 8 bits: through the float branch when processing asks for it, and
+/// always for float samples, whose range is the image's (often not 0..1).
 fn to_raster(tile: Tile, opened: &Opened, view: &View, hist: Option<&[u64; 256]>) -> Raster {
     let info = opened.image.info();
     if info.colour == ColourSpace::CieLab && tile.channels >= 3 {
@@ -440,7 +468,7 @@ fn to_raster(tile: Tile, opened: &Opened, view: &View, hist: Option<&[u64; 256]>
             pipeline::to_8bit_rounded(srgb)
         };
     }
-    if view.processing.needs_float() {
+    if view.processing.needs_float() || matches!(tile.data, Samples::F32(_)) {
         float::process(&tile, &info.min, &info.max, &view.processing, hist)
     } else {
         pipeline::to_8bit(tile)
@@ -448,15 +476,23 @@ fn to_raster(tile: Tile, opened: &Opened, view: &View, hist: Option<&[u64; 256]>
 }
 
 /// Channel flattening, colour treatment, equalisation, mirror and rotation: the steps
-/// after the pixels are at their output size (processing.md §2 steps 8–13).
-fn finish(raster: Raster, format: Format, view: &View, hist: Option<&[u64; 256]>) -> Raster {
+/// after the pixels are at their output size. `hist` is the image histogram when
+/// [`histogram_if_needed`] asked for it.
+fn finish(
+    raster: Raster,
+    format: Format,
+    (opened, view): (&Opened, &View),
+    hist: Option<&[u64; 256]>,
+) -> Raster {
     let keep = encode::channels_for(format, raster.channels);
     let mut raster = pipeline::keep_channels(raster, keep);
-    raster = match view.colour {
-        Colour::AsIs => raster,
-        Colour::Grey if raster.channels >= 3 => colour::greyscale(&raster),
-        Colour::Grey => raster,
-        Colour::Bitonal => colour::bilevel(&raster),
+    raster = match (view.colour, hist) {
+        (Colour::Grey, _) if raster.channels >= 3 => colour::greyscale(&raster),
+        (Colour::Bitonal, Some(h)) if bilevel_output(opened, view) => {
+            colour::bilevel(&raster, colour::otsu(h))
+        }
+        // Bilevel sources are bilevel already.
+        _ => raster,
     };
     if let (Contrast::Equalise, Some(h)) = (view.processing.contrast, hist) {
         float::equalise(&mut raster, h);

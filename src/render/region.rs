@@ -8,7 +8,7 @@ use super::*;
 pub const MAX_REGION_PIXELS: u64 = 64 << 20;
 
 /// Picks the smallest level whose part of the region covers the output
-/// (processing.md §3.1) and returns `(k, left, top, width, height)` at that level.
+/// and returns `(k, left, top, width, height)` at that level.
 pub fn region_at_level(
     info: &crate::image::ImageInfo,
     region: [f64; 4],
@@ -38,6 +38,12 @@ pub fn region_at_level(
         }
     }
     let l = &info.levels[chosen as usize];
+    // The whole image is the whole level: a level `2^k` times smaller than the full
+    // image need not be `W/2^k` pixels (writers that round sizes up make it one more),
+    // and rows or columns cut from it would stretch the rest of the output.
+    if region[0] <= 0.0 && region[1] <= 0.0 && region[2] >= 1.0 && region[3] >= 1.0 {
+        return (chosen, 0, 0, l.width, l.height);
+    }
     let s = (1u64 << chosen.min(62)) as f64;
     let place = |frac_pos: f64, frac_len: f64, full: f64, size: u32| -> (u32, u32) {
         let start = ((full * frac_pos / s).round() as u32).min(size.saturating_sub(1));
@@ -110,7 +116,7 @@ pub fn stem(client: &str) -> &str {
     }
 }
 
-/// A region export through the region pipeline (processing.md §3).
+/// A region export through the region pipeline.
 pub fn region(
     cfg: &Config,
     cache: Option<&shm::Cache>,
@@ -185,7 +191,11 @@ pub fn region(
             );
         }
     }
-    let hist = match histogram_if_needed(opened, view) {
+    let view = View {
+        colour: req.colour,
+        ..view.clone()
+    };
+    let hist = match histogram_if_needed(cfg, opened, &view) {
         Ok(h) => h,
         Err(e) => return image_error(cfg, client, &e),
     };
@@ -197,7 +207,7 @@ pub fn region(
     let raster = match read_resized(
         cfg,
         opened,
-        view,
+        &view,
         hist.as_ref(),
         filter,
         (k, left, top, width, height),
@@ -206,11 +216,7 @@ pub fn region(
         Ok(r) => r,
         Err(e) => return image_error(cfg, client, &e),
     };
-    let view = View {
-        colour: req.colour,
-        ..view.clone()
-    };
-    let mut raster = finish(raster, req.format, &view, hist.as_ref());
+    let mut raster = finish(raster, req.format, (opened, &view), hist.as_ref());
     let l0 = &info.levels[0];
     apply_watermark(cfg, &mut raster, 2 * l0.tile_width.max(l0.tile_height));
     let full = &info.levels[0];
@@ -327,4 +333,50 @@ fn read_resized(
             pipeline::bands::BandError::OutOfMemory(n) => ImageError::OutOfMemory(n),
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{ColourSpace, ImageInfo, Level, StoredCodec};
+
+    /// 1001×777 with levels rounded up on halving: 501×389, 251×195.
+    fn rounded_up() -> ImageInfo {
+        let level = |width, height| Level {
+            width,
+            height,
+            tile_width: 256,
+            tile_height: 256,
+            codec: StoredCodec::Deflate,
+        };
+        let levels = vec![level(1001, 777), level(501, 389), level(251, 195)];
+        ImageInfo::plain(levels, 1, 8, ColourSpace::Greyscale)
+    }
+
+    #[test]
+    fn whole_image_reads_the_whole_level() {
+        let info = rounded_up();
+        assert_eq!(
+            region_at_level(&info, [0.0, 0.0, 1.0, 1.0], 200, 155),
+            (2, 0, 0, 251, 195)
+        );
+        assert_eq!(
+            region_at_level(&info, [0.0, 0.0, 1.0, 1.0], 400, 310),
+            (1, 0, 0, 501, 389)
+        );
+    }
+
+    #[test]
+    fn part_of_the_image_is_measured_from_the_full_size() {
+        let info = rounded_up();
+        // 1001/4 = 250.25 and 777/8 = 194.25 at level 2: the last column and row stay out.
+        assert_eq!(
+            region_at_level(&info, [0.0, 0.5, 1.0, 0.5], 200, 80),
+            (2, 0, 97, 250, 97)
+        );
+        assert_eq!(
+            region_at_level(&info, [0.5, 0.0, 0.5, 1.0], 100, 155),
+            (2, 125, 0, 125, 194)
+        );
+    }
 }

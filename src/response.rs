@@ -27,6 +27,7 @@ pub fn reason(status: u16) -> &'static str {
         303 => "See Other",
         304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",

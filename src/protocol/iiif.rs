@@ -310,6 +310,17 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         Ok(p) => p,
         Err(ParseError::Bad(msg)) => return Response::text_error(cfg, 400, &msg),
     };
+    // A degraded image: `max` is shrunk to what may be seen, larger sizes are refused.
+    let (w, h) = match cur.access {
+        crate::model::Access::Degraded(m) if !cur.access.allows_output(region, full, (w, h)) => {
+            let named = size.trim_start_matches('^').to_ascii_lowercase();
+            if named != "max" && named != "full" {
+                return crate::access::too_large(cfg, m);
+            }
+            cur.access.clamp_output(region, full, (w, h))
+        }
+        _ => (w, h),
+    };
     let right = angle % 90.0 == 0.0;
     let view = View {
         rotation: if right { angle } else { 0.0 },
@@ -318,6 +329,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         colour,
         processing,
         xangle: page.flatten().map_or(0, |p| p.min(i32::MAX as u32) as i32),
+        access: cur.access,
         ..View::default()
     };
     // The tile fast path: the request is exactly one stored tile (iiif.md §5.6).

@@ -2,6 +2,7 @@
 //! (a token, a signed URL), and the one decision every protocol takes from them when
 //! it opens an image. Without a policy every image is public.
 
+pub mod auth2;
 pub mod pattern;
 pub mod policy;
 pub mod signed;

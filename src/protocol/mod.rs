@@ -37,6 +37,8 @@ pub struct HttpInfo {
     pub accept: Option<String>,
     pub if_modified_since: Option<String>,
     pub x_iiif_id: Option<String>,
+    /// `Cookie` (the access-token service reads the login cookie from it).
+    pub cookies: Option<String>,
     /// The request string (query, mapped path, or form body).
     pub request_string: String,
     /// The token and signature the request presents (checked against `ACCESS_POLICY`).
@@ -184,6 +186,7 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         accept: params.get("HTTP_ACCEPT").map(str::to_owned),
         if_modified_since: params.get("HTTP_IF_MODIFIED_SINCE").map(str::to_owned),
         x_iiif_id: params.get("HTTP_X_IIIF_ID").map(str::to_owned),
+        cookies: params.get("HTTP_COOKIE").map(str::to_owned),
         request_string: String::new(),
         credentials: Default::default(),
         protected: Default::default(),

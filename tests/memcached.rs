@@ -2,34 +2,11 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
 fn responses_come_from_memcached_and_a_dead_one_costs_little() {
-    let port = free_port();
-    let mut mc = Command::new("memcached")
-        .args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-U",
-            "0",
-            "-u",
-            "root",
-            "-m",
-            "16",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("memcached is installed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "memcached did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut mc, port) = start_memcached();
     let dir = TempDir::new("mc");
     std::fs::copy(fixtures().join("small.tif"), dir.0.join("x.tif")).unwrap();
     let prefix = format!("{}/", dir.0.display());

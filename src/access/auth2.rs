@@ -36,7 +36,10 @@ pub fn services(auth: &AuthText, id: &str) -> Option<Value> {
         "profile": auth.profile.name(),
     });
     let m = access.as_object_mut().expect("an object");
-    m.insert("label".into(), lang(text(&auth.label, "Log in to see this image")));
+    m.insert(
+        "label".into(),
+        lang(text(&auth.label, "Log in to see this image")),
+    );
     if let Some(h) = &auth.heading {
         m.insert("heading".into(), lang(h));
     }
@@ -247,7 +250,10 @@ pub fn token_service(
             } else {
                 "invalidAspect"
             };
-            error_value(profile, "The login is not valid (any more): please log in again.")
+            error_value(
+                profile,
+                "The login is not valid (any more): please log in again.",
+            )
         }
         None => error_value("missingAspect", "Please log in first."),
     };
@@ -259,11 +265,19 @@ pub fn token_service(
         (Some(_), Some(origin)) => {
             // `<` escaped so that nothing in the message can end the script element.
             let msg = v.to_string().replace('<', "\\u003c");
-            let origin = Value::from(origin.as_str()).to_string().replace('<', "\\u003c");
+            let origin = Value::from(origin.as_str())
+                .to_string()
+                .replace('<', "\\u003c");
             let page = format!(
                 "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Access token</title></head>\n<body><script>window.parent.postMessage({msg}, {origin});</script></body></html>\n"
             );
-            let mut r = Response::content(cfg, "text/html; charset=utf-8", page.into_bytes(), None, None);
+            let mut r = Response::content(
+                cfg,
+                "text/html; charset=utf-8",
+                page.into_bytes(),
+                None,
+                None,
+            );
             no_store(&mut r);
             r
         }

@@ -435,14 +435,19 @@ fn auth_service(
             let rule = crate::access::protecting_rule(Some(policy), &client);
             let denied = crate::access::decide(Some(policy), &http.credentials, &client)
                 == crate::access::Decision::Denied;
-            let opened = (!denied).then(|| open_image(ctx, http, file_ident).ok()).flatten();
+            let opened = (!denied)
+                .then(|| open_image(ctx, http, file_ident).ok())
+                .flatten();
             let probe = auth2::Probe {
                 rule,
                 access: opened.as_ref().map(|c| c.access),
                 id: &id,
-                full: opened
-                    .as_ref()
-                    .map(|c| (c.opened.image.info().width(), c.opened.image.info().height())),
+                full: opened.as_ref().map(|c| {
+                    (
+                        c.opened.image.info().width(),
+                        c.opened.image.info().height(),
+                    )
+                }),
             };
             auth2::probe(cfg, &probe)
         }

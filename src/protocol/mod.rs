@@ -284,7 +284,7 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
     }
     if http.protected.get() && matches!(response.status, 200 | 304) {
         for (k, v) in response.headers.iter_mut() {
-            if k == "Cache-Control" {
+            if k == "Cache-Control" && v != "no-store" {
                 *v = "private".into();
             }
         }

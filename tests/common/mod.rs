@@ -2,6 +2,8 @@
 //! loopback or Unix socket, and a FastCGI client that parses CGI responses.
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -442,4 +444,32 @@ pub fn start_http(extra: &[&std::ffi::OsStr], env: &[(&str, &str)]) -> (Server, 
     };
     s.wait_ready();
     (s, port)
+}
+
+/// A real memcached on a free loopback port (16 MB, no UDP), ready for connections.
+pub fn start_memcached() -> (Child, u16) {
+    let port = free_port();
+    let mc = Command::new("memcached")
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-u",
+            "root",
+            "-m",
+            "16",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("memcached is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "memcached did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (mc, port)
 }

@@ -479,6 +479,13 @@ impl Config {
                 self.iiif_version
             ),
         ];
+        if let Some(p) = &self.access_policy {
+            let rules = self.access.as_ref().map_or(0, |a| a.rules.len());
+            v.push(format!(
+                "Setting access policy to '{}' ({rules} rules)",
+                p.display()
+            ));
+        }
         v.push(format!(
             "Setting request budgets: {} of rendering, {} MB of pixel buffers",
             self.max_render_time

@@ -355,6 +355,41 @@ mod tests {
         assert_eq!(rule("closed/x.jp2"), None);
     }
 
+    /// The example policy in the README is one tessera accepts, and means what it says.
+    #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("# /etc/tessera/access.toml")
+            .expect("the README has an example policy");
+        let text = &readme[start..start + readme[start..].find("```").unwrap()];
+        let dir = std::env::temp_dir().join(format!("tessera-policy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hs256.key"), [b'k'; 32]).unwrap();
+        std::fs::write(dir.join("url.key"), [b'u'; 40]).unwrap();
+        // The public key of RFC 8410's example.
+        std::fs::write(
+            dir.join("login.pub.pem"),
+            "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        let p = Policy::parse(text, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        let p = p.unwrap();
+        assert_eq!(p.tokens.cookie, "archive_session");
+        assert_eq!(
+            p.rule_for("public/a.tif").map(|r| r.rule),
+            Some(Rule::Public)
+        );
+        let m = p.rule_for("manuscripts/1901/a.tif").unwrap();
+        assert_eq!((m.rule, m.signed_urls), (Rule::Degraded(800), true));
+        assert_eq!(m.auth.profile, Profile::Active);
+        assert_eq!(
+            p.rule_for("other.tif").map(|r| r.rule),
+            Some(Rule::Restricted)
+        );
+    }
+
     #[test]
     fn mistakes_are_named() {
         let e = parse("[[rule]]\npath = \"a\"\naccess = \"degraded\"\n").unwrap_err();

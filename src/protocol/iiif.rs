@@ -235,6 +235,13 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
     // URI too when it names an image; an image request has at least four slashes.
     if last != "info.json" && arg.matches('/').count() < 4 {
         let cand = arg.strip_suffix('/').unwrap_or(&arg);
+        // Whether a restricted image exists is not told by a redirect either.
+        let client = crate::protocol::path::client_path(split_page(cfg, cand).0);
+        if crate::access::decide(cfg.access.as_deref(), &http.credentials, &client)
+            == crate::access::Decision::Denied
+        {
+            return crate::access::denied(cfg);
+        }
         if !cand.is_empty() && names_image(cfg, split_page(cfg, cand).0) {
             let id = match service_id(cfg, http, cand) {
                 Ok(id) => id,

@@ -746,3 +746,120 @@ fn the_policy_is_reread_on_reload() {
     std::fs::write(&policy, text).unwrap();
     reload_until(&s, 200);
 }
+
+/// A login page on loopback, as an institution's would be: every request gets a page
+/// that sets `cookie` (for the token service's path only, so that the image itself can
+/// only be had with the bearer token). Serves until the test process ends.
+fn login_server(cookie: String) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut c in l.incoming().take(50).flatten() {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let body = "<!DOCTYPE html><p>Logged in.</p>";
+            let _ = write!(
+                c,
+                "HTTP/1.1 200 OK\r\nSet-Cookie: {cookie}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Headless Chromium runs the IIIF Authorization Flow 2.0 against a restricted image
+/// (probe, login page, token service, probe again) and OpenSeadragon then loads its
+/// tiles with the bearer token, while a viewer without it gets none.
+#[test]
+fn a_browser_runs_the_auth_flow_and_opens_the_image() {
+    let fx = Fixture::new();
+    let viewer = TempDir::new("auth-osd");
+    std::fs::copy(
+        osd_dir().join("openseadragon.min.js"),
+        viewer.0.join("openseadragon.min.js"),
+    )
+    .unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/auth.html"),
+        viewer.0.join("auth.html"),
+    )
+    .unwrap();
+    let mut env = fx.env();
+    env.push(("VERBOSITY".into(), "2".into()));
+    let (s, port) = start_http(
+        &[
+            "--viewer".as_ref(),
+            viewer.0.as_os_str(),
+            "--workers".as_ref(),
+            "4".as_ref(),
+        ],
+        &env_refs(&env),
+    );
+    let token = fx.hs256(json!({"exp": now() + 600, "aud": AUD, "paths": ["res"]}));
+    let login = login_server(format!(
+        "{COOKIE}={token}; Path=/iiif/res/r.tif/token; SameSite=Lax"
+    ));
+    let url = format!(
+        "http://127.0.0.1:{port}/viewer/auth.html?image=res/r.tif&login=http://127.0.0.1:{login}/login"
+    );
+    let profile = TempDir::new("auth-chromium");
+    let mut child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-extensions",
+            "--window-size=800,600",
+            "--virtual-time-budget=10000",
+            &format!("--user-data-dir={}", profile.0.display()),
+            "--dump-dom",
+            &url,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium (apt-get install chromium)");
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || read_all(&mut out));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dom = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    let log = dom
+        .split("<pre id=\"log\"")
+        .nth(1)
+        .and_then(|l| l.split_once('>'))
+        .map(|(_, l)| l.split("</pre>").next().unwrap_or(""))
+        .unwrap_or_else(|| panic!("no log in the page: {dom}"));
+    let steps: Vec<&str> = log.lines().collect();
+    for want in [
+        "probe AuthProbeResult2 401",
+        "login done",
+        "token AuthAccessToken2 present",
+        "probe AuthProbeResult2 200",
+        "with tile-loaded",
+        "without open-failed",
+    ] {
+        assert!(steps.contains(&want), "no {want:?} in {steps:?}");
+    }
+    assert!(
+        !steps.iter().any(|s| s.starts_with("without tile-loaded")),
+        "{steps:?}"
+    );
+    let server_log = s.log();
+    assert!(
+        server_log.contains("/iiif/res/r.tif/token"),
+        "the token service was asked"
+    );
+}

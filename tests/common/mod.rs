@@ -473,3 +473,20 @@ pub fn start_memcached() -> (Child, u16) {
     }
     (mc, port)
 }
+
+/// OpenSeadragon's build directory (`TESSERA_OSD_DIR`, else the npm install under
+/// `target/viewer`), for browser tests.
+pub fn osd_dir() -> PathBuf {
+    let dir = std::env::var("TESSERA_OSD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/viewer/node_modules/openseadragon/build/openseadragon")
+        });
+    assert!(
+        dir.join("openseadragon.min.js").is_file(),
+        "OpenSeadragon is missing in {}: run `npm install --prefix target/viewer openseadragon@6`",
+        dir.display()
+    );
+    dir
+}

@@ -4,7 +4,7 @@
 //! logout page that clears the cookie. tessera runs no login: the access service is
 //! the institution's page, named by the policy.
 
-use super::policy::{AuthText, Policy, PolicyRule, Rule};
+use super::policy::{AuthText, Policy, PolicyRule, Profile, Rule};
 use crate::config::Config;
 use crate::model::Access;
 use crate::response::Response;
@@ -23,19 +23,22 @@ fn text<'a>(v: &'a Option<String>, default: &'a str) -> &'a str {
 }
 
 /// The `AuthProbeService2` description (with its access, token and logout services) of
-/// the image service `id`, or `None` when the rule names no access service.
+/// the image service `id`, or `None` when the rule names no access service (an
+/// `external` one needs none: the client already has whatever gives access).
 pub fn services(auth: &AuthText, id: &str) -> Option<Value> {
-    let login = auth.access_service.as_deref()?;
+    let login = auth.access_service.as_deref();
+    if login.is_none() && auth.profile != Profile::External {
+        return None;
+    }
     let logout = auth
         .logout_service
         .clone()
         .unwrap_or_else(|| format!("{id}/logout"));
-    let mut access = json!({
-        "id": login,
-        "type": "AuthAccessService2",
-        "profile": auth.profile.name(),
-    });
+    let mut access = json!({ "type": "AuthAccessService2", "profile": auth.profile.name() });
     let m = access.as_object_mut().expect("an object");
+    if let Some(login) = login {
+        m.insert("id".into(), login.into());
+    }
     m.insert(
         "label".into(),
         lang(text(&auth.label, "Log in to see this image")),
@@ -295,8 +298,9 @@ fn error_value(profile: &str, note: &str) -> Value {
     })
 }
 
-/// The logout page: expires the policy's cookie.
-pub fn logout(cfg: &Config, policy: &Policy) -> Response {
+/// The logout page: expires the policy's cookie (`Secure` only over HTTPS, where
+/// browsers accept it).
+pub fn logout(cfg: &Config, policy: &Policy, https: bool) -> Response {
     let mut r = Response::content(
         cfg,
         "text/html; charset=utf-8",
@@ -308,8 +312,9 @@ pub fn logout(cfg: &Config, policy: &Policy) -> Response {
     r.headers.push((
         "Set-Cookie".into(),
         format!(
-            "{}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=None",
-            policy.tokens.cookie
+            "{}=; Path=/; Max-Age=0; HttpOnly{}",
+            policy.tokens.cookie,
+            if https { "; Secure; SameSite=None" } else { "" }
         ),
     ));
     r
@@ -318,4 +323,73 @@ pub fn logout(cfg: &Config, policy: &Policy) -> Response {
 /// The cookie token of a request (the token service reads the cookie, never a bearer).
 pub fn cookie_token<'a>(creds_cookies: Option<&'a str>, policy: &Policy) -> Option<&'a str> {
     super::token::presented(None, creds_cookies, &policy.tokens.cookie)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::pattern::Pattern;
+
+    fn rule(auth: AuthText) -> PolicyRule {
+        PolicyRule {
+            pattern: Pattern::new("**").unwrap(),
+            rule: Rule::Degraded(800),
+            signed_urls: false,
+            auth,
+        }
+    }
+
+    const INFO3: &str = r#"{"@context":"http://iiif.io/api/image/3/context.json","id":"http://h/iiif/a.tif","type":"ImageService3","width":1001,"height":777,"sizes":[{"width":250,"height":194},{"width":500,"height":388}],"tiles":[{"width":256,"height":256,"scaleFactors":[1,2,4]}],"profile":"level2","maxWidth":5000,"maxHeight":5000}"#;
+
+    #[test]
+    fn degraded_info_lists_only_what_may_be_fetched() {
+        let r = rule(AuthText {
+            access_service: Some("https://login.test/".into()),
+            ..AuthText::default()
+        });
+        let v: Value = serde_json::from_str(&decorate_info(
+            INFO3,
+            Access::Degraded(300),
+            &r,
+            "http://h/iiif/a.tif",
+            3,
+        ))
+        .unwrap();
+        assert_eq!(v["sizes"], json!([{"width": 250, "height": 194}]));
+        assert_eq!(v["tiles"][0]["scaleFactors"], json!([4]));
+        assert_eq!(
+            (v["maxWidth"].clone(), v["maxHeight"].clone()),
+            (json!(300), json!(233))
+        );
+        // Keys keep their order: @context first, as the Image API has it.
+        assert!(v.as_object().unwrap().keys().next() == Some(&"@context".to_owned()));
+        let probe = &v["service"][0];
+        assert_eq!(probe["id"], "http://h/iiif/a.tif/probe");
+        assert_eq!(
+            probe["service"][0]["service"][0]["id"],
+            "http://h/iiif/a.tif/token"
+        );
+        assert_eq!(
+            probe["service"][0]["service"][1]["id"],
+            "http://h/iiif/a.tif/logout"
+        );
+        // Version 2 keeps its limits in the profile's second entry.
+        let info2 = r#"{"@id":"x","width":1001,"height":777,"sizes":[],"tiles":[],"profile":["http://iiif.io/api/image/2/level2.json",{"formats":["jpg"]}]}"#;
+        let v: Value =
+            serde_json::from_str(&decorate_info(info2, Access::Degraded(800), &r, "x", 2)).unwrap();
+        assert_eq!(v["profile"][1]["maxWidth"], 800);
+        assert!(v.get("maxWidth").is_none());
+    }
+
+    #[test]
+    fn services_need_an_access_service_except_external() {
+        assert!(services(&AuthText::default(), "x").is_none());
+        let ext = AuthText {
+            profile: Profile::External,
+            ..AuthText::default()
+        };
+        let s = services(&ext, "x").unwrap();
+        assert_eq!(s["service"][0]["profile"], "external");
+        assert!(s["service"][0].get("id").is_none());
+    }
 }

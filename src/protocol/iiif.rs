@@ -435,7 +435,7 @@ fn auth_service(
             let req = auth2::TokenRequest::from_uri(http.request_uri.as_deref());
             auth2::token_service(cfg, policy, cookie, &req)
         }
-        "logout" => auth2::logout(cfg, policy),
+        "logout" => auth2::logout(cfg, policy, http.https),
         _ => {
             let (file_ident, _) = split_page(cfg, ident);
             let client = crate::protocol::path::client_path(file_ident);

@@ -22,7 +22,8 @@ pub struct Current {
     pub access: crate::model::Access,
 }
 
-/// Opens a client's image path. Errors are complete responses (404/403, or 304).
+/// Opens a client's image path, if the access policy lets this client see it. Errors
+/// are complete responses (401 from the policy, 404/403, or 304).
 pub fn open_image(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Result<Current, Response> {
     let cfg = ctx.cfg;
     let client = path::client_path(raw);

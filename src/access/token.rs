@@ -182,6 +182,38 @@ mod tests {
         assert_eq!(verify(&k, &reissued).unwrap().texts, vec!["secret/**"]);
     }
 
+    // RFC 8410's example key pair.
+    const ED_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEINTuctv5E1hK1bbY8fdp+K06/nwoy/HU++CXqI9EdVhC\n-----END PRIVATE KEY-----\n";
+    const ED_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n";
+
+    #[test]
+    fn ed25519_tokens_and_algorithm_confusion() {
+        let k = TokenKeys {
+            ed25519_pem: Some(ED_PUBLIC.as_bytes().to_vec()),
+            ..keys()
+        };
+        let claims = serde_json::json!({"exp": now() + 60, "aud": "https://images.example.org", "paths": ["a"]});
+        let ed = jsonwebtoken::encode(
+            &Header::new(Algorithm::EdDSA),
+            &claims,
+            &EncodingKey::from_ed_pem(ED_PRIVATE.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(verify(&k, &ed).unwrap().texts, vec!["a"]);
+        // The public key used as an HMAC secret opens nothing.
+        let confused = sign(ED_PUBLIC.as_bytes(), claims.clone());
+        assert!(verify(&k, &confused).is_err());
+        // Nor does an EdDSA token where no Ed25519 key is configured.
+        assert_eq!(
+            verify(&keys(), &ed).unwrap_err(),
+            TokenError::NoKey(Algorithm::EdDSA)
+        );
+        // An unsigned token (`alg: none`) is not even a token.
+        // {"alg":"none"} . {"exp":9999999999,"aud":"https://images.example.org","paths":["a"]} .
+        let none = "eyJhbGciOiJub25lIn0.eyJleHAiOjk5OTk5OTk5OTksImF1ZCI6Imh0dHBzOi8vaW1hZ2VzLmV4YW1wbGUub3JnIiwicGF0aHMiOlsiYSJdfQ.";
+        assert!(verify(&k, none).is_err());
+    }
+
     #[test]
     fn bearer_before_cookie() {
         assert_eq!(

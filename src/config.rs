@@ -128,6 +128,10 @@ pub struct Config {
     pub trusted_proxies: Vec<TrustedProxy>,
     /// `TRUSTED_PROXIES` entries that could not be read (reported at start-up).
     pub trusted_proxies_ignored: Vec<String>,
+    /// `ACCESS_POLICY`: the access policy file; unset = every image public.
+    pub access_policy: Option<PathBuf>,
+    /// The policy read from `access_policy` by [`Config::load`].
+    pub access: Option<std::sync::Arc<crate::access::Policy>>,
 }
 
 /// One entry of `TRUSTED_PROXIES`: an address, a network, or local-socket peers.
@@ -211,6 +215,8 @@ pub enum ConfigError {
     },
     #[error("configuration file {path}, line {line}: expected KEY=VALUE")]
     Syntax { path: PathBuf, line: usize },
+    #[error(transparent)]
+    Access(#[from] crate::access::PolicyError),
 }
 
 /// C `atoi`: leading blanks, optional sign, decimal digits; anything else ends the number.
@@ -303,7 +309,13 @@ impl Config {
         if let Some(p) = env_file {
             vars.extend(parse_env_file(p)?);
         }
-        Ok(Config::from_vars(|k| vars.get(k).cloned()))
+        let mut cfg = Config::from_vars(|k| vars.get(k).cloned());
+        // A policy that cannot be read stops the start (or the reload): serving its
+        // images as public instead would open what it protects.
+        if let Some(p) = &cfg.access_policy {
+            cfg.access = Some(std::sync::Arc::new(crate::access::Policy::load(p)?));
+        }
+        Ok(cfg)
     }
 
     /// Builds the configuration from a variable lookup (tests pass a map).
@@ -425,6 +437,8 @@ impl Config {
             max_connections: int("MAX_CONNECTIONS", 1024).clamp(1, 1 << 20) as usize,
             trusted_proxies,
             trusted_proxies_ignored,
+            access_policy: string("ACCESS_POLICY").map(PathBuf::from),
+            access: None,
         }
     }
 
@@ -465,6 +479,13 @@ impl Config {
                 self.iiif_version
             ),
         ];
+        if let Some(p) = &self.access_policy {
+            let rules = self.access.as_ref().map_or(0, |a| a.rules.len());
+            v.push(format!(
+                "Setting access policy to '{}' ({rules} rules)",
+                p.display()
+            ));
+        }
         v.push(format!(
             "Setting request budgets: {} of rendering, {} MB of pixel buffers",
             self.max_render_time

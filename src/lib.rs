@@ -6,6 +6,7 @@
 //! ([`response`]), orchestrated by [`render`]. The [`supervisor`] owns sockets,
 //! signals and processes; workers ([`worker`]) own requests.
 
+pub mod access;
 pub mod budget;
 pub mod cli;
 pub mod config;

@@ -32,6 +32,8 @@ pub struct View {
     pub colour: Colour,
     /// Float processing (`CNT`, `GAM`, `INV`, `CMP`, `CTW`, `CNV`, `SHD`, `MINMAX`).
     pub processing: Processing,
+    /// What the access policy lets this client see of the image.
+    pub access: Access,
 }
 
 impl Default for View {
@@ -50,6 +52,7 @@ impl Default for View {
             region: None,
             colour: Colour::AsIs,
             processing: Processing::default(),
+            access: Access::Full,
         }
     }
 }
@@ -77,6 +80,73 @@ impl View {
     }
 }
 
+/// What a client may see of an image (decided by the access policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    #[default]
+    Full,
+    /// The image as if it were no larger than this many pixels on its longer side.
+    Degraded(u32),
+}
+
+impl Access {
+    /// Bytes that set answers for different access apart in cache keys.
+    pub fn key_bytes(self) -> [u8; 5] {
+        match self {
+            Access::Full => [0; 5],
+            Access::Degraded(m) => {
+                let b = m.to_le_bytes();
+                [1, b[0], b[1], b[2], b[3]]
+            }
+        }
+    }
+
+    /// Whether a pyramid level (or any rendition) of `w×h` pixels may be seen.
+    pub fn allows_level(self, w: u32, h: u32) -> bool {
+        match self {
+            Access::Full => true,
+            Access::Degraded(m) => w <= m && h <= m,
+        }
+    }
+
+    /// The largest output of `region` (fractions of the full `W×H` image) this access
+    /// allows: the region's share of the image scaled down to the degraded size.
+    pub fn output_limit(self, region: [f64; 4], (fw, fh): (u32, u32)) -> Option<(u32, u32)> {
+        let Access::Degraded(m) = self else {
+            return None;
+        };
+        let long = fw.max(fh).max(1) as f64;
+        let s = (m as f64 / long).min(1.0);
+        let lim = |frac: f64, full: u32| ((frac * full as f64 * s).ceil() as u32).max(1);
+        Some((lim(region[2], fw), lim(region[3], fh)))
+    }
+
+    /// Whether an output of `w×h` from `region` stays within [`Self::output_limit`].
+    pub fn allows_output(self, region: [f64; 4], full: (u32, u32), (w, h): (u32, u32)) -> bool {
+        self.output_limit(region, full)
+            .is_none_or(|(lw, lh)| w <= lw && h <= lh)
+    }
+
+    /// `w×h` shrunk, keeping its shape, to fit [`Self::output_limit`].
+    pub fn clamp_output(
+        self,
+        region: [f64; 4],
+        full: (u32, u32),
+        (w, h): (u32, u32),
+    ) -> (u32, u32) {
+        match self.output_limit(region, full) {
+            Some((lw, lh)) if w > lw || h > lh => {
+                let f = (lw as f64 / w as f64).min(lh as f64 / h as f64);
+                (
+                    ((w as f64 * f).round() as u32).clamp(1, lw),
+                    ((h as f64 * f).round() as u32).clamp(1, lh),
+                )
+            }
+            _ => (w, h),
+        }
+    }
+}
+
 /// One tile of one resolution, in IIP numbering (`res` 0 = smallest level).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TileRequest {
@@ -88,6 +158,23 @@ pub struct TileRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn degraded_limits_scale_with_the_region() {
+        let d = Access::Degraded(800);
+        let full = [0.0, 0.0, 1.0, 1.0];
+        assert_eq!(d.output_limit(full, (1001, 777)), Some((800, 621)));
+        assert_eq!(
+            d.output_limit([0.0, 0.0, 0.5, 0.5], (1001, 777)),
+            Some((400, 311))
+        );
+        assert!(d.allows_output(full, (1001, 777), (800, 600)));
+        assert!(!d.allows_output([0.0, 0.0, 0.1, 0.1], (1001, 777), (200, 200)));
+        assert_eq!(d.clamp_output(full, (1001, 777), (1001, 777)), (800, 621));
+        assert!(d.allows_level(500, 388) && !d.allows_level(1001, 777));
+        assert!(Access::Full.allows_output(full, (10, 10), (5000, 5000)));
+        assert_ne!(Access::Full.key_bytes(), d.key_bytes());
+    }
 
     #[test]
     fn processing_forces_pixels() {

@@ -27,6 +27,7 @@ pub fn reason(status: u16) -> &'static str {
         303 => "See Other",
         304 => "Not Modified",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -53,9 +54,10 @@ fn cors_block(cfg: &Config, h: &mut Vec<(String, String)>) {
             "Access-Control-Allow-Methods".into(),
             "GET, HEAD, POST, OPTIONS".into(),
         ));
+        // Authorization: viewers send access tokens as bearer tokens (ACCESS_POLICY).
         h.push((
             "Access-Control-Allow-Headers".into(),
-            "Accept, Content-Type, X-Requested-With, If-Modified-Since".into(),
+            "Accept, Content-Type, X-Requested-With, If-Modified-Since, Authorization".into(),
         ));
         h.push(("Access-Control-Max-Age".into(), "86400".into()));
     }

@@ -7,24 +7,9 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn osd_dir() -> PathBuf {
-    let dir = std::env::var("TESSERA_OSD_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/viewer/node_modules/openseadragon/build/openseadragon")
-        });
-    assert!(
-        dir.join("openseadragon.min.js").is_file(),
-        "OpenSeadragon is missing in {}: run `npm install --prefix target/viewer openseadragon@6`",
-        dir.display()
-    );
-    dir
-}
 
 /// A screenshot of `url` by headless Chromium, as RGB pixels 800×800.
 fn screenshot(dir: &TempDir, url: &str, name: &str) -> Vec<u8> {

@@ -2,7 +2,6 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A memcached on a free loopback port, killed on drop.
@@ -13,29 +12,7 @@ struct Memcached {
 
 impl Memcached {
     fn start() -> Memcached {
-        let port = free_port();
-        let child = Command::new("memcached")
-            .args([
-                "-l",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "0",
-                "-u",
-                "root",
-                "-m",
-                "16",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("memcached is installed");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "memcached did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let (child, port) = start_memcached();
         Memcached { child, port }
     }
 

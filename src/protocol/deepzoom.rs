@@ -79,6 +79,12 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
             &format!("DeepZoom: level {l} is above the full image ({d})"),
         );
     }
+    let (lw, lh) = level_size(info.width(), info.height(), l);
+    if !cur.access.allows_level(lw, lh) {
+        if let crate::model::Access::Degraded(m) = cur.access {
+            return crate::access::too_large(cfg, m);
+        }
+    }
     let r = l as i64 - d as i64 + n - 1;
     if r < 0 {
         // Below the stored pyramid (a shallow or single-level file): the level is
@@ -109,7 +115,10 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
             tile: t,
             format: Format::Jpeg,
         },
-        &View::default(),
+        &View {
+            access: cur.access,
+            ..View::default()
+        },
     )
 }
 
@@ -146,7 +155,10 @@ pub fn virtual_tile(
         &cur.opened,
         &cur.client,
         &req,
-        &View::default(),
+        &View {
+            access: cur.access,
+            ..View::default()
+        },
     );
     // A tile, not a download.
     resp.headers.retain(|(k, _)| k != "Content-Disposition");

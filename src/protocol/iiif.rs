@@ -251,10 +251,22 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         return Response::redirect(cfg, &format!("{id}/info.json"));
     }
     let (ident, last) = arg.rsplit_once('/').unwrap_or(("", &arg));
+    if let Some(policy) = cfg.access.as_deref() {
+        if matches!(last, "probe" | "token" | "logout") && !ident.is_empty() {
+            return auth_service(ctx, http, policy, ident, last);
+        }
+    }
     // An identifier with slashes (`dir/a.tif`), or one with a trailing slash, is a base
     // URI too when it names an image; an image request has at least four slashes.
     if last != "info.json" && arg.matches('/').count() < 4 {
         let cand = arg.strip_suffix('/').unwrap_or(&arg);
+        // Whether a restricted image exists is not told by a redirect either.
+        let client = crate::protocol::path::client_path(split_page(cfg, cand).0, Encoding::Path);
+        if crate::access::decide(cfg.access.as_deref(), &http.credentials, &client)
+            == crate::access::Decision::Denied
+        {
+            return crate::access::denied(cfg);
+        }
         if !cand.is_empty() && names_image(cfg, split_page(cfg, cand).0) {
             let raw_cand = raw.strip_suffix('/').unwrap_or(raw);
             let id = match service_id(
@@ -297,7 +309,10 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
             .filter(|r| !r.is_empty())
             .cloned()
             .or_else(|| cfg.copyright.clone());
-        let body = info_json(cfg, info, &id, v, rights.as_deref());
+        let mut body = info_json(cfg, info, &id, v, rights.as_deref());
+        if let Some(rule) = crate::access::protecting_rule(cfg.access.as_deref(), &cur.client) {
+            body = crate::access::auth2::decorate_info(&body, cur.access, rule, &id, v);
+        }
         let mime =
             format!("application/ld+json;profile=\"http://iiif.io/api/image/{v}/context.json\"");
         let mut r = Response::content(cfg, &mime, body.into_bytes(), Some(cur.opened.mtime), None);
@@ -345,6 +360,17 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         Ok(p) => p,
         Err(ParseError::Bad(msg)) => return Response::text_error(cfg, 400, &msg),
     };
+    // A degraded image: `max` is shrunk to what may be seen, larger sizes are refused.
+    let (w, h) = match cur.access {
+        crate::model::Access::Degraded(m) if !cur.access.allows_output(region, full, (w, h)) => {
+            let named = size.trim_start_matches('^').to_ascii_lowercase();
+            if named != "max" && named != "full" {
+                return crate::access::too_large(cfg, m);
+            }
+            cur.access.clamp_output(region, full, (w, h))
+        }
+        _ => (w, h),
+    };
     let right = angle % 90.0 == 0.0;
     let view = View {
         rotation: if right { angle } else { 0.0 },
@@ -353,6 +379,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         colour,
         processing,
         xangle: page.flatten().map_or(0, |p| p.min(i32::MAX as u32) as i32),
+        access: cur.access,
         ..View::default()
     };
     // The tile fast path: the request is exactly one stored tile (iiif.md §5.6).
@@ -417,6 +444,56 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         (mirror, angle),
         qf,
     )
+}
+
+/// The IIIF Authorization Flow services of image `ident`: `probe`, `token`, `logout`.
+fn auth_service(
+    ctx: &mut Ctx,
+    http: &HttpInfo,
+    policy: &crate::access::Policy,
+    ident: &str,
+    service: &str,
+) -> Response {
+    use crate::access::auth2;
+    let cfg = ctx.cfg;
+    let id = match service_id(cfg, http, ident) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let id = id
+        .strip_suffix(&format!("/{service}"))
+        .unwrap_or(&id)
+        .to_owned();
+    match service {
+        "token" => {
+            let cookie = auth2::cookie_token(http.cookies.as_deref(), policy);
+            let req = auth2::TokenRequest::from_uri(http.request_uri.as_deref());
+            auth2::token_service(cfg, policy, cookie, &req)
+        }
+        "logout" => auth2::logout(cfg, policy, http.https),
+        _ => {
+            let (file_ident, _) = split_page(cfg, ident);
+            let client = crate::protocol::path::client_path(file_ident, Encoding::Path);
+            let rule = crate::access::protecting_rule(Some(policy), &client);
+            let denied = crate::access::decide(Some(policy), &http.credentials, &client)
+                == crate::access::Decision::Denied;
+            let opened = (!denied)
+                .then(|| open_image(ctx, http, file_ident, Encoding::Path).ok())
+                .flatten();
+            let probe = auth2::Probe {
+                rule,
+                access: opened.as_ref().map(|c| c.access),
+                id: &id,
+                full: opened.as_ref().map(|c| {
+                    (
+                        c.opened.image.info().width(),
+                        c.opened.image.info().height(),
+                    )
+                }),
+            };
+            auth2::probe(cfg, &probe)
+        }
+    }
 }
 
 /// The id of the service an image request belongs to: the request URI without its

@@ -18,10 +18,13 @@ pub struct Current {
     /// The decoded, filtered path the client asked for (quoted in messages).
     pub client: String,
     pub opened: Opened,
+    /// What the access policy lets this client see of it.
+    pub access: crate::model::Access,
 }
 
-/// Opens a client's image path, percent-encoded as `encoding` says. Errors are complete
-/// responses (404/403, or 304).
+/// Opens a client's image path, percent-encoded as `encoding` says, if the access policy
+/// lets this client see it. Errors are complete responses (401 from the policy, 404/403,
+/// or 304).
 pub fn open_image(
     ctx: &mut Ctx,
     http: &HttpInfo,
@@ -30,6 +33,15 @@ pub fn open_image(
 ) -> Result<Current, Response> {
     let cfg = ctx.cfg;
     let client = path::client_path(raw, encoding);
+    // Decided before the file is looked for, so a 401 tells nothing of what exists.
+    let policy = cfg.access.as_deref();
+    if crate::access::protecting_rule(policy, &client).is_some() {
+        http.protected.set(true);
+    }
+    let access = match crate::access::decide(policy, &http.credentials, &client) {
+        crate::access::Decision::Open(a) => a,
+        crate::access::Decision::Denied => return Err(crate::access::denied(cfg)),
+    };
     let refuse = |e: path::PathError| Response::text_error(cfg, e.status(), &e.to_string());
     let (full, mtime, sequence) =
         match path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix) {
@@ -64,7 +76,11 @@ pub fn open_image(
             }
         }
     }
-    Ok(Current { client, opened })
+    Ok(Current {
+        client,
+        opened,
+        access,
+    })
 }
 
 /// `If-Modified-Since` semantics: not modified when mtime (whole seconds) ≤ the date.
@@ -339,6 +355,10 @@ impl Session<'_, '_> {
             return None;
         };
         let (res, tile) = parse_tile_arg(arg);
+        let info = cur.opened.image.info();
+        if let Err(r) = crate::access::check_resolution(self.ctx.cfg, cur.access, info, res) {
+            return Some(r);
+        }
         Some(render::tile(
             self.ctx.cfg,
             self.ctx.tiles,
@@ -365,13 +385,16 @@ impl Session<'_, '_> {
         };
         let info = cur.opened.image.info();
         let region = self.view.region.unwrap_or([0.0, 0.0, 1.0, 1.0]);
+        let full = (info.width(), info.height());
         let (width, height) = cvt_size(
             region,
             self.view.width,
             self.view.height,
-            (info.width(), info.height()),
+            full,
             self.ctx.cfg.max_cvt,
         );
+        // A degraded image is exported no larger than its degraded size, as MAX_CVT clamps.
+        let (width, height) = cur.access.clamp_output(region, full, (width, height));
         let req = RegionRequest {
             region,
             width,
@@ -415,6 +438,9 @@ fn til(
             404,
             &format!("TIL :: Invalid resolution or tile: {arg}"),
         );
+    }
+    if let Err(resp) = crate::access::check_resolution(cfg, cur.access, info, r) {
+        return resp;
     }
     let level = &info.levels[(n - 1 - r) as usize];
     let (cols, count) = (level.columns() as i64, level.tile_count() as i64);
@@ -485,6 +511,7 @@ pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
         let out: Option<Response> = match name.to_ascii_uppercase().as_str() {
             "FIF" => match open_image(s.ctx, s.http, value, s.http.encoding()) {
                 Ok(cur) => {
+                    s.view.access = cur.access;
                     s.image = Some(cur);
                     None
                 }
@@ -579,9 +606,13 @@ pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
                     s.error("1 3", "");
                     None
                 }
-                Some(cur) => Some(match name.to_ascii_uppercase().as_str() {
-                    "SPECTRA" => super::science::spectra(s.ctx.cfg, cur, value),
-                    "PFL" => super::science::profile(s.ctx.cfg, cur, value),
+                Some(cur) => Some(match (name.to_ascii_uppercase().as_str(), cur.access) {
+                    // Sample values are read at full resolution.
+                    ("SPECTRA" | "PFL", crate::model::Access::Degraded(m)) => {
+                        crate::access::too_large(s.ctx.cfg, m)
+                    }
+                    ("SPECTRA", _) => super::science::spectra(s.ctx.cfg, cur, value),
+                    ("PFL", _) => super::science::profile(s.ctx.cfg, cur, value),
                     _ => til(s.ctx.cfg, s.ctx.tiles, cur, value, &s.view),
                 }),
             },

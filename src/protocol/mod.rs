@@ -37,10 +37,17 @@ pub struct HttpInfo {
     pub accept: Option<String>,
     pub if_modified_since: Option<String>,
     pub x_iiif_id: Option<String>,
+    /// `Cookie` (the access-token service reads the login cookie from it).
+    pub cookies: Option<String>,
     /// The request string (query, mapped path, or form body).
     pub request_string: String,
     /// Whether the request string is a `URI_MAP`-mapped path rather than a query.
     pub mapped: bool,
+    /// The token and signature the request presents (checked against `ACCESS_POLICY`).
+    pub credentials: crate::access::Credentials,
+    /// Set when the request opened an image a policy rule protects: its answers must
+    /// not be kept by shared HTTP caches.
+    pub protected: std::cell::Cell<bool>,
 }
 
 impl HttpInfo {
@@ -190,8 +197,11 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         accept: params.get("HTTP_ACCEPT").map(str::to_owned),
         if_modified_since: params.get("HTTP_IF_MODIFIED_SINCE").map(str::to_owned),
         x_iiif_id: params.get("HTTP_X_IIIF_ID").map(str::to_owned),
+        cookies: params.get("HTTP_COOKIE").map(str::to_owned),
         request_string: String::new(),
         mapped: false,
+        credentials: Default::default(),
+        protected: Default::default(),
     };
 
     match method.as_str() {
@@ -234,9 +244,33 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         };
     }
     let protocol = protocol_of(&http.request_string);
-    // memcached holds whole responses by request; conditional requests bypass it.
-    let mc_key = (ctx.memcached.is_some() && http.if_modified_since.is_none())
-        .then(|| crate::memcached::Client::key(&http.request_string));
+    if let Some(policy) = cfg.access.as_deref() {
+        let presented = crate::access::Presented {
+            authorization: params.get("HTTP_AUTHORIZATION"),
+            cookies: params.get("HTTP_COOKIE"),
+            uri: params.get("REQUEST_URI"),
+        };
+        http.credentials = crate::access::credentials(policy, &presented);
+        if let crate::access::signed::Signature::Invalid(why) = http.credentials.signature {
+            return Outcome {
+                response: crate::access::bad_signature(cfg, why),
+                head_only,
+                protocol,
+            };
+        }
+        http.request_string = crate::access::signed::strip_params(&http.request_string);
+    }
+    // memcached holds whole responses by request; conditional requests bypass it. The
+    // lookup comes before the image is opened, so under a policy the key also carries
+    // what the client's credentials open: an answer made for one client is only served
+    // to clients who may see exactly as much.
+    let mc_key = (ctx.memcached.is_some() && http.if_modified_since.is_none()).then(|| {
+        let mut k = http.request_string.clone();
+        if cfg.access.is_some() {
+            k.push_str(&format!("\0access:{:016x}", http.credentials.fingerprint));
+        }
+        crate::memcached::Client::key(&k)
+    });
     if let (Some(mc), Some(key)) = (ctx.memcached.as_deref_mut(), mc_key.as_deref()) {
         if let Some(response) = mc.get(key).and_then(|b| Response::from_cgi(&b)) {
             return Outcome {
@@ -260,6 +294,16 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
         );
         ctx.images.clear();
         response = Response::text_error(cfg, 404, "Image file changed while it was read");
+    }
+    if http.protected.get() && matches!(response.status, 200 | 304) {
+        for (k, v) in response.headers.iter_mut() {
+            if k == "Cache-Control" && v != "no-store" {
+                *v = "private".into();
+            }
+        }
+        response
+            .headers
+            .push(("Vary".into(), "Authorization, Cookie".into()));
     }
     // Never kept: errors, 304s, and info.json (it depends on Host and Accept).
     let keep = response.status == 200

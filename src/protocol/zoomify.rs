@@ -127,6 +127,11 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
     let Some(&tier) = tiers.get(z as usize) else {
         return Response::text_error(cfg, 404, &format!("Zoomify: no level {z}"));
     };
+    if let crate::model::Access::Degraded(m) = cur.access {
+        if !cur.access.allows_level(tier.width, tier.height) {
+            return crate::access::too_large(cfg, m);
+        }
+    }
     let ts = info.levels[0].tile_width.max(1);
     let (columns, rows) = (tier.width.div_ceil(ts), tier.height.div_ceil(ts));
     if x >= columns || y >= rows {
@@ -147,7 +152,10 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, arg: &str) -> Response {
             tile: t,
             format: Format::Jpeg,
         },
-        &View::default(),
+        &View {
+            access: cur.access,
+            ..View::default()
+        },
     )
 }
 

@@ -192,6 +192,7 @@ pub fn tile(
             &view.layers.to_le_bytes(),
             &view.xangle.to_le_bytes(),
             &view.yangle.to_le_bytes(),
+            &view.access.key_bytes(),
         ])
     };
     let mut key = cacheable(cfg, cache, view).then(|| key_of(t));

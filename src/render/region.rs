@@ -177,6 +177,7 @@ pub fn region(
             &layer_view(cfg, view).to_le_bytes(),
             &view.xangle.to_le_bytes(),
             &view.yangle.to_le_bytes(),
+            &view.access.key_bytes(),
         ])
     });
     if let (Some(c), Some(key)) = (cache, key) {

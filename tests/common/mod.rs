@@ -540,3 +540,48 @@ pub fn one_tile_tiff(
     tags.extend_from_slice(extra);
     tiff(&tags, &blob)
 }
+
+/// A real memcached on a free loopback port (16 MB, no UDP), ready for connections.
+pub fn start_memcached() -> (Child, u16) {
+    let port = free_port();
+    let mc = Command::new("memcached")
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-u",
+            "root",
+            "-m",
+            "16",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("memcached is installed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "memcached did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (mc, port)
+}
+
+/// OpenSeadragon's build directory (`TESSERA_OSD_DIR`, else the npm install under
+/// `target/viewer`), for browser tests.
+pub fn osd_dir() -> PathBuf {
+    let dir = std::env::var("TESSERA_OSD_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/viewer/node_modules/openseadragon/build/openseadragon")
+        });
+    assert!(
+        dir.join("openseadragon.min.js").is_file(),
+        "OpenSeadragon is missing in {}: run `npm install --prefix target/viewer openseadragon@6`",
+        dir.display()
+    );
+    dir
+}

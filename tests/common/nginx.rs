@@ -7,8 +7,9 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A running nginx, stopped on drop.
 pub struct Nginx {
-    dir: TempDir,
+    pub dir: TempDir,
     pub port: u16,
 }
 
@@ -97,9 +98,22 @@ impl Drop for Nginx {
 /// HTTP/1.0 `GET target` with `Host: localhost` to a loopback port, sent byte for byte
 /// as given; returns status, headers (lower-case names) and body.
 pub fn http_get(port: u16, target: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    http10_get(port, target, &[])
+}
+
+/// [`http_get`] with extra request headers.
+pub fn http10_get(
+    port: u16,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(c, "GET {target} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(c, "GET {target} HTTP/1.0\r\nHost: localhost\r\n{extra}\r\n").unwrap();
     let mut buf = Vec::new();
     c.read_to_end(&mut buf).unwrap();
     let pos = buf
@@ -123,6 +137,7 @@ pub fn http_get(port: u16, target: &str) -> (u16, Vec<(String, String)>, Vec<u8>
     (status, headers, buf[pos + 4..].to_vec())
 }
 
+/// A header of a reply from [`http_get`] (names in lower case).
 pub fn hdr<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
     h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }

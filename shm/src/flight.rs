@@ -196,6 +196,14 @@ impl Flights {
     }
 }
 
+impl std::fmt::Debug for Flights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flights")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 impl Flight<'_> {
     /// Whether another process waits for this value (a reason to keep it even in a
     /// full cache).

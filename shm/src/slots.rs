@@ -127,6 +127,15 @@ impl Slots {
     }
 }
 
+impl std::fmt::Debug for Slots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slots")
+            .field("capacity", &self.capacity)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let e = &self.slots.entries()[self.index];

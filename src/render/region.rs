@@ -185,6 +185,11 @@ pub fn region(
             );
         }
     }
+    // Held while the export runs: large ones take turns across the workers.
+    let _slot = match admission::enter(cfg, pixels, out_pixels) {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
     let hist = match histogram_if_needed(opened, view) {
         Ok(h) => h,
         Err(e) => return image_error(cfg, client, &e),

@@ -463,7 +463,9 @@ impl Loop<'_> {
     /// Answers a FastCGI request, or puts it back to wait for an admission slot (it has
     /// waited since `since`, if it was put back before).
     fn serve_fcgi(&mut self, c: &mut Conn, req: fcgi::Request, since: Option<Instant>) -> Step {
-        let may_wait = may_wait(since, self.expensive_wait);
+        // A client that has closed its side is answered now: its socket would wake the
+        // loop on every turn while the request waited.
+        let may_wait = may_wait(since, self.expensive_wait) && !c.eof;
         let Some(out) = self.worker.answer_within(&req.params, &req.stdin, may_wait) else {
             return park(c, Held::Fcgi(req), since);
         };
@@ -630,9 +632,8 @@ fn answer_http(
     (since, wait): (Option<Instant>, Duration),
 ) -> Step {
     let keep = req.keep_alive() && !ctx.stopping();
-    let Some((response, head_only)) =
-        route(worker, opts, &req, c.peer.as_deref(), may_wait(since, wait))
-    else {
+    let may_wait = may_wait(since, wait) && !c.eof;
+    let Some((response, head_only)) = route(worker, opts, &req, c.peer.as_deref(), may_wait) else {
         return park(c, Held::Http(req), since);
     };
     c.push_output(http::serialize_head(&response, keep));

@@ -56,6 +56,7 @@ run() {
   [ -n "$fp" ] && wait "$fp"
   kill $SP; wait $SP 2>/dev/null || true; SP=
   phase=$((phase + 1))
+  [ -n "${SHOW_JSON:-}" ] && cat "$D/$name.json" && echo
   python3 - "$D/$name.json" "$D/$name-flood.json" "$name" <<'PY'
 import json, os, sys
 t = json.load(open(sys.argv[1]))

@@ -205,6 +205,9 @@ pub fn run(listener: &Listener, ctx: &WorkerCtx, worker: &mut Worker, mode: Mode
             }
         }
         lp.retry_parked();
+        // The round is over: an export that this worker puts back while it serves what
+        // else came in may run on the next one.
+        crate::render::admission::turn_over();
         if !lp.lingering.is_empty() {
             // Often the web server has closed by now; each one found closed frees a
             // descriptor and its socket at once.

@@ -259,8 +259,7 @@ impl Metrics {
 /// Prometheus lines for the shared cache (tiles and image headers; the metric names
 /// keep "tile_cache").
 pub fn render_cache(t: &shm::Stats) -> String {
-    let mut s = String::new();
-    for (name, help, kind, v) in [
+    lines(&[
         (
             "tessera_tile_cache_hits_total",
             "Tiles and image headers answered from the shared cache.",
@@ -309,12 +308,7 @@ pub fn render_cache(t: &shm::Stats) -> String {
             "counter",
             t.reclaimed,
         ),
-    ] {
-        s.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
-        ));
-    }
-    s
+    ])
 }
 
 /// Prometheus lines in the shared format, from `(name, help, kind, value)`.
@@ -484,6 +478,45 @@ mod tests {
         assert!(t.contains("tessera_worker_restarts_total 1\n"));
         assert!(t.contains("tessera_reloads_total 4\n"));
         assert!(t.contains("tessera_response_bytes_total 1010\n"));
+    }
+
+    #[test]
+    fn renders_admission_and_single_flight_figures() {
+        let a = render_admission(
+            &shm::SlotStats {
+                in_use: 1,
+                admitted: 7,
+                rejected: 3,
+                waited: 4,
+                reclaimed: 2,
+            },
+            5,
+        );
+        for line in [
+            "tessera_expensive_slots_in_use 1\n",
+            "tessera_expensive_waiting 5\n",
+            "tessera_expensive_admitted_total 7\n",
+            "tessera_expensive_waited_total 4\n",
+            "tessera_expensive_rejected_total 3\n",
+            "tessera_expensive_slots_reclaimed_total 2\n",
+            "# TYPE tessera_expensive_waiting gauge\n",
+        ] {
+            assert!(a.contains(line), "{line} missing from\n{a}");
+        }
+        let f = render_flights(&shm::FlightStats {
+            decoded: 9,
+            waits: 6,
+            timeouts: 1,
+            orphaned: 2,
+        });
+        for line in [
+            "tessera_tiles_decoded_total 9\n",
+            "tessera_single_flight_waits_total 6\n",
+            "tessera_single_flight_timeouts_total 1\n",
+            "tessera_single_flight_orphaned_total 2\n",
+        ] {
+            assert!(f.contains(line), "{line} missing from\n{f}");
+        }
     }
 
     #[test]

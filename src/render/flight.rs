@@ -43,12 +43,18 @@ pub fn on_miss(cache: &shm::Cache, key: (u64, u64)) -> Miss {
         return Miss::Decode(None);
     }
     let mark = match sf.flights.begin(key) {
-        shm::Begin::Lead(flight) => Some(flight),
+        shm::Begin::Lead(flight) => {
+            // Another worker may have stored it and gone between this worker's miss
+            // and its mark: its store comes before its mark's release.
+            if let Some(bytes) = stored(cache, key) {
+                return Miss::Cached(bytes);
+            }
+            Some(flight)
+        }
         shm::Begin::Alone => None,
         shm::Begin::Follow(waiter) => {
             let end = waiter.wait(sf.bound, || cache.contains(key));
-            // Looked up only when there (a lookup that misses counts as a miss).
-            if let Some(bytes) = cache.contains(key).then(|| cache.get(key)).flatten() {
+            if let Some(bytes) = stored(cache, key) {
                 return Miss::Cached(bytes);
             }
             log::debug!("single flight: decoding after the wait ended ({end:?})");
@@ -57,6 +63,12 @@ pub fn on_miss(cache: &shm::Cache, key: (u64, u64)) -> Miss {
     };
     sf.flights.record_decoded();
     Miss::Decode(mark)
+}
+
+/// The value of `key` if the cache holds it, looked up only then (a lookup that
+/// misses counts as a miss, and this one already did).
+fn stored(cache: &shm::Cache, key: (u64, u64)) -> Option<Vec<u8>> {
+    cache.contains(key).then(|| cache.get(key)).flatten()
 }
 
 /// Stores a decoded tile: one other workers wait for is kept even when a full cache

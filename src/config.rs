@@ -132,7 +132,22 @@ pub struct Config {
     pub access_policy: Option<PathBuf>,
     /// The policy read from `access_policy` by [`Config::load`].
     pub access: Option<std::sync::Arc<crate::access::Policy>>,
+    /// `EXPENSIVE_PIXELS`: a region export reading or writing more pixels than this is
+    /// expensive and needs an admission slot.
+    pub expensive_pixels: u64,
+    /// `MAX_EXPENSIVE_WORKERS`: workers that may run expensive requests at once; `None`
+    /// (the default, -1) is half the workers, at least one; 0 turns admission off.
+    pub max_expensive_workers: Option<usize>,
+    /// `EXPENSIVE_WAIT`, milliseconds an expensive request waits for a slot before it
+    /// is answered 503 (0: at once).
+    pub expensive_wait: std::time::Duration,
+    /// `SINGLE_FLIGHT_WAIT`, milliseconds a tile miss waits for another worker decoding
+    /// the same tile (0: single flight off).
+    pub single_flight_wait: std::time::Duration,
 }
+
+/// Default `EXPENSIVE_PIXELS`: 2048×2048, sixty-four 256-pixel tiles' worth.
+pub const EXPENSIVE_PIXELS: u64 = 2048 * 2048;
 
 /// One entry of `TRUSTED_PROXIES`: an address, a network, or local-socket peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,7 +454,26 @@ impl Config {
             trusted_proxies_ignored,
             access_policy: string("ACCESS_POLICY").map(PathBuf::from),
             access: None,
+            expensive_pixels: int("EXPENSIVE_PIXELS", EXPENSIVE_PIXELS as i64).max(1) as u64,
+            max_expensive_workers: match int("MAX_EXPENSIVE_WORKERS", -1) {
+                v if v < 0 => None,
+                v => Some(v.min(shm::MAX_SLOTS as i64) as usize),
+            },
+            expensive_wait: std::time::Duration::from_millis(
+                int("EXPENSIVE_WAIT", 1000).clamp(0, 60_000) as u64,
+            ),
+            single_flight_wait: std::time::Duration::from_millis(
+                int("SINGLE_FLIGHT_WAIT", 2000).clamp(0, 60_000) as u64,
+            ),
         }
+    }
+
+    /// Workers that may run expensive requests at once, out of `workers`: 0 when
+    /// admission is off.
+    pub fn expensive_limit(&self, workers: usize) -> usize {
+        self.max_expensive_workers
+            .unwrap_or((workers / 2).max(1))
+            .min(shm::MAX_SLOTS)
     }
 
     /// One line per setting, for the start-up log.
@@ -498,6 +532,21 @@ impl Config {
             self.request_timeout.as_secs(),
             self.idle_timeout.as_secs(),
             self.max_connections
+        ));
+        v.push(format!(
+            "Setting admission of expensive requests (over {} pixels): {}, waiting up to {} ms; single flight for tile misses: {}",
+            self.expensive_pixels,
+            match self.max_expensive_workers {
+                None => "half the workers at once".to_owned(),
+                Some(0) => "off".to_owned(),
+                Some(n) => format!("{n} workers at once"),
+            },
+            self.expensive_wait.as_millis(),
+            if self.single_flight_wait.is_zero() {
+                "off".to_owned()
+            } else {
+                format!("waiting up to {} ms", self.single_flight_wait.as_millis())
+            }
         ));
         if !self.trusted_proxies.is_empty() {
             let list: Vec<String> = self
@@ -572,6 +621,36 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_vars(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn admission_and_single_flight_settings() {
+        let d = cfg(&[]);
+        assert_eq!(d.expensive_pixels, EXPENSIVE_PIXELS);
+        assert_eq!(
+            (
+                d.expensive_limit(1),
+                d.expensive_limit(2),
+                d.expensive_limit(5)
+            ),
+            (1, 1, 2)
+        );
+        assert_eq!(d.expensive_wait.as_millis(), 1000);
+        assert_eq!(d.single_flight_wait.as_millis(), 2000);
+        let c = cfg(&[
+            ("EXPENSIVE_PIXELS", "0"),
+            ("MAX_EXPENSIVE_WORKERS", "0"),
+            ("EXPENSIVE_WAIT", "-5"),
+            ("SINGLE_FLIGHT_WAIT", "999999"),
+        ]);
+        assert_eq!(c.expensive_pixels, 1);
+        assert_eq!(c.expensive_limit(8), 0, "0 turns admission off");
+        assert!(c.expensive_wait.is_zero());
+        assert_eq!(c.single_flight_wait.as_millis(), 60_000);
+        let three = cfg(&[("MAX_EXPENSIVE_WORKERS", "3")]);
+        assert_eq!(three.expensive_limit(2), 3);
+        let huge = cfg(&[("MAX_EXPENSIVE_WORKERS", "100000")]);
+        assert_eq!(huge.expensive_limit(2), shm::MAX_SLOTS);
     }
 
     #[test]

@@ -55,6 +55,17 @@ fn debug_mode(cli: &Cli, cfg: Config) -> i32 {
     0
 }
 
+/// A shared table for the whole life of the server, or none (logged) if it could not be made.
+fn leak_table<T>(made: Result<T, shm::TableError>) -> Option<&'static T> {
+    match made {
+        Ok(t) => Some(&*Box::leak(Box::new(t))),
+        Err(e) => {
+            log::error!("{e}; continuing without them");
+            None
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let cfg = match Config::load(cli.config.as_deref()) {
@@ -127,10 +138,18 @@ fn main() {
             st.capacity
         );
     }
+    // Admission slots and single-flight marks: also shared before any worker exists.
+    let shared = tessera::worker::Shared {
+        tiles,
+        slots: leak_table(shm::Slots::create(shm::MAX_SLOTS)),
+        flights: tiles.and_then(|_| leak_table(shm::Flights::create())),
+    };
     let opts = Options {
         workers: workers.max(1),
         metrics,
         cache: tiles,
+        slots: shared.slots,
+        flights: shared.flights,
         ..Options::default()
     };
     let code = if http_mode {
@@ -143,7 +162,7 @@ fn main() {
             opts,
             load,
             move |l: &supervisor::Listener, c: Arc<Config>, ctx: &supervisor::WorkerCtx| {
-                tessera::worker::main_http(l, c, ctx, &http, tiles)
+                tessera::worker::main_http(l, c, ctx, &http, shared)
             },
             |_cfg: &Config| {},
         )
@@ -153,7 +172,7 @@ fn main() {
             opts,
             load,
             move |l: &supervisor::Listener, c: Arc<Config>, ctx: &supervisor::WorkerCtx| {
-                tessera::worker::main(l, c, ctx, tiles)
+                tessera::worker::main(l, c, ctx, shared)
             },
             |_cfg: &Config| {},
         )

@@ -166,25 +166,6 @@ fn make_corpus(dir: &Path) -> Vec<(String, bool)> {
     out
 }
 
-fn children(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(|s| s.parse().unwrap())
-        .collect()
-}
-
-/// The server's `n` worker processes, once all have started.
-fn started_workers(s: &Server, n: usize) -> Vec<i32> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while children(s.pid()).len() < n && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let workers = children(s.pid());
-    assert_eq!(workers.len(), n);
-    workers
-}
-
 /// Peak resident set of a process, in kB.
 fn peak_rss_kb(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

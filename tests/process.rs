@@ -6,23 +6,6 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn children(pid: i32) -> Vec<i32> {
-    let out =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    out.split_whitespace().map(|s| s.parse().unwrap()).collect()
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    false
-}
-
 #[test]
 fn supervisor_forks_workers_and_replaces_a_killed_one() {
     let s = Server::start(&[], 3);

@@ -24,10 +24,22 @@
 //! through [`Cache::reclaim_dead`]) sees that the owner is gone, takes the entry under its
 //! own pid, clears the key and only then publishes it. The protocol is model-checked with
 //! `loom` (`region::model`).
+//!
+//! Beside the cache, two small tables shared the same way and safe against a dead
+//! holder in the same manner (a word naming the holder's pid, taken and released by
+//! compare-and-swap): admission slots for expensive requests ([`Slots`]) and
+//! single-flight marks for cache misses ([`Flights`]).
 
+mod flight;
+mod proc;
 mod region;
+mod slots;
+mod words;
 
+pub use flight::{Begin, Flight, FlightStats, Flights, Follower, WaitEnd};
 pub use region::{Cache, CacheError, Stats};
+pub use slots::{Slot, SlotStats, Slots, MAX_SLOTS};
+pub use words::TableError;
 
 /// iipsrv's megabyte: `MAX_IMAGE_CACHE_SIZE` is given in units of 1 024 000 bytes.
 pub const IIPSRV_MB: u64 = 1_024_000;

@@ -1,6 +1,7 @@
 //! The shared region: layout, seqlocked index entries, the value arena, lookup,
 //! insertion, reclaim.
 
+use crate::proc::{alive, me as pid};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -127,10 +128,6 @@ pub struct Cache {
 unsafe impl Send for Cache {}
 unsafe impl Sync for Cache {}
 
-fn pid() -> u64 {
-    std::process::id() as u64
-}
-
 /// The sequence word of `e` if it is published (not being written) and holds `key` in
 /// `generation`: the first check of a lookup, which re-reads the word after copying.
 fn published_for(e: &Entry, key: (u64, u64), generation: u64) -> Option<u64> {
@@ -197,15 +194,6 @@ fn published(s: u64) -> u64 {
 /// The pid holding an odd seqlock word.
 fn owner_of(s: u64) -> u64 {
     s >> 32
-}
-
-fn alive(p: u64) -> bool {
-    if p == 0 || p > i32::MAX as u64 {
-        return false;
-    }
-    // SAFETY: signal 0 only checks for existence.
-    let r = unsafe { libc::kill(p as i32, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Where a value of `len8` bytes (a multiple of 8) goes when the head is at `head`: at

@@ -1,6 +1,8 @@
 //! Turns a request model into a response: tile cache lookup, source read,
 //! pipeline and encoder, in that order. Tiles here; region exports in [`region`].
 
+pub mod admission;
+pub mod flight;
 mod region;
 pub use region::{assemble, region, region_at_level, stem, MAX_REGION_PIXELS};
 
@@ -196,10 +198,19 @@ pub fn tile(
         ])
     };
     let mut key = cacheable(cfg, cache, view).then(|| key_of(t));
+    // Held until the tile is stored: other workers missing it meanwhile wait for it.
+    let mut mark = None;
     if let (Some(c), Some(own)) = (cache, key) {
         if let Some(bytes) = c.get(own) {
             log::debug!("tile cache hit: {client} {k},{t}");
             return Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None);
+        }
+        match flight::on_miss(c, own) {
+            flight::Miss::Cached(bytes) => {
+                log::debug!("tile decoded by another worker: {client} {k},{t}");
+                return Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None);
+            }
+            flight::Miss::Decode(m) => mark = m,
         }
         // Tiles that decode more cheaply together are decoded, encoded and stored
         // together, when the cache will keep them: a viewer asks for its neighbours next.
@@ -233,7 +244,7 @@ pub fn tile(
         Err(r) => return r,
     };
     if let (Some(c), Some(key)) = (cache, key) {
-        if c.put(key, &bytes) {
+        if flight::store(c, key, &bytes, mark.as_ref()) {
             log::debug!("tile cache insert: {client} {k},{t}");
         }
     }

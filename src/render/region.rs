@@ -192,6 +192,11 @@ pub fn region(
             );
         }
     }
+    // Held while the export runs: large ones take turns across the workers.
+    let _slot = match admission::enter(cfg, pixels, out_pixels) {
+        Ok(slot) => slot,
+        Err(busy) => return busy,
+    };
     let view = View {
         colour: req.colour,
         ..view.clone()

@@ -35,6 +35,9 @@ pub struct Metrics {
     panics: AtomicU64,
     /// Reads from an image map past the end of a file that shrank while served.
     file_faults: AtomicU64,
+    /// Expensive requests each worker slot holds waiting for an admission slot now
+    /// (a dead worker's slot is zeroed).
+    admission_waiting: [AtomicU64; super::stats::SLOTS],
 }
 
 /// Which deadline closed a connection.
@@ -76,6 +79,21 @@ impl Metrics {
         if let Some(g) = self.connections_open.get(slot) {
             g.store(n as u64, Ordering::Relaxed);
         }
+    }
+
+    /// The number of requests the worker in `slot` holds waiting for an admission slot.
+    pub fn set_admission_waiting(&self, slot: usize, n: usize) {
+        if let Some(g) = self.admission_waiting.get(slot) {
+            g.store(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Requests waiting for an admission slot, in all workers.
+    pub fn admission_waiting(&self) -> u64 {
+        self.admission_waiting
+            .iter()
+            .map(|g| g.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Client connections held by all workers, as they last published them.
@@ -241,8 +259,7 @@ impl Metrics {
 /// Prometheus lines for the shared cache (tiles and image headers; the metric names
 /// keep "tile_cache").
 pub fn render_cache(t: &shm::Stats) -> String {
-    let mut s = String::new();
-    for (name, help, kind, v) in [
+    lines(&[
         (
             "tessera_tile_cache_hits_total",
             "Tiles and image headers answered from the shared cache.",
@@ -291,12 +308,90 @@ pub fn render_cache(t: &shm::Stats) -> String {
             "counter",
             t.reclaimed,
         ),
-    ] {
+    ])
+}
+
+/// Prometheus lines in the shared format, from `(name, help, kind, value)`.
+fn lines(items: &[(&str, &str, &str, u64)]) -> String {
+    let mut s = String::new();
+    for (name, help, kind, v) in items {
         s.push_str(&format!(
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
         ));
     }
     s
+}
+
+/// Prometheus lines for admission control of expensive requests.
+pub fn render_admission(t: &shm::SlotStats, waiting: u64) -> String {
+    lines(&[
+        (
+            "tessera_expensive_slots_in_use",
+            "Expensive requests (large exports) running now (MAX_EXPENSIVE_WORKERS).",
+            "gauge",
+            t.in_use,
+        ),
+        (
+            "tessera_expensive_waiting",
+            "Expensive requests waiting for a slot now (EXPENSIVE_WAIT).",
+            "gauge",
+            waiting,
+        ),
+        (
+            "tessera_expensive_admitted_total",
+            "Expensive requests given a slot.",
+            "counter",
+            t.admitted,
+        ),
+        (
+            "tessera_expensive_waited_total",
+            "Expensive requests that had to wait for a slot.",
+            "counter",
+            t.waited,
+        ),
+        (
+            "tessera_expensive_rejected_total",
+            "Expensive requests answered 503 for want of a slot.",
+            "counter",
+            t.rejected,
+        ),
+        (
+            "tessera_expensive_slots_reclaimed_total",
+            "Slots freed after the worker holding them died.",
+            "counter",
+            t.reclaimed,
+        ),
+    ])
+}
+
+/// Prometheus lines for single flight of tile misses.
+pub fn render_flights(t: &shm::FlightStats) -> String {
+    lines(&[
+        (
+            "tessera_tiles_decoded_total",
+            "Cacheable tiles decoded after a shared-cache miss.",
+            "counter",
+            t.decoded,
+        ),
+        (
+            "tessera_single_flight_waits_total",
+            "Tile misses that waited for another worker decoding the same tile.",
+            "counter",
+            t.waits,
+        ),
+        (
+            "tessera_single_flight_timeouts_total",
+            "Such waits that reached SINGLE_FLIGHT_WAIT (the tile was then decoded again).",
+            "counter",
+            t.timeouts,
+        ),
+        (
+            "tessera_single_flight_orphaned_total",
+            "Tiles in flight whose decoding worker died.",
+            "counter",
+            t.orphaned,
+        ),
+    ])
 }
 
 /// Binds the metrics endpoint; only loopback addresses are accepted.
@@ -383,6 +478,45 @@ mod tests {
         assert!(t.contains("tessera_worker_restarts_total 1\n"));
         assert!(t.contains("tessera_reloads_total 4\n"));
         assert!(t.contains("tessera_response_bytes_total 1010\n"));
+    }
+
+    #[test]
+    fn renders_admission_and_single_flight_figures() {
+        let a = render_admission(
+            &shm::SlotStats {
+                in_use: 1,
+                admitted: 7,
+                rejected: 3,
+                waited: 4,
+                reclaimed: 2,
+            },
+            5,
+        );
+        for line in [
+            "tessera_expensive_slots_in_use 1\n",
+            "tessera_expensive_waiting 5\n",
+            "tessera_expensive_admitted_total 7\n",
+            "tessera_expensive_waited_total 4\n",
+            "tessera_expensive_rejected_total 3\n",
+            "tessera_expensive_slots_reclaimed_total 2\n",
+            "# TYPE tessera_expensive_waiting gauge\n",
+        ] {
+            assert!(a.contains(line), "{line} missing from\n{a}");
+        }
+        let f = render_flights(&shm::FlightStats {
+            decoded: 9,
+            waits: 6,
+            timeouts: 1,
+            orphaned: 2,
+        });
+        for line in [
+            "tessera_tiles_decoded_total 9\n",
+            "tessera_single_flight_waits_total 6\n",
+            "tessera_single_flight_timeouts_total 1\n",
+            "tessera_single_flight_orphaned_total 2\n",
+        ] {
+            assert!(f.contains(line), "{line} missing from\n{f}");
+        }
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct Options {
     /// The shared tile cache: emptied on reload, repaired when a worker dies,
     /// reported on SIGUSR1 and in the metrics.
     pub cache: Option<&'static shm::Cache>,
+    /// Admission slots and single-flight marks: freed when their holder dies,
+    /// reported in the metrics.
+    pub slots: Option<&'static shm::Slots>,
+    pub flights: Option<&'static shm::Flights>,
 }
 
 impl Default for Options {
@@ -69,6 +73,8 @@ impl Default for Options {
             shutdown_timeout: Duration::from_secs(10),
             metrics: None,
             cache: None,
+            slots: None,
+            flights: None,
         }
     }
 }
@@ -118,6 +124,8 @@ struct Supervisor<'a, C> {
     restarts: u64,
     reloads: u64,
     cache: Option<&'static shm::Cache>,
+    slots: Option<&'static shm::Slots>,
+    flights: Option<&'static shm::Flights>,
     /// Workers to run.
     size: usize,
 }
@@ -193,6 +201,14 @@ impl<C: Send + Sync + 'static> Supervisor<'_, C> {
                         if n > 0 {
                             log::warn!("Reclaimed {n} shared-cache entries left by worker {pid}");
                         }
+                    }
+                    // Likewise an export slot or a tile marked in flight: freed now, not
+                    // when another worker next happens to look.
+                    if let Some(n) = self.slots.map(|s| s.reclaim_dead()).filter(|n| *n > 0) {
+                        log::warn!("Freed {n} export slots held by worker {pid}");
+                    }
+                    if let Some(f) = self.flights {
+                        f.reclaim_dead();
                     }
                     if stopping || w.generation != self.generation {
                         log::info!("Worker {pid} {}", describe(status));
@@ -297,6 +313,8 @@ pub fn run<C: Send + Sync + 'static>(
         restarts: 0,
         reloads: 0,
         cache: opts.cache,
+        slots: opts.slots,
+        flights: opts.flights,
         size: opts.workers,
     };
     for slot in 0..opts.workers {
@@ -343,6 +361,13 @@ pub fn run<C: Send + Sync + 'static>(
                         );
                         if let Some(c) = s.cache {
                             text.push_str(&metrics::render_cache(&c.stats()));
+                        }
+                        if let Some(slots) = s.slots {
+                            let waiting = s.stats.metrics().admission_waiting();
+                            text.push_str(&metrics::render_admission(&slots.stats(), waiting));
+                        }
+                        if let Some(f) = s.flights {
+                            text.push_str(&metrics::render_flights(&f.stats()));
                         }
                         text
                     });

@@ -49,6 +49,7 @@ impl Stats {
         let s = self.free.pop().unwrap_or(0);
         self.counters[s].store(0, Ordering::Relaxed);
         self.metrics.set_connections(s, 0);
+        self.metrics.set_admission_waiting(s, 0);
         s
     }
 
@@ -72,6 +73,7 @@ impl Stats {
     pub fn retire(&mut self, pid: i32) {
         if let Some(s) = self.by_pid.remove(&pid) {
             self.metrics.set_connections(s, 0);
+            self.metrics.set_admission_waiting(s, 0);
             self.retired += self.counters[s].swap(0, Ordering::Relaxed);
             self.free.push(s);
         }

@@ -31,6 +31,18 @@ pub enum Phase {
     Writing,
 }
 
+/// A request put back to wait for an admission slot (see `render::admission`).
+pub enum Held {
+    Fcgi(fcgi::Request),
+    Http(http::Request),
+}
+
+/// A request waiting for an admission slot, and since when it waits.
+pub struct Parked {
+    pub request: Held,
+    pub since: Instant,
+}
+
 pub struct Conn {
     pub fd: OwnedFd,
     /// The client's address, for `REMOTE_ADDR` (HTTP mode; FastCGI gets it from the
@@ -60,6 +72,8 @@ pub struct Conn {
     pub waiting_to_write: bool,
     /// Whether the connection is in the event loop's epoll set yet.
     pub registered: bool,
+    /// A request waiting for an admission slot: answered before anything after it.
+    pub parked: Option<Parked>,
 }
 
 impl Conn {
@@ -80,6 +94,7 @@ impl Conn {
             since: Instant::now(),
             waiting_to_write: false,
             registered: false,
+            parked: None,
         }
     }
 
@@ -242,9 +257,12 @@ impl Conn {
         Ok(true)
     }
 
-    /// Whether the client has begun a request that is not complete yet.
+    /// Whether the client has begun a request that is not answered yet (incomplete,
+    /// or waiting for an admission slot).
     pub fn mid_request(&self) -> bool {
-        self.used < self.input.len() || matches!(&self.kind, Kind::Fcgi(p) if !p.at_boundary())
+        self.used < self.input.len()
+            || self.parked.is_some()
+            || matches!(&self.kind, Kind::Fcgi(p) if !p.at_boundary())
     }
 
     /// Moves to `phase`, starting its deadline unless it is the phase already running.

@@ -10,7 +10,7 @@
 //! client within `REQUEST_TIMEOUT` is abandoned. Time spent rendering is not charged
 //! to the other connections (nothing could be read from them meanwhile).
 
-use super::conn::{Conn, Kind, Phase};
+use super::conn::{Conn, Held, Kind, Parked, Phase};
 use super::linger::Lingering;
 use super::poll::{Interest, Poll, LISTENER};
 use super::{HttpOptions, Worker};
@@ -19,7 +19,7 @@ use crate::http::{self, HttpError};
 use crate::response::Response;
 use crate::supervisor::metrics::Deadline;
 use crate::supervisor::{Accepted, Listener, WorkerCtx};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ const STOP_SILENCE: Duration = Duration::from_secs(1);
 const MIN_TO_BALANCE: usize = 4;
 /// Rendering shorter than this is not worth moving every deadline for.
 const RENDER_SLACK: Duration = Duration::from_millis(1);
+/// How often a request waiting for an admission slot tries again.
+const PARKED_RETRY: Duration = Duration::from_millis(5);
 
 /// Limits for connections from a web server.
 fn fcgi_limits() -> fcgi::Limits {
@@ -62,6 +64,8 @@ enum Next {
 enum Step {
     Answered,
     NeedMore,
+    /// An expensive request waits for an admission slot; nothing after it is read.
+    Parked,
     /// The connection cannot go on; whatever answer there is, is queued.
     Refused,
 }
@@ -82,6 +86,11 @@ struct Loop<'a> {
     published: usize,
     /// The listening socket, when it is TCP (its accept queue length is known).
     tcp_listener: Option<RawFd>,
+    /// How long an expensive request may wait for an admission slot.
+    expensive_wait: Duration,
+    /// Connections whose request waits for an admission slot.
+    waiting: HashSet<RawFd>,
+    published_waiting: usize,
 }
 
 /// Serves connections from `listener` until the worker is told to stop and has
@@ -115,6 +124,10 @@ pub fn run(listener: &Listener, ctx: &WorkerCtx, worker: &mut Worker, mode: Mode
         nodelay_inherited,
         published: 0,
         tcp_listener: matches!(listener, Listener::Tcp(_)).then_some(lfd),
+        // Within the request's deadline, which keeps running while it waits.
+        expensive_wait: cfg.expensive_wait.min(cfg.request_timeout / 2),
+        waiting: HashSet::new(),
+        published_waiting: 0,
     };
     let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
     let mut listening = true;
@@ -139,7 +152,12 @@ pub fn run(listener: &Listener, ctx: &WorkerCtx, worker: &mut Worker, mode: Mode
         if !listening && lp.conns.is_empty() {
             break;
         }
-        let n = lp.poll.wait(&mut events, TICK);
+        let tick = if lp.waiting.is_empty() {
+            TICK
+        } else {
+            PARKED_RETRY
+        };
+        let n = lp.poll.wait(&mut events, tick);
         for ev in &events[..n] {
             if ev.u64 != LISTENER {
                 lp.ready(ev.u64 as RawFd);
@@ -186,6 +204,10 @@ pub fn run(listener: &Listener, ctx: &WorkerCtx, worker: &mut Worker, mode: Mode
                 }
             }
         }
+        lp.retry_parked();
+        // The round is over: an export that this worker puts back while it serves what
+        // else came in may run on the next one.
+        crate::render::admission::turn_over();
         if !lp.lingering.is_empty() {
             // Often the web server has closed by now; each one found closed frees a
             // descriptor and its socket at once.
@@ -268,6 +290,9 @@ impl Loop<'_> {
                     return;
                 }
                 c.registered = true;
+                if c.parked.is_some() {
+                    self.waiting.insert(raw);
+                }
                 self.conns.insert(raw, c);
             }
             next => self.close(c, next),
@@ -297,9 +322,32 @@ impl Loop<'_> {
         };
         match self.drive(&mut c) {
             Next::Keep => {
+                if c.parked.is_some() {
+                    self.waiting.insert(fd);
+                } else {
+                    self.waiting.remove(&fd);
+                }
                 self.conns.insert(fd, c);
             }
-            next => self.close(c, next),
+            next => {
+                self.waiting.remove(&fd);
+                self.close(c, next);
+            }
+        }
+    }
+
+    /// Tries again the requests waiting for an admission slot.
+    fn retry_parked(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let fds: Vec<RawFd> = self.waiting.iter().copied().collect();
+        for fd in fds {
+            if self.conns.contains_key(&fd) {
+                self.ready(fd);
+            } else {
+                self.waiting.remove(&fd);
+            }
         }
     }
 
@@ -342,7 +390,7 @@ impl Loop<'_> {
             }
             match self.step(c) {
                 Step::Answered => answered = true,
-                Step::NeedMore => break,
+                Step::NeedMore | Step::Parked => break,
                 Step::Refused => c.close_when_sent = true,
             }
         }
@@ -379,9 +427,17 @@ impl Loop<'_> {
     /// Parses and answers the next request of `c`, if it has arrived whole.
     fn step(&mut self, c: &mut Conn) -> Step {
         let start = Instant::now();
-        let step = match self.mode {
-            Mode::Fcgi => self.step_fcgi(c),
-            Mode::Http(opts) => step_http(self.worker, self.ctx, opts, c),
+        let wait = self.expensive_wait;
+        let step = match (c.parked.take(), &self.mode) {
+            (Some(Parked { request, since }), mode) => match (request, mode) {
+                (Held::Fcgi(req), _) => self.serve_fcgi(c, req, Some(since)),
+                (Held::Http(req), Mode::Http(opts)) => {
+                    answer_http(self.worker, self.ctx, opts, c, req, (Some(since), wait))
+                }
+                (Held::Http(_), Mode::Fcgi) => Step::Refused,
+            },
+            (None, Mode::Fcgi) => self.step_fcgi(c),
+            (None, Mode::Http(opts)) => step_http(self.worker, self.ctx, opts, c, wait),
         };
         if let Step::Answered = step {
             self.ctx.record_request();
@@ -397,15 +453,7 @@ impl Loop<'_> {
 
     fn step_fcgi(&mut self, c: &mut Conn) -> Step {
         match c.next_fcgi() {
-            Ok(Some(req)) => {
-                let out = self.worker.answer(&req.params, &req.stdin);
-                let body = out.response.to_cgi(out.head_only);
-                record::write_response(&mut c.output, req.id, &body);
-                if !req.keep_conn || self.ctx.stopping() {
-                    c.close_when_sent = true;
-                }
-                Step::Answered
-            }
+            Ok(Some(req)) => self.serve_fcgi(c, req, None),
             Ok(None) => Step::NeedMore,
             Err(e) => {
                 log::info!("closing FastCGI connection: {e}");
@@ -413,6 +461,23 @@ impl Loop<'_> {
                 Step::Refused
             }
         }
+    }
+
+    /// Answers a FastCGI request, or puts it back to wait for an admission slot (it has
+    /// waited since `since`, if it was put back before).
+    fn serve_fcgi(&mut self, c: &mut Conn, req: fcgi::Request, since: Option<Instant>) -> Step {
+        // A client that has closed its side is answered now: its socket would wake the
+        // loop on every turn while the request waited.
+        let may_wait = may_wait(since, self.expensive_wait) && !c.eof;
+        let Some(out) = self.worker.answer_within(&req.params, &req.stdin, may_wait) else {
+            return park(c, Held::Fcgi(req), since);
+        };
+        let body = out.response.to_cgi(out.head_only);
+        record::write_response(&mut c.output, req.id, &body);
+        if !req.keep_conn || self.ctx.stopping() {
+            c.close_when_sent = true;
+        }
+        Step::Answered
     }
 
     /// Closes connections past their deadline, and when stopping, those with nothing
@@ -433,6 +498,7 @@ impl Loop<'_> {
             .map(|(fd, _)| *fd)
             .collect();
         for fd in due {
+            self.waiting.remove(&fd);
             let Some(mut c) = self.conns.remove(&fd) else {
                 continue;
             };
@@ -514,23 +580,40 @@ impl Loop<'_> {
             self.published = n;
             self.ctx.metrics().set_connections(self.ctx.slot, n);
         }
+        let w = self.waiting.len();
+        if w != self.published_waiting {
+            self.published_waiting = w;
+            self.ctx.metrics().set_admission_waiting(self.ctx.slot, w);
+        }
     }
 }
 
-fn step_http(worker: &mut Worker, ctx: &WorkerCtx, opts: &HttpOptions, c: &mut Conn) -> Step {
+/// Whether a request put back at `since` (or not yet) may still wait for a slot.
+fn may_wait(since: Option<Instant>, wait: Duration) -> bool {
+    !wait.is_zero() && since.is_none_or(|t| t.elapsed() < wait)
+}
+
+/// Keeps `request` on `c` to be tried again shortly.
+fn park(c: &mut Conn, request: Held, since: Option<Instant>) -> Step {
+    if since.is_none() {
+        crate::render::admission::record_waited();
+    }
+    c.parked = Some(Parked {
+        request,
+        since: since.unwrap_or_else(Instant::now),
+    });
+    Step::Parked
+}
+
+fn step_http(
+    worker: &mut Worker,
+    ctx: &WorkerCtx,
+    opts: &HttpOptions,
+    c: &mut Conn,
+    wait: Duration,
+) -> Step {
     match c.next_http() {
-        Ok(Some(req)) => {
-            let keep = req.keep_alive() && !ctx.stopping();
-            let (response, head_only) = route(worker, opts, &req, c.peer.as_deref());
-            c.push_output(http::serialize_head(&response, keep));
-            if !head_only {
-                c.push_output(response.body);
-            }
-            if !keep {
-                c.close_when_sent = true;
-            }
-            Step::Answered
-        }
+        Ok(Some(req)) => answer_http(worker, ctx, opts, c, req, (None, wait)),
         Ok(None) => Step::NeedMore,
         Err(HttpError::Bad(status, msg)) => {
             let r = http::error_response(status, msg);
@@ -541,35 +624,62 @@ fn step_http(worker: &mut Worker, ctx: &WorkerCtx, opts: &HttpOptions, c: &mut C
     }
 }
 
+/// Answers an HTTP request, or puts it back to wait for an admission slot (it has
+/// waited since `since`, if it was put back before, and may wait `wait` in all).
+fn answer_http(
+    worker: &mut Worker,
+    ctx: &WorkerCtx,
+    opts: &HttpOptions,
+    c: &mut Conn,
+    req: http::Request,
+    (since, wait): (Option<Instant>, Duration),
+) -> Step {
+    let keep = req.keep_alive() && !ctx.stopping();
+    let may_wait = may_wait(since, wait) && !c.eof;
+    let Some((response, head_only)) = route(worker, opts, &req, c.peer.as_deref(), may_wait) else {
+        return park(c, Held::Http(req), since);
+    };
+    c.push_output(http::serialize_head(&response, keep));
+    if !head_only {
+        c.push_output(response.body);
+    }
+    if !keep {
+        c.close_when_sent = true;
+    }
+    Step::Answered
+}
+
 /// The answer to one HTTP request: the viewer's page and files, 404 for paths no
-/// protocol serves, else the same handlers as FastCGI.
+/// protocol serves, else the same handlers as FastCGI (`None`: put back to wait for
+/// an admission slot, when `may_wait`).
 fn route(
     worker: &mut Worker,
     opts: &HttpOptions,
     req: &http::Request,
     peer: Option<&str>,
-) -> (Response, bool) {
+    may_wait: bool,
+) -> Option<(Response, bool)> {
     let path = req.path();
     let head = req.method == "HEAD";
     if path == "/" && (req.query().is_empty() || req.query().starts_with("image=")) {
         let page =
             http::viewer::index(req.query(), &opts.default_image, opts.viewer_dir.as_deref());
-        return (page, head);
+        return Some((page, head));
     }
     if let Some(rel) = path.strip_prefix("/viewer/") {
         let r = http::viewer::asset(opts.viewer_dir.as_deref(), rel)
             .unwrap_or_else(|| http::error_response(404, "no such viewer file"));
-        return (r, head);
+        return Some((r, head));
     }
     if req.query().is_empty() && path != "/fcgi-bin/iipsrv.fcgi" && !worker.is_mapped(&req.target) {
-        return (http::error_response(404, "Not found"), head);
+        return Some((http::error_response(404, "Not found"), head));
     }
     let mut params = req.to_params();
     if let Some(p) = peer {
         params.0.push(("REMOTE_ADDR".into(), p.to_owned()));
     }
-    let out = worker.answer(&params, &req.body);
-    (out.response, out.head_only)
+    let out = worker.answer_within(&params, &req.body, may_wait)?;
+    Some((out.response, out.head_only))
 }
 
 /// Connections waiting in a TCP listening socket's accept queue (Linux reports it as

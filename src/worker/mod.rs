@@ -65,6 +65,18 @@ impl Worker {
     /// Answers one request. A panic anywhere below becomes a 500 for this request
     /// only; the worker keeps serving.
     pub fn answer(&mut self, params: &Params, stdin: &[u8]) -> Outcome {
+        self.answer_within(params, stdin, false)
+            .unwrap_or_else(|| unreachable!("a request is put back only when it may wait"))
+    }
+
+    /// [`answer`](Self::answer), except that when `may_wait` an expensive request that
+    /// finds every admission slot busy is not answered: `None`, to be tried again.
+    pub fn answer_within(
+        &mut self,
+        params: &Params,
+        stdin: &[u8],
+        may_wait: bool,
+    ) -> Option<Outcome> {
         let start = Instant::now();
         let faults = crate::image::guard::faults();
         let mut panicked = false;
@@ -72,16 +84,21 @@ impl Worker {
         let images = &mut self.images;
         let tiles = self.tiles;
         let memcached = &mut self.memcached;
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let mut ctx = Ctx {
-                cfg: &cfg,
-                images,
-                tiles,
-                memcached: memcached.as_mut(),
-            };
-            protocol::handle(&mut ctx, params, stdin)
-        }))
-        .unwrap_or_else(|_| {
+        let (caught, put_back) = crate::render::admission::attempt(may_wait, || {
+            catch_unwind(AssertUnwindSafe(|| {
+                let mut ctx = Ctx {
+                    cfg: &cfg,
+                    images,
+                    tiles,
+                    memcached: memcached.as_mut(),
+                };
+                protocol::handle(&mut ctx, params, stdin)
+            }))
+        });
+        if put_back && caught.is_ok() {
+            return None;
+        }
+        let outcome = caught.unwrap_or_else(|_| {
             panicked = true;
             log::error!(
                 "internal error while answering '{}'",
@@ -124,18 +141,24 @@ impl Worker {
                 .or_else(|| params.get("QUERY_STRING"))
                 .unwrap_or("")
         );
-        outcome
+        Some(outcome)
     }
 }
 
+/// What the supervisor made in shared memory before forking, for every worker.
+#[derive(Clone, Copy, Default)]
+pub struct Shared {
+    /// The tile cache (tiles, region exports and image headers).
+    pub tiles: Option<&'static shm::Cache>,
+    /// Admission slots for expensive requests.
+    pub slots: Option<&'static shm::Slots>,
+    /// Tiles being decoded, for single flight.
+    pub flights: Option<&'static shm::Flights>,
+}
+
 /// The worker's main function, run in each forked process.
-pub fn main(
-    listener: &Listener,
-    cfg: Arc<Config>,
-    ctx: &WorkerCtx,
-    tiles: Option<&'static shm::Cache>,
-) -> i32 {
-    serve(listener, cfg, ctx, tiles, event::Mode::Fcgi)
+pub fn main(listener: &Listener, cfg: Arc<Config>, ctx: &WorkerCtx, shared: Shared) -> i32 {
+    serve(listener, cfg, ctx, shared, event::Mode::Fcgi)
 }
 
 /// The worker's main function in the built-in HTTP mode.
@@ -144,21 +167,27 @@ pub fn main_http(
     cfg: Arc<Config>,
     ctx: &WorkerCtx,
     opts: &HttpOptions,
-    tiles: Option<&'static shm::Cache>,
+    shared: Shared,
 ) -> i32 {
-    serve(listener, cfg, ctx, tiles, event::Mode::Http(opts))
+    serve(listener, cfg, ctx, shared, event::Mode::Http(opts))
 }
 
 fn serve(
     listener: &Listener,
     cfg: Arc<Config>,
     ctx: &WorkerCtx,
-    tiles: Option<&'static shm::Cache>,
+    shared: Shared,
     mode: event::Mode,
 ) -> i32 {
     crate::logging::init(&cfg);
     tune_malloc();
-    let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(tiles);
+    if let Some(slots) = shared.slots {
+        crate::render::admission::install(slots, cfg.expensive_limit(ctx.workers));
+    }
+    if let Some(flights) = shared.flights {
+        crate::render::flight::install(flights, cfg.single_flight_wait);
+    }
+    let mut worker = Worker::with_metrics(cfg, ctx.metrics()).with_tile_cache(shared.tiles);
     event::run(listener, ctx, &mut worker, mode)
 }
 

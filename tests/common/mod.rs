@@ -197,7 +197,13 @@ impl Server {
 
     /// GET with a query string, as nginx's `/fcgi-bin/iipsrv.fcgi?<query>` sends it.
     pub fn get(&self, query: &str) -> Reply {
-        self.request(
+        self.try_get(query).expect("FastCGI request")
+    }
+
+    /// [`Server::get`], with a failed exchange (a reset, a timeout) as an error.
+    pub fn try_get(&self, query: &str) -> Result<Reply, String> {
+        fcgi_request(
+            &self.addr,
             &[
                 ("REQUEST_METHOD", "GET"),
                 ("QUERY_STRING", query),
@@ -584,4 +590,36 @@ pub fn osd_dir() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// The child processes of `pid` (a server's workers).
+pub fn children(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect()
+}
+
+/// The server's `n` worker processes, once all have started.
+pub fn started_workers(s: &Server, n: usize) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while children(s.pid()).len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let workers = children(s.pid());
+    assert_eq!(workers.len(), n);
+    workers
+}
+
+/// Whether `f` comes true within `limit` (looked at every 2 ms).
+pub fn wait_for(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
 }

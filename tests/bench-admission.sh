@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Tiles under an export flood: wrk replays the `hot` or `cold` URL list (8 connections)
+# against `tessera --http` with 2 workers while a second wrk floods it with whole-image
+# exports (8 connections, every one different, so none is a cache hit). Three servers in
+# one run: tiles alone, flood with admission off (MAX_EXPENSIVE_WORKERS=0), flood with
+# admission on (MAX_EXPENSIVE_WORKERS=1); prints the tiles' p99 and rate and what the
+# flood got. Uses ../shared/bench's corpus and wrk script. Not part of the test suite.
+# Usage: bench-admission.sh [hot|cold] [DURATION] [BINARY]
+set -euo pipefail
+B=${BENCH:-$(cd "$(dirname "$0")/../../shared/bench" && pwd)}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+LIST=${1:-hot}; DUR=${2:-20}; BIN=${3:-$ROOT/target/release/tessera}
+IMAGES=${IMAGE_DIR:-/tmp/bench/images}; URLS=${URL_DIR:-/tmp/bench/urls}/$LIST.txt
+[ -x "$BIN" ] || { echo "no $BIN (cargo build --release)" >&2; exit 1; }
+[ -f "$URLS" ] || { echo "no $URLS: run $B/make-images.sh and $B/gen-urls.py" >&2; exit 1; }
+D=$(mktemp -d /tmp/bench-admission.XXXXXX)
+SP=
+trap '[ -n "$SP" ] && kill $SP 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Exports of whole images, 3000 to 4999 pixels wide, qualities 50 to 89: all different.
+python3 - "$IMAGES" > "$D/exports.txt" <<'PY'
+import os, sys
+imgs = sorted(f for f in os.listdir(sys.argv[1])
+              if f.endswith("_pyr.tif") and not f.startswith(("float", "big")))
+for i in range(20000):
+    print(f"/fcgi-bin/iipsrv.fcgi?FIF={imgs[i % len(imgs)]}&WID={3000 + i // len(imgs) % 2000}"
+          f"&QLT={50 + i // 2000 % 40}&CVT=jpeg")
+PY
+
+# run NAME FLOOD [VAR=VALUE...]: a fresh server with those settings, tiles for DUR s,
+# alongside the flood when FLOOD is 1.
+phase=0
+run() {
+  local name=$1 flood=$2; shift 2
+  local port; port=$(free_port)
+  env "$@" FILESYSTEM_PREFIX="$IMAGES/" VERBOSITY=0 MEMCACHED_SERVERS= "$BIN" \
+    --http "127.0.0.1:$port" --workers 2 > "$D/$name.log" 2>&1 &
+  SP=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  if [ "$LIST" = hot ]; then
+    while read -r u; do curl -sf -o /dev/null "http://127.0.0.1:$port$u"; done < "$URLS"
+  fi
+  local fp=
+  if [ "$flood" = 1 ]; then
+    URLS_FILE="$D/exports.txt" NTHREADS=1 URLS_START=$((phase * 5000)) WRK_JSON="$D/$name-flood.json" \
+      wrk -t1 -c8 -d"$((DUR + 2))s" --timeout 60s -s "$B/urls.lua" "http://127.0.0.1:$port" \
+      > "$D/$name-flood.txt" 2>&1 &
+    fp=$!
+    sleep 2   # the flood occupies the workers first
+  fi
+  # A cold list stays cold across the three servers: each starts further on.
+  URLS_FILE="$URLS" NTHREADS=1 URLS_START=$((phase * 15000)) WRK_JSON="$D/$name.json" \
+    wrk -t1 -c8 -d"${DUR}s" --timeout 30s -s "$B/urls.lua" "http://127.0.0.1:$port" \
+    > "$D/$name.txt" 2>&1
+  [ -n "$fp" ] && wait "$fp"
+  kill $SP; wait $SP 2>/dev/null || true; SP=
+  phase=$((phase + 1))
+  [ -n "${SHOW_JSON:-}" ] && cat "$D/$name.json" && echo
+  python3 - "$D/$name.json" "$D/$name-flood.json" "$name" <<'PY'
+import json, os, sys
+t = json.load(open(sys.argv[1]))
+line = f"{sys.argv[3]:<26} tiles: {t['rps']:8.1f} req/s, p99 {t['lat_p99_ms']:>8} ms, non2xx {t['non2xx']}"
+if os.path.exists(sys.argv[2]):
+    f = json.load(open(sys.argv[2]))
+    line += (f" | exports: {f['rps']:6.2f} req/s, p99 {f['lat_p99_ms']} ms, "
+             f"non2xx {f['non2xx']} (503 when refused)")
+print(line)
+PY
+}
+
+echo "tessera --http, 2 workers, $LIST tiles on 8 connections, $DUR s each ($BIN)"
+run "no flood" 0
+run "flood, admission off" 1 MAX_EXPENSIVE_WORKERS=0
+run "flood, admission on (K=1)" 1 MAX_EXPENSIVE_WORKERS=1

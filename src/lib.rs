@@ -8,6 +8,7 @@
 
 pub mod budget;
 pub mod cli;
+pub mod cnum;
 pub mod config;
 pub mod encode;
 pub mod fcgi;

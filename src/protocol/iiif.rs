@@ -1,9 +1,10 @@
 //! IIIF Image API 2 and 3 (iiif.md): argument parsing, the redirect, info.json and
 //! image requests, which become a tile request (the fast path) or a region export.
 
-use super::iip::{fmt_g9, open_image};
+use super::iip::open_image;
 use super::path::{percent_decode, uri_escape, Encoding};
 use super::{Ctx, HttpInfo};
+use crate::cnum::fmt_g6;
 use crate::config::Config;
 use crate::encode::Format;
 use crate::image::{ImageInfo, ResolutionUnit};
@@ -211,22 +212,6 @@ pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Optio
         _ => s.push_str("\n}"),
     }
     s
-}
-
-/// C `%g` (6 significant digits).
-fn fmt_g6(v: f64) -> String {
-    let g9 = fmt_g9(v);
-    if v == 0.0 || !v.is_finite() {
-        return g9;
-    }
-    let exp = v.abs().log10().floor() as i32;
-    let decimals = (5 - exp).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
 }
 
 pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
@@ -955,11 +940,5 @@ mod tests {
             parse_quality_format("negative.jpg", &cfg),
             Err(ParseError::Bad(m)) if m == "unsupported quality parameter: negative"
         ));
-    }
-
-    #[test]
-    fn g6() {
-        assert_eq!(fmt_g6(1.0 / 28.34), "0.0352858");
-        assert_eq!(fmt_g6(0.5), "0.5");
     }
 }

@@ -2,6 +2,7 @@
 //! output command answers, OBJ lines accumulate into one text response.
 
 use super::{path, Ctx, HttpInfo};
+use crate::cnum::fmt_g9;
 use crate::config::atoi;
 use crate::encode::Format;
 use crate::image::cache::Opened;
@@ -77,27 +78,6 @@ pub fn not_modified(mtime: SystemTime, header: &str) -> bool {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     UNIX_EPOCH + Duration::from_secs(secs) <= since
-}
-
-/// C `%.9g` for the values OBJ prints.
-pub fn fmt_g9(v: f64) -> String {
-    if v == v.trunc() && v.abs() < 1e15 {
-        return format!("{}", v as i64);
-    }
-    let s = format!("{:.*e}", 8, v);
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-5..9).contains(&exp) {
-        let mant = mant.trim_end_matches('0').trim_end_matches('.');
-        return format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-    }
-    let decimals = (8 - exp).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
 }
 
 fn error_line(code: &str, arg: &str) -> String {
@@ -696,18 +676,6 @@ mod tests {
             error_line("2 1", "FIF=small.tif&WID=100"),
             "Error/25:2 1 FIF=small.tif&WID=100\r\n"
         );
-    }
-
-    #[test]
-    fn g9() {
-        assert_eq!(fmt_g9(0.0), "0");
-        assert_eq!(fmt_g9(255.0), "255");
-        assert_eq!(fmt_g9(65535.0), "65535");
-        assert_eq!(fmt_g9(1.0), "1");
-        assert_eq!(fmt_g9(0.015), "0.015");
-        assert_eq!(fmt_g9(0.1234567891), "0.123456789");
-        assert_eq!(fmt_g9(4294967295.0), "4294967295");
-        assert_eq!(fmt_g9(1e-7), "1e-07");
     }
 
     #[test]

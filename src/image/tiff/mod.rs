@@ -437,7 +437,7 @@ impl TiffImage {
             .and_then(|e| r.floats(e).ok())
             .and_then(|v| v.first().copied())
         {
-            metadata.insert("scale".into(), crate::protocol::iip::fmt_g9(s));
+            metadata.insert("scale".into(), crate::cnum::fmt_g9(s));
         }
         let xmp = d
             .get(tag::XMP)

@@ -398,12 +398,12 @@ impl Jp2Image {
             let part = self.window(k, (x0, top, x1 - x0, h))?;
             if out.is_none() {
                 out = Some(
-                    crate::pipeline::blank_like(&part, w, h)
+                    super::blit::blank_like(&part, w, h)
                         .ok_or(ImageError::OutOfMemory(w as usize * h as usize))?,
                 );
             }
             let dst = out.as_mut().expect("set just above");
-            if !crate::pipeline::blit_tile(dst, (x0 - left, 0), &part, (0, 0, x1 - x0, h)) {
+            if !super::blit::blit_tile(dst, (x0 - left, 0), &part, (0, 0, x1 - x0, h)) {
                 return Err(ImageError::Decode(
                     "codestream tiles decoded unlike each other".into(),
                 ));

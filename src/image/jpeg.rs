@@ -148,7 +148,7 @@ impl JpegImage {
 
 /// `n` zero bytes, or `OutOfMemory` when they cannot be had.
 fn zeroed(n: usize) -> Result<Vec<u8>, ImageError> {
-    crate::pipeline::zeroed(n).ok_or(ImageError::OutOfMemory(n))
+    super::blit::zeroed(n).ok_or(ImageError::OutOfMemory(n))
 }
 
 impl Image for JpegImage {

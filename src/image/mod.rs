@@ -8,6 +8,7 @@
 //! Levels are numbered natively here: `k = 0` is the full image. Protocols
 //! convert from IIP resolution numbers (`r = N-1-k`).
 
+pub mod blit;
 pub mod cache;
 pub mod guard;
 pub mod jp2;

@@ -79,7 +79,7 @@ pub fn from_jpeg(data: &[u8], info: &mut ImageInfo) {
 
 /// The well-formed boxes of `data`, up to the first malformed one.
 fn boxes(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    super::jp2::boxes(data).map_while(Result::ok)
+    super::jp2box::boxes(data).map_while(Result::ok)
 }
 
 /// Reads the ICC profile (`colr` method 2 or 3), capture resolution (`resc`) and XMP

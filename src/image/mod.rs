@@ -12,6 +12,7 @@ pub mod blit;
 pub mod cache;
 pub mod guard;
 pub mod jp2;
+mod jp2box;
 pub mod jpeg;
 mod meta;
 pub use meta::from_jpeg as meta_from_jpeg;

@@ -1,7 +1,7 @@
 //! IIIF Image API 2 and 3 (iiif.md): argument parsing, the redirect, info.json and
 //! image requests, which become a tile request (the fast path) or a region export.
 
-use super::iip::open_image;
+use super::open::open_image;
 use super::path::{percent_decode, uri_escape, Encoding};
 use super::{Ctx, HttpInfo};
 use crate::cnum::fmt_g6;

@@ -1,84 +1,17 @@
 //! The IIP protocol (iip.md): commands run left to right over one view; the first
 //! output command answers, OBJ lines accumulate into one text response.
 
+use super::open::{open_image, Current};
 use super::{path, Ctx, HttpInfo};
 use crate::cnum::fmt_g9;
 use crate::config::atoi;
 use crate::encode::Format;
-use crate::image::cache::Opened;
 use crate::image::ColourSpace;
 use crate::model::{cvt_size, Colour, RegionRequest, TileRequest, View};
 use crate::pipeline::float::{named_kernel, ColourMap, Contrast};
 use crate::render;
 use crate::response::Response;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The image a request opened with `FIF` (or a protocol's identifier).
-pub struct Current {
-    /// The decoded, filtered path the client asked for (quoted in messages).
-    pub client: String,
-    pub opened: Opened,
-}
-
-/// Opens a client's image path, percent-encoded as `encoding` says. Errors are complete
-/// responses (404/403, or 304).
-pub fn open_image(
-    ctx: &mut Ctx,
-    http: &HttpInfo,
-    raw: &str,
-    encoding: path::Encoding,
-) -> Result<Current, Response> {
-    let cfg = ctx.cfg;
-    let client = path::client_path(raw, encoding);
-    let refuse = |e: path::PathError| Response::text_error(cfg, e.status(), &e.to_string());
-    let (full, mtime, sequence) =
-        match path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix) {
-            Ok((full, mtime)) => (full, Some(mtime), None),
-            Err(path::PathError::NotFound(_)) => {
-                let seq = path::sequence(&client, &cfg.filesystem_prefix, &cfg.filename_pattern)
-                    .map_err(refuse)?;
-                (seq.file(0, 90), None, Some(seq))
-            }
-            Err(e) => return Err(refuse(e)),
-        };
-    let opened = match mtime {
-        Some(mtime) => ctx.images.get_at(&full, mtime),
-        None => ctx.images.get(&full),
-    };
-    let mut opened = opened.map_err(|e| {
-        log::info!("{client}: {e}");
-        Response::text_error(cfg, 404, &format!("{e}: {client}"))
-    })?;
-    if let Some(seq) = sequence {
-        opened.image = std::sync::Arc::new(crate::image::sequence::SequenceImage::new(
-            opened.image,
-            (seq.dir, seq.stem, seq.ext),
-            seq.horizontal,
-            seq.vertical,
-        ));
-    }
-    if !opened.reloaded {
-        if let Some(ims) = http.if_modified_since.as_deref() {
-            if not_modified(opened.mtime, ims) {
-                return Err(Response::status_only(cfg, 304));
-            }
-        }
-    }
-    Ok(Current { client, opened })
-}
-
-/// `If-Modified-Since` semantics: not modified when mtime (whole seconds) ≤ the date.
-pub fn not_modified(mtime: SystemTime, header: &str) -> bool {
-    let Ok(since) = httpdate::parse_http_date(header.trim()) else {
-        return false;
-    };
-    let secs = mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    UNIX_EPOCH + Duration::from_secs(secs) <= since
-}
 
 fn error_line(code: &str, arg: &str) -> String {
     format!("Error/{}:{} {}\r\n", code.len() + 1 + arg.len(), code, arg)
@@ -684,14 +617,5 @@ mod tests {
         assert_eq!(parse_tile_arg("1"), (1, 1));
         assert_eq!(parse_tile_arg("-1,-1"), (-1, -1));
         assert_eq!(parse_tile_arg("x,y"), (0, 0));
-    }
-
-    #[test]
-    fn conditional_dates() {
-        let m = UNIX_EPOCH + Duration::from_millis(1_795_530_093_500);
-        assert!(not_modified(m, "Tue, 24 Nov 2026 14:21:33 GMT"));
-        assert!(not_modified(m, "Wed, 25 Nov 2026 14:21:33 GMT"));
-        assert!(!not_modified(m, "Mon, 23 Nov 2026 14:21:33 GMT"));
-        assert!(!not_modified(m, "garbage"));
     }
 }

@@ -8,6 +8,7 @@
 pub mod deepzoom;
 pub mod iiif;
 pub mod iip;
+pub mod open;
 pub mod path;
 pub mod science;
 pub mod zoomify;

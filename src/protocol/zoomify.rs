@@ -1,6 +1,6 @@
 //! Zoomify (zoomify.md): `ImageProperties.xml` and `TileGroupN/z-x-y.jpg` tiles.
 
-use super::iip::open_image;
+use super::open::open_image;
 use super::{Ctx, HttpInfo};
 use crate::encode::Format;
 use crate::image::ImageInfo;

@@ -92,7 +92,7 @@ PY
 # untiled: the server refuses it with a clear error
 vips tiffsave "$T/small.v" "$OUT/stripped.tif" --compression deflate
 
-# Source variants: depths, photometrics, layouts and codecs (images.md §3)
+# Source variants: depths, photometrics, layouts and codecs (docs/sources.md §3)
 vips tiffsave "$T/grey.v" "$OUT/bits1.tif" $TILE --bitdepth 1
 vips tiffsave "$T/grey.v" "$OUT/bits2.tif" $TILE --bitdepth 2
 vips tiffsave "$T/grey.v" "$OUT/bits4.tif" $TILE --bitdepth 4

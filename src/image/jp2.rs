@@ -212,7 +212,7 @@ pub struct Jp2Image {
     tiles_y: (u32, u32, u32),
 }
 
-/// Layers to decode for a view value `l` (images.md §4): `l < 0` all, `0` half of the
+/// Layers to decode for a view value `l` (docs/sources.md §4): `l < 0` all, `0` half of the
 /// codestream's `total` rounded up, otherwise `l`; at least 1, at most `total`.
 pub fn layers_to_decode(l: i32, total: u32) -> u32 {
     let total = total.max(1);
@@ -375,7 +375,7 @@ impl Jp2Image {
             return Err(ImageError::NoSuchLevel(k));
         }
         // Stored levels decode at `reduce = k`; virtual ones decode the smallest stored
-        // level and keep every step-th pixel (powers of two, images.md §4).
+        // level and keep every step-th pixel (powers of two, docs/sources.md §4).
         let reduce = k.min(self.resolutions.saturating_sub(1));
         let step = 1usize << (k - reduce).min(30);
         let scale = 1u64 << k.min(40);

@@ -1,5 +1,5 @@
 //! Metadata carried outside the pixel data of JPEG and JPEG2000 files: the ICC
-//! profile, XMP packet and resolution (images.md §6). Every segment and box length is
+//! profile, XMP packet and resolution (docs/sources.md §4–6). Every segment and box length is
 //! checked against the data before use; damaged metadata is skipped, never fatal.
 
 use super::{ImageInfo, ResolutionUnit};

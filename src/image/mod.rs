@@ -257,7 +257,7 @@ pub trait Image: Send + Sync {
     }
 
     /// The image decoding a different number of quality layers (`l` as the view gives
-    /// it, images.md §4). `None` when layers do not apply or are already those.
+    /// it, docs/sources.md §4). `None` when layers do not apply or are already those.
     fn with_layers(&self, _l: i32) -> Option<Arc<dyn Image>> {
         None
     }

@@ -21,7 +21,7 @@ pub struct Raster {
     pub data: Vec<u8>,
 }
 
-/// Reduces any sample depth to 8 bits without float processing (processing.md §4.11):
+/// Reduces any sample depth to 8 bits without float processing (docs/processing.md §4.9):
 /// 16-bit keeps the high byte, 32-bit integer the top byte, float `0..1` scales by 255.
 pub fn to_8bit(tile: Tile) -> Raster {
     let data = match tile.data {

@@ -1,4 +1,4 @@
-//! Watermarking (processing.md §4.20): a premultiplied RGB image added onto blocks
+//! Watermarking (docs/processing.md §4.16): a premultiplied RGB image added onto blocks
 //! of the output, each block with a given probability at a random offset. The
 //! randomness is passed in, so the function stays pure and testable.
 

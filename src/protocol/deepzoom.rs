@@ -1,4 +1,4 @@
-//! DeepZoom (deepzoom.md): the `.dzi` descriptor and `_files/L/x_y.jpg` tiles.
+//! DeepZoom (docs/protocols.md §3): the `.dzi` descriptor and `_files/L/x_y.jpg` tiles.
 
 use super::open::{open_image, Current};
 use super::{Ctx, HttpInfo};

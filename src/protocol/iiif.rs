@@ -1,4 +1,4 @@
-//! IIIF Image API 2 and 3 (iiif.md): argument parsing, the redirect, info.json and
+//! IIIF Image API 2 and 3 (docs/protocols.md §2): argument parsing, the redirect, info.json and
 //! image requests, which become a tile request (the fast path) or a region export.
 
 use super::open::open_image;
@@ -26,7 +26,7 @@ fn scheme(http: &HttpInfo) -> &'static str {
     }
 }
 
-/// The service id (iiif.md §4.3) for `identifier` (with any page delimiter, encoded for
+/// The service id (docs/protocols.md §2.2) for `identifier` (with any page delimiter, encoded for
 /// a URL path by [`encoded_identifier`]). Built from what the client sent, not from its
 /// decoding, so that the id is a URL that names this image again (`dir%2Fa.tif`,
 /// `%C3%85sa%20%C3%B8.tif`).
@@ -114,7 +114,7 @@ fn quoted_list(v: &[&str]) -> String {
         .join(",")
 }
 
-/// The info.json body (iiif.md §4.1/4.2 layout).
+/// The info.json body (docs/protocols.md §2.3).
 pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Option<&str>) -> String {
     let (w, h) = (info.width(), info.height());
     let mut s = String::with_capacity(2048);
@@ -340,7 +340,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         xangle: page.flatten().map_or(0, |p| p.min(i32::MAX as u32) as i32),
         ..View::default()
     };
-    // The tile fast path: the request is exactly one stored tile (iiif.md §5.6).
+    // The tile fast path: the request is exactly one stored tile (docs/protocols.md §2.5).
     let (k, left, top, rw, rh) = render::region_at_level(info, region, w, h);
     let (tw, th) = (info.levels[0].tile_width, info.levels[0].tile_height);
     let level = &info.levels[k as usize];

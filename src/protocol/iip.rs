@@ -1,4 +1,4 @@
-//! The IIP protocol (iip.md): commands run left to right over one view; the first
+//! The IIP protocol (docs/protocols.md §1): commands run left to right over one view; the first
 //! output command answers, OBJ lines accumulate into one text response.
 
 use super::open::{open_image, Current};
@@ -33,7 +33,7 @@ fn parse_matrix(v: &str) -> Option<Vec<Vec<f32>>> {
         .then_some(rows)
 }
 
-/// Parses `r,t` (iip.md §5): without a comma both come from the whole string.
+/// Parses `r,t` (docs/protocols.md §1.2): without a comma both come from the whole string.
 fn parse_tile_arg(arg: &str) -> (i64, i64) {
     match arg.split_once(',') {
         Some((r, t)) => (atoi(r), atoi(t)),
@@ -305,7 +305,7 @@ impl Session<'_, '_> {
     }
 }
 
-/// `TIL=r,t1-t2` (iip.md §6): the tiles of the rectangle from t1 (top-left) to t2
+/// `TIL=r,t1-t2` (docs/protocols.md §1.3): the tiles of the rectangle from t1 (top-left) to t2
 /// (bottom-right), column by column, in FlashPix tile records.
 fn til(
     cfg: &crate::config::Config,

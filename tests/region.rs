@@ -1,4 +1,5 @@
-//! Region exports: IIP `CVT` and IIIF image requests (spec test-cases §5–6).
+//! Region exports: IIP `CVT` and IIIF image requests (docs/processing.md §3,
+//! docs/protocols.md §1.4 and §2.4).
 
 mod common;
 use common::*;

@@ -131,7 +131,7 @@ pub struct Config {
     /// `ACCESS_POLICY`: the access policy file; unset = every image public.
     pub access_policy: Option<PathBuf>,
     /// The policy read from `access_policy` by [`Config::load`].
-    pub access: Option<std::sync::Arc<crate::access::Policy>>,
+    pub access: Option<std::sync::Arc<crate::policy::Policy>>,
     /// `EXPENSIVE_PIXELS`: a region export reading or writing more pixels than this is
     /// expensive and needs an admission slot.
     pub expensive_pixels: u64,
@@ -231,53 +231,10 @@ pub enum ConfigError {
     #[error("configuration file {path}, line {line}: expected KEY=VALUE")]
     Syntax { path: PathBuf, line: usize },
     #[error(transparent)]
-    Access(#[from] crate::access::PolicyError),
+    Access(#[from] crate::policy::PolicyError),
 }
 
-/// C `atoi`: leading blanks, optional sign, decimal digits; anything else ends the number.
-pub fn atoi(s: &str) -> i64 {
-    let s = s.trim_start();
-    let (neg, digits) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let mut v: i64 = 0;
-    for b in digits.bytes().take_while(u8::is_ascii_digit) {
-        v = v.saturating_mul(10).saturating_add((b - b'0') as i64);
-    }
-    if neg {
-        -v
-    } else {
-        v
-    }
-}
-
-/// C `atof`: the longest leading prefix that parses as a decimal float; none → 0.
-pub fn atof(s: &str) -> f64 {
-    let s = s.trim_start();
-    let b = s.as_bytes();
-    let mut end = 0;
-    let mut seen_digit = false;
-    let mut seen_dot = false;
-    let mut seen_exp = false;
-    let mut best = 0;
-    while end < b.len() {
-        let c = b[end];
-        match c {
-            b'+' | b'-' if end == 0 || matches!(b[end - 1], b'e' | b'E') => {}
-            b'0'..=b'9' => {
-                seen_digit = true;
-                best = end + 1;
-            }
-            b'.' if !seen_dot && !seen_exp => seen_dot = true,
-            b'e' | b'E' if seen_digit && !seen_exp => seen_exp = true,
-            _ => break,
-        }
-        end += 1;
-    }
-    s[..best].parse().unwrap_or(0.0)
-}
+pub use crate::cnum::{atof, atoi};
 
 fn atob(s: &str) -> bool {
     atoi(s) != 0
@@ -328,7 +285,7 @@ impl Config {
         // A policy that cannot be read stops the start (or the reload): serving its
         // images as public instead would open what it protects.
         if let Some(p) = &cfg.access_policy {
-            cfg.access = Some(std::sync::Arc::new(crate::access::Policy::load(p)?));
+            cfg.access = Some(std::sync::Arc::new(crate::policy::Policy::load(p)?));
         }
         Ok(cfg)
     }
@@ -694,25 +651,6 @@ mod tests {
         assert!(!trusted(Some("11.0.0.1")));
         assert!(trusted(None), "unix: no REMOTE_ADDR");
         assert!(!cfg(&[("TRUSTED_PROXIES", "127.0.0.1")]).trusted_proxies[0].matches(None));
-    }
-
-    #[test]
-    fn atoi_matches_c() {
-        assert_eq!(atoi("  42abc"), 42);
-        assert_eq!(atoi("-7"), -7);
-        assert_eq!(atoi("+3"), 3);
-        assert_eq!(atoi("abc"), 0);
-        assert_eq!(atoi(""), 0);
-        assert_eq!(atoi("true"), 0);
-    }
-
-    #[test]
-    fn atof_matches_c() {
-        assert_eq!(atof("0.5MB"), 0.5);
-        assert_eq!(atof(" 1e2x"), 100.0);
-        assert_eq!(atof("-2.5"), -2.5);
-        assert_eq!(atof("x"), 0.0);
-        assert_eq!(atof("3."), 3.0);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod access;
 pub mod budget;
 pub mod cli;
+pub mod cnum;
 pub mod config;
 pub mod encode;
 pub mod fcgi;
@@ -18,6 +19,7 @@ pub mod logging;
 pub mod memcached;
 pub mod model;
 pub mod pipeline;
+pub mod policy;
 pub mod protocol;
 pub mod render;
 pub mod response;

@@ -235,8 +235,8 @@ pub struct RegionRequest {
     pub attachment: bool,
 }
 
-/// Output size of an IIP `CVT` (iip.md §7): `region` fractions, `WID`/`HEI` (0 = unset),
-/// full size `W×H`, `MAX_CVT`.
+/// Output size of an IIP `CVT` (docs/protocols.md §1.4): `region` fractions,
+/// `WID`/`HEI` (0 = unset), full size `W×H`, `MAX_CVT`.
 pub fn cvt_size(
     region: [f64; 4],
     wid: u32,

@@ -68,7 +68,7 @@ fn h(name: &str, value: impl Into<String>) -> (String, String) {
 }
 
 impl Response {
-    /// An image, JSON or XML body (server.md §5 layout). `disposition` is set for region
+    /// An image, JSON or XML body (docs/server.md §4). `disposition` is set for region
     /// exports; `Content-Length` is always sent since bodies are complete in memory.
     pub fn content(
         cfg: &Config,
@@ -103,7 +103,8 @@ impl Response {
         }
     }
 
-    /// A plain-text error (TEXT-nnn in errors.md). The message must not contain server paths.
+    /// A plain-text error: a status and a one-line message (docs/server.md §4). The
+    /// message must not contain server paths.
     pub fn text_error(cfg: &Config, status: u16, message: &str) -> Response {
         let mut headers = vec![
             h("Server", SERVER),
@@ -178,7 +179,7 @@ impl Response {
         }
     }
 
-    /// IIP error lines (iip.md §2, the 1.1 layout, with a proper status).
+    /// IIP error lines (docs/protocols.md §1.1: the 1.1 layout, with a proper status).
     pub fn iip_error(cfg: &Config, lines: &str) -> Response {
         let mut headers = vec![
             h("Server", SERVER),

@@ -1,5 +1,6 @@
-//! The black-box facts of the specification's `test-cases.md` §1–8, one check per fact,
-//! named by its identifier (S1 … X8), against a real server on the generated corpus.
+//! The black-box facts of iipsrv compatibility, and of where tessera deliberately does
+//! better, one check per fact, named by its identifier (S1 … X8), against a real server
+//! on the generated corpus.
 //!
 //! Each section is one test that runs every fact and then fails listing the identifiers
 //! that did not hold, so one broken fact does not hide the others. Where a fact quotes

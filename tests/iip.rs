@@ -1,4 +1,5 @@
-//! IIP protocol and HTTP envelope facts (spec test-cases §2–4) against a real server.
+//! IIP protocol and HTTP envelope facts (docs/protocols.md §1, docs/server.md §2–5)
+//! against a real server.
 
 mod common;
 use common::*;

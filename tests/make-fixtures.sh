@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the test image corpus (after the spec's test-cases §0) with vips and
+# Builds the test image corpus (the images tests/facts.rs names) with vips and
 # libtiff's tools. Usage: tests/make-fixtures.sh OUT_DIR. Deterministic; ~5 s.
 set -euo pipefail
 OUT=${1:?usage: make-fixtures.sh OUT_DIR}
@@ -30,7 +30,7 @@ gradient 5000 3000 big
 gradient 1001 777 small
 gradient 2000 1500 photo
 vips jpegsave "$T/photo.v" "$OUT/photo.jpg" --Q 90
-# JPEG2000, lossless, 3 resolutions (1001x777, 501x389, 251x195), as the spec corpus
+# JPEG2000, lossless, 3 resolutions (1001x777, 501x389, 251x195), as the facts expect
 vips ppmsave "$T/small.v" "$T/small.ppm"
 opj_compress -i "$T/small.ppm" -o "$OUT/small.jp2" -n 3 >/dev/null
 # three quality layers (600:1, 200:1, lossless)
@@ -92,7 +92,7 @@ PY
 # untiled: the server refuses it with a clear error
 vips tiffsave "$T/small.v" "$OUT/stripped.tif" --compression deflate
 
-# Source variants: depths, photometrics, layouts and codecs (images.md §3)
+# Source variants: depths, photometrics, layouts and codecs (docs/sources.md §3)
 vips tiffsave "$T/grey.v" "$OUT/bits1.tif" $TILE --bitdepth 1
 vips tiffsave "$T/grey.v" "$OUT/bits2.tif" $TILE --bitdepth 2
 vips tiffsave "$T/grey.v" "$OUT/bits4.tif" $TILE --bitdepth 4

@@ -1,4 +1,5 @@
-//! Image processing commands on tiles and regions (spec test-cases T15–T18, S22, C26–C28, X7, X8).
+//! Image processing commands on tiles and regions (facts T15–T18, S22, C26–C28, X7, X8 of
+//! tests/facts.rs; the operations in docs/processing.md §4).
 
 mod common;
 use common::*;

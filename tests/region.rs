@@ -1,4 +1,5 @@
-//! Region exports: IIP `CVT` and IIIF image requests (spec test-cases §5–6).
+//! Region exports: IIP `CVT` and IIIF image requests (docs/processing.md §3,
+//! docs/protocols.md §1.4 and §2.4).
 
 mod common;
 use common::*;
@@ -425,7 +426,7 @@ fn icc_profiles_are_embedded_as_max_icc_allows() {
 fn xmp_and_exif_reach_every_format_that_carries_them() {
     // xmp.jpg: EXIF (Make "Tess") and an 80-byte XMP packet; vips (libjpeg, libpng,
     // libwebp, libheif, libtiff) reads them back. TIFF output carries XMP, not EXIF
-    // (processing.md §7).
+    // (docs/processing.md §6).
     let dir = TempDir::new("xmp");
     let s = Server::start(&[], 1);
     for (cvt, ext, exif) in [

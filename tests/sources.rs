@@ -1,6 +1,6 @@
 //! Image sources against vips: for every stored variant (depths, photometrics,
 //! layouts, codecs, containers) tiles at the largest, a middle and the smallest
-//! resolution match vips's decode of the same area (images.md §3–5). Lossless 8-bit
+//! resolution match vips's decode of the same area (docs/sources.md §3–5). Lossless 8-bit
 //! sources must be identical; lossy or normalised ones within a mean absolute
 //! difference of 2 per sample.
 

@@ -4,9 +4,9 @@
 //! logout page that clears the cookie. tessera runs no login: the access service is
 //! the institution's page, named by the policy.
 
-use super::policy::{AuthText, Policy, PolicyRule, Profile, Rule};
 use crate::config::Config;
 use crate::model::Access;
+use crate::policy::{AuthText, Policy, PolicyRule, Profile, Rule};
 use crate::response::Response;
 use serde_json::{json, Value};
 
@@ -206,22 +206,6 @@ pub struct TokenRequest {
     pub origin: Option<String>,
 }
 
-impl TokenRequest {
-    /// From the query string of the request target.
-    pub fn from_uri(uri: Option<&str>) -> TokenRequest {
-        let mut t = TokenRequest::default();
-        let q = uri.and_then(|u| u.split_once('?')).map_or("", |(_, q)| q);
-        for p in q.split('&') {
-            match p.split_once('=') {
-                Some(("messageId", v)) => t.message_id = Some(crate::protocol::path::url_decode(v)),
-                Some(("origin", v)) => t.origin = Some(crate::protocol::path::url_decode(v)),
-                _ => {}
-            }
-        }
-        t
-    }
-}
-
 /// The access-token service: the login cookie, if valid, re-issued as a bearer token
 /// (an `AuthAccessToken2`), else an `AuthAccessTokenError2`. With `messageId` and
 /// `origin` the answer is a page that posts it to the opening window, as browser
@@ -328,7 +312,7 @@ pub fn cookie_token<'a>(creds_cookies: Option<&'a str>, policy: &Policy) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::pattern::Pattern;
+    use crate::policy::pattern::Pattern;
 
     fn rule(auth: AuthText) -> PolicyRule {
         PolicyRule {

@@ -3,15 +3,13 @@
 //! it opens an image. Without a policy every image is public.
 
 pub mod auth2;
-pub mod pattern;
-pub mod policy;
 pub mod signed;
 pub mod token;
 
 use crate::config::Config;
 use crate::model::Access;
+pub use crate::policy::{pattern, Policy, PolicyError, PolicyRule, Rule};
 use crate::response::Response;
-pub use policy::{Policy, PolicyError, PolicyRule, Rule};
 use signed::Signature;
 use token::Grant;
 

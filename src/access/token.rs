@@ -2,8 +2,8 @@
 //! with an expiry (`exp`), the audience tessera is configured with (`aud`) and the
 //! image paths they open (`paths`, patterns as policy rules write them).
 
-use super::pattern::Pattern;
-use super::policy::TokenKeys;
+use crate::policy::pattern::Pattern;
+use crate::policy::TokenKeys;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@ use crate::pipeline::Raster;
 use turbojpeg::raw;
 
 /// Baseline JPEG, 4:2:0 for colour, at `quality` 1..=100, with libjpeg's fast integer
-/// DCT as iipsrv encodes (processing.md §7). Takes 1 or 3 channels.
+/// DCT as iipsrv encodes (docs/processing.md §6). Takes 1 or 3 channels.
 pub fn encode(r: &Raster, quality: i32) -> Result<Vec<u8>, EncodeError> {
     let (format, subsamp) = match r.channels {
         1 => (raw::TJPF_TJPF_GRAY, raw::TJSAMP_TJSAMP_GRAY),

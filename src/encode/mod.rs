@@ -83,7 +83,7 @@ pub fn encode(
     }
 }
 
-/// The channels an encoder can carry (processing.md §4.13).
+/// The channels an encoder can carry (docs/processing.md §4.11).
 pub fn channels_for(format: Format, channels: u16) -> u16 {
     match format {
         Format::Jpeg => match channels {

@@ -2,6 +2,7 @@
 //! components, quality layers) is read here; tiles are 256×256 windows decoded by
 //! OpenJPEG at a reduced resolution, with virtual levels below the smallest stored one.
 
+use super::jp2box::{bad, be32, boxes};
 use super::{
     ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, Samples, StoredCodec, Tile,
 };
@@ -12,58 +13,10 @@ pub const SIGNATURE: [u8; 12] = [
     0, 0, 0, 0x0C, 0x6A, 0x50, 0x20, 0x20, 0x0D, 0x0A, 0x87, 0x0A,
 ];
 
-fn bad(msg: impl Into<String>) -> ImageError {
-    ImageError::Malformed(format!("JPEG2000: {}", msg.into()))
-}
-
 fn be16(b: &[u8], at: usize) -> Result<u16, ImageError> {
     b.get(at..at + 2)
         .map(|s| u16::from_be_bytes([s[0], s[1]]))
         .ok_or_else(|| bad("truncated header"))
-}
-
-fn be32(b: &[u8], at: usize) -> Result<u32, ImageError> {
-    b.get(at..at + 4)
-        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| bad("truncated header"))
-}
-
-/// The boxes of `data` as `(type, body)`, in order; a box that does not fit ends the
-/// walk with an error. Bounded: each box advances by at least 8 bytes.
-pub(super) fn boxes(data: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), ImageError>> {
-    let mut at = 0usize;
-    std::iter::from_fn(move || {
-        if at + 8 > data.len() {
-            return None;
-        }
-        let item = (|| {
-            let len32 = be32(data, at)? as u64;
-            let kind = &data[at + 4..at + 8];
-            let (header, len) = match len32 {
-                0 => (8u64, (data.len() - at) as u64),
-                1 => {
-                    let hi = be32(data, at + 8)? as u64;
-                    let lo = be32(data, at + 12)? as u64;
-                    (16, (hi << 32) | lo)
-                }
-                n => (8, n),
-            };
-            if len < header
-                || (at as u64)
-                    .checked_add(len)
-                    .is_none_or(|end| end > data.len() as u64)
-            {
-                return Err(bad("box extends past the end of the file"));
-            }
-            let body = &data[at + header as usize..at + len as usize];
-            at += len as usize;
-            Ok((kind, body))
-        })();
-        if item.is_err() {
-            at = data.len();
-        }
-        Some(item)
-    })
 }
 
 /// Finds the contiguous codestream box (`jp2c`) among the top-level boxes.
@@ -259,7 +212,7 @@ pub struct Jp2Image {
     tiles_y: (u32, u32, u32),
 }
 
-/// Layers to decode for a view value `l` (images.md §4): `l < 0` all, `0` half of the
+/// Layers to decode for a view value `l` (docs/sources.md §4): `l < 0` all, `0` half of the
 /// codestream's `total` rounded up, otherwise `l`; at least 1, at most `total`.
 pub fn layers_to_decode(l: i32, total: u32) -> u32 {
     let total = total.max(1);
@@ -398,12 +351,12 @@ impl Jp2Image {
             let part = self.window(k, (x0, top, x1 - x0, h))?;
             if out.is_none() {
                 out = Some(
-                    crate::pipeline::blank_like(&part, w, h)
+                    super::blit::blank_like(&part, w, h)
                         .ok_or(ImageError::OutOfMemory(w as usize * h as usize))?,
                 );
             }
             let dst = out.as_mut().expect("set just above");
-            if !crate::pipeline::blit_tile(dst, (x0 - left, 0), &part, (0, 0, x1 - x0, h)) {
+            if !super::blit::blit_tile(dst, (x0 - left, 0), &part, (0, 0, x1 - x0, h)) {
                 return Err(ImageError::Decode(
                     "codestream tiles decoded unlike each other".into(),
                 ));
@@ -422,7 +375,7 @@ impl Jp2Image {
             return Err(ImageError::NoSuchLevel(k));
         }
         // Stored levels decode at `reduce = k`; virtual ones decode the smallest stored
-        // level and keep every step-th pixel (powers of two, images.md §4).
+        // level and keep every step-th pixel (powers of two, docs/sources.md §4).
         let reduce = k.min(self.resolutions.saturating_sub(1));
         let step = 1usize << (k - reduce).min(30);
         let scale = 1u64 << k.min(40);

@@ -1,4 +1,4 @@
-//! Plain JPEG files with a virtual pyramid (images.md §5): levels halve with floor
+//! Plain JPEG files with a virtual pyramid (docs/sources.md §5): levels halve with floor
 //! until both sides fit 256; a level is decoded with libjpeg-turbo's DCT scaling
 //! (1/1 … 1/8, then every 2^(k−3)-th pixel) and tiles are cut from it. JPEG has no
 //! random access, so decoded levels are kept (up to 64 MiB per file, least recently used
@@ -148,7 +148,7 @@ impl JpegImage {
 
 /// `n` zero bytes, or `OutOfMemory` when they cannot be had.
 fn zeroed(n: usize) -> Result<Vec<u8>, ImageError> {
-    crate::pipeline::zeroed(n).ok_or(ImageError::OutOfMemory(n))
+    super::blit::zeroed(n).ok_or(ImageError::OutOfMemory(n))
 }
 
 impl Image for JpegImage {

@@ -1,5 +1,5 @@
 //! Metadata carried outside the pixel data of JPEG and JPEG2000 files: the ICC
-//! profile, XMP packet and resolution (images.md §6). Every segment and box length is
+//! profile, XMP packet and resolution (docs/sources.md §4–6). Every segment and box length is
 //! checked against the data before use; damaged metadata is skipped, never fatal.
 
 use super::{ImageInfo, ResolutionUnit};
@@ -79,7 +79,7 @@ pub fn from_jpeg(data: &[u8], info: &mut ImageInfo) {
 
 /// The well-formed boxes of `data`, up to the first malformed one.
 fn boxes(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    super::jp2::boxes(data).map_while(Result::ok)
+    super::jp2box::boxes(data).map_while(Result::ok)
 }
 
 /// Reads the ICC profile (`colr` method 2 or 3), capture resolution (`resc`) and XMP

@@ -8,9 +8,11 @@
 //! Levels are numbered natively here: `k = 0` is the full image. Protocols
 //! convert from IIP resolution numbers (`r = N-1-k`).
 
+pub mod blit;
 pub mod cache;
 pub mod guard;
 pub mod jp2;
+mod jp2box;
 pub mod jpeg;
 mod meta;
 pub use meta::from_jpeg as meta_from_jpeg;
@@ -255,7 +257,7 @@ pub trait Image: Send + Sync {
     }
 
     /// The image decoding a different number of quality layers (`l` as the view gives
-    /// it, images.md §4). `None` when layers do not apply or are already those.
+    /// it, docs/sources.md §4). `None` when layers do not apply or are already those.
     fn with_layers(&self, _l: i32) -> Option<Arc<dyn Image>> {
         None
     }

@@ -1,4 +1,4 @@
-//! Image sequences (images.md §7): one image per view angle, in files
+//! Image sequences (docs/sources.md §7): one image per view angle, in files
 //! `<stem><X>_<Y>.<ext>` of one directory. The sequence answers for its first file
 //! (`000_090`) and opens the file of any other view on request.
 

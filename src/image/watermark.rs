@@ -1,9 +1,31 @@
-//! Loads the `WATERMARK` image: any 8-bit TIFF (striped or tiled; grey, grey+alpha,
-//! RGB or RGBA) read whole with the `tiff` crate, since a watermark is small.
+//! The `WATERMARK` image: loaded from any 8-bit TIFF (striped or tiled; grey,
+//! grey+alpha, RGB or RGBA) read whole with the `tiff` crate, since a watermark is
+//! small, and kept premultiplied, ready for the pipeline to add.
 
 use super::ImageError;
-use crate::pipeline::watermark::Watermark;
 use std::path::Path;
+
+/// A watermark ready to add: RGB premultiplied by alpha and opacity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watermark {
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+impl Watermark {
+    /// From 8-bit RGBA pixels: `wm = trunc(c · opacity · alpha / 255)`.
+    pub fn from_rgba(width: u32, height: u32, rgba: &[u8], opacity: f64) -> Watermark {
+        let rgb = rgba
+            .chunks_exact(4)
+            .flat_map(|p| {
+                let f = opacity * p[3] as f64 / 255.0;
+                [0, 1, 2].map(|c| (p[c] as f64 * f) as u8)
+            })
+            .collect();
+        Watermark { width, height, rgb }
+    }
+}
 
 /// Largest watermark accepted, in pixels.
 const MAX_PIXELS: u64 = 16 << 20;

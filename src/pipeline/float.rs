@@ -1,4 +1,4 @@
-//! The float branch of both pipelines (processing.md §4.2–4.10): normalise to 0..1,
+//! The float branch of both pipelines (docs/processing.md §4.2–4.8): normalise to 0..1,
 //! hill-shade, colour twist, gamma or log, invert, colour map, convolution, then
 //! contrast and conversion to 8 bits.
 
@@ -79,7 +79,7 @@ impl Processing {
     }
 }
 
-/// Named kernels of `CNV` (processing.md §4.9).
+/// Named kernels of `CNV` (docs/processing.md §4.7).
 pub fn named_kernel(name: &str) -> Option<Vec<f32>> {
     let k: &[f32] = match name {
         "sobel" => &[-1., 0., 1., -2., 0., 2., -1., 0., 1.],
@@ -303,7 +303,7 @@ fn convolve(v: &[f32], w: usize, h: usize, c: usize, k: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Histogram equalisation of 8-bit samples (processing.md §4.17).
+/// Histogram equalisation of 8-bit samples (docs/processing.md §4.14).
 pub fn equalise(r: &mut Raster, hist: &[u64; 256]) {
     let (n0, _) = occupied_range(hist);
     let mut cdf = [0f64; 256];
@@ -323,7 +323,7 @@ pub fn equalise(r: &mut Raster, hist: &[u64; 256]) {
     r.data.iter_mut().for_each(|v| *v = lut[*v as usize]);
 }
 
-/// 256-bin histogram of the mean of each pixel's channels (processing.md §1).
+/// 256-bin histogram of the mean of each pixel's channels (docs/processing.md §2).
 pub fn histogram(r: &Raster) -> [u64; 256] {
     let mut h = [0u64; 256];
     let c = r.channels.max(1) as usize;

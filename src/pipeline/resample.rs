@@ -1,4 +1,4 @@
-//! Resampling of 8-bit rasters (processing.md §4.12): nearest neighbour, iipsrv's
+//! Resampling of 8-bit rasters (docs/processing.md §4.10): nearest neighbour, iipsrv's
 //! bilinear (with the edge clamp done per axis), and an exact area average for
 //! reductions (the default: every source pixel weighs by how much of it an output pixel
 //! covers, so nothing aliases and the result tracks vips's reductions).
@@ -813,7 +813,7 @@ mod tests {
         assert_eq!((up.width, up.height), (120, 40));
     }
 
-    /// iipsrv's bilinear formula written plainly (processing.md §4.12).
+    /// iipsrv's bilinear formula written plainly (docs/processing.md §4.10).
     fn bilinear_reference(r: &Raster, w: u32, h: u32) -> Vec<u8> {
         let c = r.channels as usize;
         let (iw, ih) = (r.width as usize, r.height as usize);

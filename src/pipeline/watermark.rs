@@ -1,30 +1,10 @@
-//! Watermarking (processing.md §4.20): a premultiplied RGB image added onto blocks
+//! Watermarking (docs/processing.md §4.16): a premultiplied RGB image added onto blocks
 //! of the output, each block with a given probability at a random offset. The
 //! randomness is passed in, so the function stays pure and testable.
 
 use super::Raster;
-
-/// A watermark ready to add: RGB premultiplied by alpha and opacity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Watermark {
-    pub width: u32,
-    pub height: u32,
-    pub rgb: Vec<u8>,
-}
-
-impl Watermark {
-    /// From 8-bit RGBA pixels: `wm = trunc(c · opacity · alpha / 255)`.
-    pub fn from_rgba(width: u32, height: u32, rgba: &[u8], opacity: f64) -> Watermark {
-        let rgb = rgba
-            .chunks_exact(4)
-            .flat_map(|p| {
-                let f = opacity * p[3] as f64 / 255.0;
-                [0, 1, 2].map(|c| (p[c] as f64 * f) as u8)
-            })
-            .collect();
-        Watermark { width, height, rgb }
-    }
-}
+// Built by the loader next to the image readers; applied here.
+pub use crate::image::watermark::Watermark;
 
 /// Adds `wm` to `r`, dividing it into square blocks of side `block` (the whole raster
 /// when it is not larger). `rand` yields uniform numbers in `[0, 1)`.

@@ -1,6 +1,6 @@
-//! DeepZoom (deepzoom.md): the `.dzi` descriptor and `_files/L/x_y.jpg` tiles.
+//! DeepZoom (docs/protocols.md §3): the `.dzi` descriptor and `_files/L/x_y.jpg` tiles.
 
-use super::iip::{open_image, Current};
+use super::open::{open_image, Current};
 use super::{Ctx, HttpInfo};
 use crate::encode::Format;
 use crate::model::{Colour, RegionRequest, TileRequest, View};

@@ -1,9 +1,10 @@
-//! IIIF Image API 2 and 3 (iiif.md): argument parsing, the redirect, info.json and
+//! IIIF Image API 2 and 3 (docs/protocols.md §2): argument parsing, the redirect, info.json and
 //! image requests, which become a tile request (the fast path) or a region export.
 
-use super::iip::{fmt_g9, open_image};
+use super::open::open_image;
 use super::path::{percent_decode, uri_escape, Encoding};
 use super::{Ctx, HttpInfo};
+use crate::cnum::fmt_g6;
 use crate::config::Config;
 use crate::encode::Format;
 use crate::image::{ImageInfo, ResolutionUnit};
@@ -25,7 +26,7 @@ fn scheme(http: &HttpInfo) -> &'static str {
     }
 }
 
-/// The service id (iiif.md §4.3) for `identifier` (with any page delimiter, encoded for
+/// The service id (docs/protocols.md §2.2) for `identifier` (with any page delimiter, encoded for
 /// a URL path by [`encoded_identifier`]). Built from what the client sent, not from its
 /// decoding, so that the id is a URL that names this image again (`dir%2Fa.tif`,
 /// `%C3%85sa%20%C3%B8.tif`).
@@ -113,7 +114,7 @@ fn quoted_list(v: &[&str]) -> String {
         .join(",")
 }
 
-/// The info.json body (iiif.md §4.1/4.2 layout).
+/// The info.json body (docs/protocols.md §2.3).
 pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Option<&str>) -> String {
     let (w, h) = (info.width(), info.height());
     let mut s = String::with_capacity(2048);
@@ -211,22 +212,6 @@ pub fn info_json(cfg: &Config, info: &ImageInfo, id: &str, v: u32, rights: Optio
         _ => s.push_str("\n}"),
     }
     s
-}
-
-/// C `%g` (6 significant digits).
-fn fmt_g6(v: f64) -> String {
-    let g9 = fmt_g9(v);
-    if v == 0.0 || !v.is_finite() {
-        return g9;
-    }
-    let exp = v.abs().log10().floor() as i32;
-    let decimals = (5 - exp).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
 }
 
 pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
@@ -382,7 +367,7 @@ pub fn handle(ctx: &mut Ctx, http: &HttpInfo, raw: &str) -> Response {
         access: cur.access,
         ..View::default()
     };
-    // The tile fast path: the request is exactly one stored tile (iiif.md §5.6).
+    // The tile fast path: the request is exactly one stored tile (docs/protocols.md §2.5).
     let (k, left, top, rw, rh) = render::region_at_level(info, region, w, h);
     let (tw, th) = (info.levels[0].tile_width, info.levels[0].tile_height);
     let level = &info.levels[k as usize];
@@ -467,7 +452,7 @@ fn auth_service(
     match service {
         "token" => {
             let cookie = auth2::cookie_token(http.cookies.as_deref(), policy);
-            let req = auth2::TokenRequest::from_uri(http.request_uri.as_deref());
+            let req = token_request(http.request_uri.as_deref());
             auth2::token_service(cfg, policy, cookie, &req)
         }
         "logout" => auth2::logout(cfg, policy, http.https),
@@ -826,6 +811,20 @@ fn split_page<'a>(cfg: &Config, ident: &'a str) -> (&'a str, Option<Option<u32>>
     }
 }
 
+/// The access-token service's parameters, from the query string of the request target.
+fn token_request(uri: Option<&str>) -> crate::access::auth2::TokenRequest {
+    let mut t = crate::access::auth2::TokenRequest::default();
+    let q = uri.and_then(|u| u.split_once('?')).map_or("", |(_, q)| q);
+    for p in q.split('&') {
+        match p.split_once('=') {
+            Some(("messageId", v)) => t.message_id = Some(crate::protocol::path::url_decode(v)),
+            Some(("origin", v)) => t.origin = Some(crate::protocol::path::url_decode(v)),
+            _ => {}
+        }
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1032,11 +1031,5 @@ mod tests {
             parse_quality_format("negative.jpg", &cfg),
             Err(ParseError::Bad(m)) if m == "unsupported quality parameter: negative"
         ));
-    }
-
-    #[test]
-    fn g6() {
-        assert_eq!(fmt_g6(1.0 / 28.34), "0.0352858");
-        assert_eq!(fmt_g6(0.5), "0.5");
     }
 }

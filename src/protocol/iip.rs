@@ -1,120 +1,17 @@
-//! The IIP protocol (iip.md): commands run left to right over one view; the first
+//! The IIP protocol (docs/protocols.md §1): commands run left to right over one view; the first
 //! output command answers, OBJ lines accumulate into one text response.
 
+use super::open::{open_image, Current};
 use super::{path, Ctx, HttpInfo};
+use crate::cnum::fmt_g9;
 use crate::config::atoi;
 use crate::encode::Format;
-use crate::image::cache::Opened;
 use crate::image::ColourSpace;
 use crate::model::{cvt_size, Colour, RegionRequest, TileRequest, View};
 use crate::pipeline::float::{named_kernel, ColourMap, Contrast};
 use crate::render;
 use crate::response::Response;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// The image a request opened with `FIF` (or a protocol's identifier).
-pub struct Current {
-    /// The decoded, filtered path the client asked for (quoted in messages).
-    pub client: String,
-    pub opened: Opened,
-    /// What the access policy lets this client see of it.
-    pub access: crate::model::Access,
-}
-
-/// Opens a client's image path, percent-encoded as `encoding` says, if the access policy
-/// lets this client see it. Errors are complete responses (401 from the policy, 404/403,
-/// or 304).
-pub fn open_image(
-    ctx: &mut Ctx,
-    http: &HttpInfo,
-    raw: &str,
-    encoding: path::Encoding,
-) -> Result<Current, Response> {
-    let cfg = ctx.cfg;
-    let client = path::client_path(raw, encoding);
-    // Decided before the file is looked for, so a 401 tells nothing of what exists.
-    let policy = cfg.access.as_deref();
-    if crate::access::protecting_rule(policy, &client).is_some() {
-        http.protected.set(true);
-    }
-    let access = match crate::access::decide(policy, &http.credentials, &client) {
-        crate::access::Decision::Open(a) => a,
-        crate::access::Decision::Denied => return Err(crate::access::denied(cfg)),
-    };
-    let refuse = |e: path::PathError| Response::text_error(cfg, e.status(), &e.to_string());
-    let (full, mtime, sequence) =
-        match path::resolve(&client, &cfg.filesystem_prefix, &cfg.filesystem_suffix) {
-            Ok((full, mtime)) => (full, Some(mtime), None),
-            Err(path::PathError::NotFound(_)) => {
-                let seq = path::sequence(&client, &cfg.filesystem_prefix, &cfg.filename_pattern)
-                    .map_err(refuse)?;
-                (seq.file(0, 90), None, Some(seq))
-            }
-            Err(e) => return Err(refuse(e)),
-        };
-    let opened = match mtime {
-        Some(mtime) => ctx.images.get_at(&full, mtime),
-        None => ctx.images.get(&full),
-    };
-    let mut opened = opened.map_err(|e| {
-        log::info!("{client}: {e}");
-        Response::text_error(cfg, 404, &format!("{e}: {client}"))
-    })?;
-    if let Some(seq) = sequence {
-        opened.image = std::sync::Arc::new(crate::image::sequence::SequenceImage::new(
-            opened.image,
-            (seq.dir, seq.stem, seq.ext),
-            seq.horizontal,
-            seq.vertical,
-        ));
-    }
-    if !opened.reloaded {
-        if let Some(ims) = http.if_modified_since.as_deref() {
-            if not_modified(opened.mtime, ims) {
-                return Err(Response::status_only(cfg, 304));
-            }
-        }
-    }
-    Ok(Current {
-        client,
-        opened,
-        access,
-    })
-}
-
-/// `If-Modified-Since` semantics: not modified when mtime (whole seconds) ≤ the date.
-pub fn not_modified(mtime: SystemTime, header: &str) -> bool {
-    let Ok(since) = httpdate::parse_http_date(header.trim()) else {
-        return false;
-    };
-    let secs = mtime
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    UNIX_EPOCH + Duration::from_secs(secs) <= since
-}
-
-/// C `%.9g` for the values OBJ prints.
-pub fn fmt_g9(v: f64) -> String {
-    if v == v.trunc() && v.abs() < 1e15 {
-        return format!("{}", v as i64);
-    }
-    let s = format!("{:.*e}", 8, v);
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if !(-5..9).contains(&exp) {
-        let mant = mant.trim_end_matches('0').trim_end_matches('.');
-        return format!("{mant}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-    }
-    let decimals = (8 - exp).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
-}
 
 fn error_line(code: &str, arg: &str) -> String {
     format!("Error/{}:{} {}\r\n", code.len() + 1 + arg.len(), code, arg)
@@ -136,7 +33,7 @@ fn parse_matrix(v: &str) -> Option<Vec<Vec<f32>>> {
         .then_some(rows)
 }
 
-/// Parses `r,t` (iip.md §5): without a comma both come from the whole string.
+/// Parses `r,t` (docs/protocols.md §1.2): without a comma both come from the whole string.
 fn parse_tile_arg(arg: &str) -> (i64, i64) {
     match arg.split_once(',') {
         Some((r, t)) => (atoi(r), atoi(t)),
@@ -415,7 +312,7 @@ impl Session<'_, '_> {
     }
 }
 
-/// `TIL=r,t1-t2` (iip.md §6): the tiles of the rectangle from t1 (top-left) to t2
+/// `TIL=r,t1-t2` (docs/protocols.md §1.3): the tiles of the rectangle from t1 (top-left) to t2
 /// (bottom-right), column by column, in FlashPix tile records.
 fn til(
     cfg: &crate::config::Config,
@@ -730,31 +627,10 @@ mod tests {
     }
 
     #[test]
-    fn g9() {
-        assert_eq!(fmt_g9(0.0), "0");
-        assert_eq!(fmt_g9(255.0), "255");
-        assert_eq!(fmt_g9(65535.0), "65535");
-        assert_eq!(fmt_g9(1.0), "1");
-        assert_eq!(fmt_g9(0.015), "0.015");
-        assert_eq!(fmt_g9(0.1234567891), "0.123456789");
-        assert_eq!(fmt_g9(4294967295.0), "4294967295");
-        assert_eq!(fmt_g9(1e-7), "1e-07");
-    }
-
-    #[test]
     fn tile_args() {
         assert_eq!(parse_tile_arg("3,17"), (3, 17));
         assert_eq!(parse_tile_arg("1"), (1, 1));
         assert_eq!(parse_tile_arg("-1,-1"), (-1, -1));
         assert_eq!(parse_tile_arg("x,y"), (0, 0));
-    }
-
-    #[test]
-    fn conditional_dates() {
-        let m = UNIX_EPOCH + Duration::from_millis(1_795_530_093_500);
-        assert!(not_modified(m, "Tue, 24 Nov 2026 14:21:33 GMT"));
-        assert!(not_modified(m, "Wed, 25 Nov 2026 14:21:33 GMT"));
-        assert!(!not_modified(m, "Mon, 23 Nov 2026 14:21:33 GMT"));
-        assert!(!not_modified(m, "garbage"));
     }
 }

@@ -1,4 +1,4 @@
-//! Request intake: from CGI parameters to a protocol handler (server.md §3).
+//! Request intake: from CGI parameters to a protocol handler (docs/server.md §2).
 //!
 //! `URI_MAP` prefixes, the method rules (OPTIONS → 204, HEAD = GET without body,
 //! others 405), the request string (query, or a POSTed form body), then IIP's
@@ -8,6 +8,7 @@
 pub mod deepzoom;
 pub mod iiif;
 pub mod iip;
+pub mod open;
 pub mod path;
 pub mod science;
 pub mod zoomify;

@@ -1,4 +1,4 @@
-//! Image path decoding and containment (server.md §4).
+//! Image path decoding and containment (docs/server.md §3).
 //!
 //! Client paths are URL-decoded and stripped of `../` exactly as iipsrv does, then
 //! joined with `FILESYSTEM_PREFIX`/`FILESYSTEM_SUFFIX`. On top of iipsrv, when a prefix
@@ -203,7 +203,7 @@ pub fn resolve(
     Ok((canonical, mtime))
 }
 
-/// An image sequence (images.md §7): files `<stem><X>_<Y>.<ext>` in one directory.
+/// An image sequence (docs/sources.md §7): files `<stem><X>_<Y>.<ext>` in one directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sequence {
     pub dir: PathBuf,

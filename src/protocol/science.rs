@@ -1,7 +1,7 @@
-//! IIP's scientific read-outs (iip.md §9): `SPECTRA` (per-band value at a point) and
+//! IIP's scientific read-outs (docs/protocols.md §1.6): `SPECTRA` (per-band value at a point) and
 //! `PFL` (raw values along a line), over the bands of an image (one for a single file).
 
-use super::iip::Current;
+use super::open::Current;
 use crate::config::{atoi, Config};
 use crate::image::Samples;
 use crate::render;

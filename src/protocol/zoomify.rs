@@ -1,6 +1,6 @@
-//! Zoomify (zoomify.md): `ImageProperties.xml` and `TileGroupN/z-x-y.jpg` tiles.
+//! Zoomify (docs/protocols.md §4): `ImageProperties.xml` and `TileGroupN/z-x-y.jpg` tiles.
 
-use super::iip::open_image;
+use super::open::open_image;
 use super::{Ctx, HttpInfo};
 use crate::encode::Format;
 use crate::image::ImageInfo;
@@ -8,7 +8,7 @@ use crate::model::{TileRequest, View};
 use crate::render;
 use crate::response::Response;
 
-/// Levels hidden below Zoomify's level 0 and the `NUMTILES` value (zoomify.md §3).
+/// Levels hidden below Zoomify's level 0 and the `NUMTILES` value (docs/protocols.md §4).
 pub fn layout(info: &ImageInfo) -> (u32, u32) {
     let t = info.levels[0].tile_width.max(1);
     let numtiles = tiers(info)

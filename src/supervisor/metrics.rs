@@ -25,7 +25,7 @@ pub struct Metrics {
     image_cache_misses: AtomicU64,
     bytes_sent: AtomicU64,
     /// Client connections each worker slot holds now (a dead worker's slot is zeroed).
-    connections_open: [AtomicU64; super::stats::SLOTS],
+    connections_open: [AtomicU64; super::SLOTS],
     /// Connections closed because a request, a response or an idle spell overran its
     /// deadline: [request, idle].
     deadline_closes: [AtomicU64; 2],
@@ -37,7 +37,7 @@ pub struct Metrics {
     file_faults: AtomicU64,
     /// Expensive requests each worker slot holds waiting for an admission slot now
     /// (a dead worker's slot is zeroed).
-    admission_waiting: [AtomicU64; super::stats::SLOTS],
+    admission_waiting: [AtomicU64; super::SLOTS],
 }
 
 /// Which deadline closed a connection.

@@ -11,6 +11,10 @@ mod signals;
 mod socket;
 mod stats;
 
+/// Worker slots in the shared counters; both the request counters and the metrics
+/// block size their per-worker arrays by it.
+pub const SLOTS: usize = 1024;
+
 pub use socket::{acquire_listener, clamp_backlog, somaxconn, Accepted, Listener, SocketError};
 
 use nix::sys::signal::{kill, Signal};

@@ -6,8 +6,7 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::metrics::Metrics;
-
-pub const SLOTS: usize = 1024;
+use super::SLOTS;
 
 pub struct Stats {
     counters: &'static [AtomicU64],

@@ -128,7 +128,8 @@ impl Worker {
             let (hits, misses) = self.images.take_counts();
             m.record_cache(hits, misses);
         }
-        // Per-request lines belong to VERBOSITY 2 (server.md), like iipsrv's request trace.
+        // Per-request lines belong to VERBOSITY 2 (docs/server.md §7), like iipsrv's
+        // request trace.
         log::debug!(
             "access method={} protocol={} status={} bytes={} us={} uri={:?}",
             params.get("REQUEST_METHOD").unwrap_or("GET"),

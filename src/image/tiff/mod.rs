@@ -1,4 +1,4 @@
-//! Pyramid TIFF and BigTIFF images read from a memory map (images.md §3).
+//! Pyramid TIFF and BigTIFF images read from a memory map (docs/sources.md §3).
 //!
 //! Levels come from a SubIFD pyramid (OME-TIFF, `vips --subifd`) or from the chain
 //! of tiled top-level directories. Tiles are sliced from the map and decompressed
@@ -260,7 +260,7 @@ impl TiffImage {
             let is_page = |d: &Ifd| -> bool {
                 matches!(opt_uint(&r, d, tag::NEW_SUBFILE_TYPE, 0), Ok(t) if t & 2 == 2)
             };
-            // Further stack pages (images.md §3.7), each with the geometry of page 0.
+            // Further stack pages (docs/sources.md §3.7), each with the geometry of page 0.
             let mut pages: Vec<Vec<(Level, LevelData)>> = Vec::new();
             let page_meta = |d: &Ifd| -> (String, f64) {
                 let name = d
@@ -437,7 +437,7 @@ impl TiffImage {
             .and_then(|e| r.floats(e).ok())
             .and_then(|v| v.first().copied())
         {
-            metadata.insert("scale".into(), crate::protocol::iip::fmt_g9(s));
+            metadata.insert("scale".into(), crate::cnum::fmt_g9(s));
         }
         let xmp = d
             .get(tag::XMP)
@@ -735,7 +735,7 @@ impl TiffImage {
         })
     }
 
-    /// Applies the photometric interpretation and depth expansion (images.md §3.2–3.3):
+    /// Applies the photometric interpretation and depth expansion (docs/sources.md §3.2–3.3):
     /// palette indices through the colour map, 1–6-bit data to 8 bits, 10–14-bit to
     /// 16 bits, MinIsWhite inverted at every depth, signed integers offset to unsigned.
     fn finish_samples(

@@ -2,7 +2,9 @@
 //! or restricted, the keys tokens and signed URLs are checked with, and the texts the
 //! IIIF authorisation services show. Read at start-up and on every reload.
 
-use super::pattern::Pattern;
+pub mod pattern;
+
+use pattern::Pattern;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

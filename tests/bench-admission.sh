@@ -5,7 +5,9 @@
 # one run: tiles alone, flood with admission off (MAX_EXPENSIVE_WORKERS=0), flood with
 # admission on (MAX_EXPENSIVE_WORKERS=1); prints the tiles' p99 and rate and what the
 # flood got. Uses ../shared/bench's corpus and wrk script. Not part of the test suite.
-# Usage: bench-admission.sh [hot|cold] [DURATION] [BINARY]
+# FRONT=nginx puts the benchmark's private nginx in front of tessera's FastCGI (one
+# upstream connection per request, as nginx does by default) instead of --http.
+# Usage: [FRONT=http|nginx] bench-admission.sh [hot|cold] [DURATION] [BINARY]
 set -euo pipefail
 B=${BENCH:-$(cd "$(dirname "$0")/../../shared/bench" && pwd)}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,9 +15,11 @@ LIST=${1:-hot}; DUR=${2:-20}; BIN=${3:-$ROOT/target/release/tessera}
 IMAGES=${IMAGE_DIR:-/tmp/bench/images}; URLS=${URL_DIR:-/tmp/bench/urls}/$LIST.txt
 [ -x "$BIN" ] || { echo "no $BIN (cargo build --release)" >&2; exit 1; }
 [ -f "$URLS" ] || { echo "no $URLS: run $B/make-images.sh and $B/gen-urls.py" >&2; exit 1; }
+FRONT=${FRONT:-http}
 D=$(mktemp -d /tmp/bench-admission.XXXXXX)
 SP=
-trap '[ -n "$SP" ] && kill $SP 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
+[ "$FRONT" = nginx ] && . "$B/lib-nginx.sh"
+trap '[ "$FRONT" = nginx ] && nginx_stop; [ -n "$SP" ] && kill $SP 2>/dev/null; wait 2>/dev/null; rm -rf "$D"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Exports of whole images, 3000 to 4999 pixels wide, qualities 50 to 89: all different.
@@ -34,24 +38,33 @@ phase=0
 run() {
   local name=$1 flood=$2; shift 2
   local port; port=$(free_port)
-  env "$@" FILESYSTEM_PREFIX="$IMAGES/" VERBOSITY=0 MEMCACHED_SERVERS= "$BIN" \
-    --http "127.0.0.1:$port" --workers 2 > "$D/$name.log" 2>&1 &
-  SP=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+  local base="http://127.0.0.1:$port"
+  if [ "$FRONT" = nginx ]; then
+    env "$@" FILESYSTEM_PREFIX="$IMAGES/" VERBOSITY=0 MEMCACHED_SERVERS= "$BIN" \
+      --bind "127.0.0.1:$port" --workers 2 > "$D/$name.log" 2>&1 &
+    SP=$!
+    for _ in $(seq 100); do port_open "$port" && break; sleep 0.1; done
+    nginx_start "$port"; base=$BASE
+  else
+    env "$@" FILESYSTEM_PREFIX="$IMAGES/" VERBOSITY=0 MEMCACHED_SERVERS= "$BIN" \
+      --http "127.0.0.1:$port" --workers 2 > "$D/$name.log" 2>&1 &
+    SP=$!
+    for _ in $(seq 100); do curl -s -o /dev/null "$base/" && break; sleep 0.1; done
+  fi
   if [ "$LIST" = hot ]; then
-    while read -r u; do curl -sf -o /dev/null "http://127.0.0.1:$port$u"; done < "$URLS"
+    while read -r u; do curl -sf -o /dev/null "$base$u"; done < "$URLS"
   fi
   local fp=
   if [ "$flood" = 1 ]; then
     URLS_FILE="$D/exports.txt" NTHREADS=1 URLS_START=$((phase * 5000)) WRK_JSON="$D/$name-flood.json" \
-      wrk -t1 -c8 -d"$((DUR + 2))s" --timeout 60s -s "$B/urls.lua" "http://127.0.0.1:$port" \
+      wrk -t1 -c8 -d"$((DUR + 2))s" --timeout 60s -s "$B/urls.lua" "$base" \
       > "$D/$name-flood.txt" 2>&1 &
     fp=$!
     sleep 2   # the flood occupies the workers first
   fi
   # A cold list stays cold across the three servers: each starts further on.
   URLS_FILE="$URLS" NTHREADS=1 URLS_START=$((phase * 15000)) WRK_JSON="$D/$name.json" \
-    wrk -t1 -c8 -d"${DUR}s" --timeout 30s -s "$B/urls.lua" "http://127.0.0.1:$port" \
+    wrk -t1 -c8 -d"${DUR}s" --timeout 30s -s "$B/urls.lua" "$base" \
     > "$D/$name.txt" 2>&1
   [ -n "$fp" ] && wait "$fp"
   kill $SP; wait $SP 2>/dev/null || true; SP=
@@ -69,7 +82,7 @@ print(line)
 PY
 }
 
-echo "tessera --http, 2 workers, $LIST tiles on 8 connections, $DUR s each ($BIN)"
+echo "tessera ($FRONT), 2 workers, $LIST tiles on 8 connections, $DUR s each ($BIN)"
 run "no flood" 0
 run "flood, admission off" 1 MAX_EXPENSIVE_WORKERS=0
 run "flood, admission on (K=1)" 1 MAX_EXPENSIVE_WORKERS=1

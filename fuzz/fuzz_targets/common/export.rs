@@ -18,6 +18,7 @@ pub fn exports(image: Arc<dyn tessera::image::Image>) {
         mtime: std::time::UNIX_EPOCH,
         reloaded: true,
         path: "fuzz".into(),
+        histograms: Default::default(),
     };
     let (w, h) = {
         let l = opened.image.info().levels.first().expect("at least one level");

@@ -85,26 +85,7 @@ pub enum Decision {
 /// What `creds` may see of the image at `client_path` (relative to `FILESYSTEM_PREFIX`).
 /// The first rule whose pattern covers the path decides; no rule, or no policy, is public.
 pub fn decide(policy: Option<&Policy>, creds: &Credentials, client_path: &str) -> Decision {
-    let Some(policy) = policy else {
-        return Decision::Open(Access::Full);
-    };
-    let path = pattern::normalise(client_path);
-    let Some(rule) = policy.rule_for(&path) else {
-        return Decision::Open(Access::Full);
-    };
-    if rule.rule == Rule::Public {
-        return Decision::Open(Access::Full);
-    }
-    let granted = creds
-        .grant
-        .as_ref()
-        .is_some_and(|g| g.patterns.iter().any(|p| p.matches(&path)));
-    let signed = rule.signed_urls && creds.signature == Signature::Valid;
-    match rule.rule {
-        _ if granted || signed => Decision::Open(Access::Full),
-        Rule::Degraded(m) => Decision::Open(Access::Degraded(m)),
-        _ => Decision::Denied,
-    }
+    judge(policy, creds, client_path).0
 }
 
 /// The rule that protects `client_path` (degraded or restricted), if one does.
@@ -115,6 +96,32 @@ pub fn protecting_rule<'p>(
     policy?
         .rule_for(&pattern::normalise(client_path))
         .filter(|r| r.rule != Rule::Public)
+}
+
+/// [`decide`] and [`protecting_rule`] from one match of the path against the rules.
+pub fn judge<'p>(
+    policy: Option<&'p Policy>,
+    creds: &Credentials,
+    client_path: &str,
+) -> (Decision, Option<&'p PolicyRule>) {
+    let Some(policy) = policy else {
+        return (Decision::Open(Access::Full), None);
+    };
+    let path = pattern::normalise(client_path);
+    let Some(rule) = policy.rule_for(&path).filter(|r| r.rule != Rule::Public) else {
+        return (Decision::Open(Access::Full), None);
+    };
+    let granted = creds
+        .grant
+        .as_ref()
+        .is_some_and(|g| g.patterns.iter().any(|p| p.matches(&path)));
+    let signed = rule.signed_urls && creds.signature == Signature::Valid;
+    let decision = match rule.rule {
+        _ if granted || signed => Decision::Open(Access::Full),
+        Rule::Degraded(m) => Decision::Open(Access::Degraded(m)),
+        _ => Decision::Denied,
+    };
+    (decision, Some(rule))
 }
 
 /// Refuses IIP resolution `res` (0 = smallest level) when `access` may not see a level

@@ -459,9 +459,8 @@ fn auth_service(
         _ => {
             let (file_ident, _) = split_page(cfg, ident);
             let client = crate::protocol::path::client_path(file_ident, Encoding::Path);
-            let rule = crate::access::protecting_rule(Some(policy), &client);
-            let denied = crate::access::decide(Some(policy), &http.credentials, &client)
-                == crate::access::Decision::Denied;
+            let (decision, rule) = crate::access::judge(Some(policy), &http.credentials, &client);
+            let denied = decision == crate::access::Decision::Denied;
             let opened = (!denied)
                 .then(|| open_image(ctx, http, file_ident, Encoding::Path).ok())
                 .flatten();

@@ -248,7 +248,7 @@ pub fn handle(ctx: &mut Ctx, params: &Params, stdin: &[u8]) -> Outcome {
     if let Some(policy) = cfg.access.as_deref() {
         let presented = crate::access::Presented {
             authorization: params.get("HTTP_AUTHORIZATION"),
-            cookies: params.get("HTTP_COOKIE"),
+            cookies: http.cookies.as_deref(),
             uri: params.get("REQUEST_URI"),
         };
         http.credentials = crate::access::credentials(policy, &presented);

@@ -30,10 +30,11 @@ pub fn open_image(
     let client = path::client_path(raw, encoding);
     // Decided before the file is looked for, so a 401 tells nothing of what exists.
     let policy = cfg.access.as_deref();
-    if crate::access::protecting_rule(policy, &client).is_some() {
+    let (decision, rule) = crate::access::judge(policy, &http.credentials, &client);
+    if rule.is_some() {
         http.protected.set(true);
     }
-    let access = match crate::access::decide(policy, &http.credentials, &client) {
+    let access = match decision {
         crate::access::Decision::Open(a) => a,
         crate::access::Decision::Denied => return Err(crate::access::denied(cfg)),
     };

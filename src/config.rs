@@ -141,6 +141,9 @@ pub struct Config {
     /// `EXPENSIVE_WAIT`, milliseconds an expensive request waits for a slot before it
     /// is answered 503 (0: at once).
     pub expensive_wait: std::time::Duration,
+    /// `EXPENSIVE_IN_CHILD`: an admitted expensive request renders in a child process
+    /// at idle CPU priority while its worker goes on serving (default on).
+    pub expensive_in_child: bool,
     /// `SINGLE_FLIGHT_WAIT`, milliseconds a tile miss waits for another worker decoding
     /// the same tile (0: single flight off).
     pub single_flight_wait: std::time::Duration,
@@ -419,6 +422,7 @@ impl Config {
             expensive_wait: std::time::Duration::from_millis(
                 int("EXPENSIVE_WAIT", 1000).clamp(0, 60_000) as u64,
             ),
+            expensive_in_child: int("EXPENSIVE_IN_CHILD", 1) != 0,
             single_flight_wait: std::time::Duration::from_millis(
                 int("SINGLE_FLIGHT_WAIT", 2000).clamp(0, 60_000) as u64,
             ),
@@ -491,7 +495,7 @@ impl Config {
             self.max_connections
         ));
         v.push(format!(
-            "Setting admission of expensive requests (over {} pixels): {}, waiting up to {} ms; single flight for tile misses: {}",
+            "Setting admission of expensive requests (over {} pixels): {}, waiting up to {} ms, rendered {}; single flight for tile misses: {}",
             self.expensive_pixels,
             match self.max_expensive_workers {
                 None => "half the workers at once".to_owned(),
@@ -499,6 +503,11 @@ impl Config {
                 Some(n) => format!("{n} workers at once"),
             },
             self.expensive_wait.as_millis(),
+            if self.expensive_in_child {
+                "in a child process"
+            } else {
+                "in the worker"
+            },
             if self.single_flight_wait.is_zero() {
                 "off".to_owned()
             } else {

@@ -17,6 +17,9 @@ const MAX_VALUE: usize = 1 << 20;
 struct Server {
     addr: Option<SocketAddr>,
     conn: Option<BufReader<TcpStream>>,
+    /// The process that opened `conn`: a child forked to render one request opens its
+    /// own rather than interleave its messages with its worker's.
+    owner: u32,
     down_until: Option<Instant>,
 }
 
@@ -43,6 +46,7 @@ impl Client {
                 Server {
                     addr: with_port.to_socket_addrs().ok().and_then(|mut a| a.next()),
                     conn: None,
+                    owner: 0,
                     down_until: None,
                 }
             })
@@ -63,6 +67,11 @@ impl Client {
         if s.down_until.is_some_and(|t| Instant::now() < t) {
             return None;
         }
+        let me = std::process::id();
+        if s.owner != me {
+            // Closes this process's copy only; the socket stays the other's.
+            s.conn = None;
+        }
         if s.conn.is_none() {
             let addr = s.addr?;
             match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
@@ -71,6 +80,7 @@ impl Client {
                     let _ = c.set_write_timeout(Some(IO_TIMEOUT));
                     let _ = c.set_nodelay(true);
                     s.conn = Some(BufReader::new(c));
+                    s.owner = me;
                     s.down_until = None;
                 }
                 Err(e) => {

@@ -1,8 +1,9 @@
 //! Admission control of expensive requests and single flight of tile misses, on real
 //! servers: many clients missing one slow tile at once get it decoded once; a worker
 //! killed while others wait on its decode does not hold them; an export flood with one
-//! export slot leaves the other worker serving tiles; a killed export worker frees its
-//! slot.
+//! export slot leaves the other worker serving tiles; an admitted export renders in a
+//! child process while its worker serves tiles; a killed export worker or process
+//! frees its slot.
 
 mod common;
 use common::*;
@@ -378,6 +379,21 @@ fn an_excess_export_waits_for_the_slot_while_its_worker_serves_tiles() {
     assert!(metric_becomes(port, "tessera_expensive_waiting", 0.0));
 }
 
+/// The process rendering an export beside one of `workers`, once there is one.
+fn export_child(workers: &[i32]) -> Option<(i32, i32)> {
+    let mut found = None;
+    wait_for(
+        || {
+            found = workers
+                .iter()
+                .find_map(|&w| children(w).first().map(|&c| (w, c)));
+            found.is_some()
+        },
+        Duration::from_secs(10),
+    );
+    found
+}
+
 #[test]
 fn a_killed_export_worker_frees_its_slot() {
     let _one = serial();
@@ -392,9 +408,17 @@ fn a_killed_export_worker_frees_its_slot() {
         // While it holds the slot, another export is refused.
         let r = s.get(EXPORT);
         assert_eq!(r.status, 503, "{}", r.text());
-        let holder = busy_worker(&workers);
+        let (holder, child) = export_child(&workers).expect("the export's process");
         unsafe { libc::kill(holder, libc::SIGKILL) };
         assert!(doomed.join().unwrap().is_err());
+        // The rendering process dies with its worker.
+        assert!(wait_for(
+            || !std::path::Path::new(&format!("/proc/{child}")).exists()
+                || std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|st| st
+                    .rsplit_once(')')
+                    .is_some_and(|(_, r)| r.starts_with(" Z"))),
+            Duration::from_secs(10)
+        ));
     });
     assert!(
         metric_becomes(port, "tessera_expensive_slots_in_use", 0.0),
@@ -403,6 +427,77 @@ fn a_killed_export_worker_frees_its_slot() {
     let r = s.get(EXPORT);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(value(port, "tessera_expensive_slots_reclaimed_total") >= 1.0);
+}
+
+#[test]
+fn an_export_renders_beside_its_worker_which_keeps_serving_tiles() {
+    let _one = serial();
+    let env = [("MAX_EXPENSIVE_WORKERS", "1"), ("EXPENSIVE_WAIT", "0")];
+    // One worker: the tiles and the export share it.
+    let (s, port) = server(&env, 1);
+    let workers = started_workers(&s, 1);
+    std::thread::scope(|sc| {
+        let export = sc.spawn(|| {
+            let t = Instant::now();
+            (s.get(SLOW_EXPORT), t.elapsed())
+        });
+        let (_, child) = export_child(&workers).expect("the export's process");
+        let mut worst = Duration::ZERO;
+        for i in 0..5 {
+            let t = Instant::now();
+            assert_eq!(s.get(&format!("FIF=small.tif&JTL=2,{i}")).status, 200);
+            worst = worst.max(t.elapsed());
+        }
+        assert!(
+            children(workers[0]).contains(&child),
+            "the export ended before the tiles were asked for"
+        );
+        let (r, took) = export.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.body.starts_with(&[0xFF, 0xD8]), "a JPEG");
+        assert!(
+            worst * 4 < took,
+            "a tile took {worst:?}, the export {took:?}"
+        );
+    });
+    assert_eq!(value(port, "tessera_expensive_in_child_total"), 1.0);
+    assert!(metric_becomes(port, "tessera_expensive_slots_in_use", 0.0));
+    // Rendered in the worker itself, the same export holds the tiles behind it.
+    let (s, _) = server(&[env[0], env[1], ("EXPENSIVE_IN_CHILD", "0")], 1);
+    std::thread::scope(|sc| {
+        let export = sc.spawn(|| s.get(SLOW_EXPORT));
+        std::thread::sleep(Duration::from_millis(300));
+        let t = Instant::now();
+        assert_eq!(s.get("FIF=small.tif&JTL=2,0").status, 200);
+        let waited = t.elapsed();
+        assert_eq!(export.join().unwrap().status, 200);
+        assert!(waited > Duration::from_millis(300), "{waited:?}");
+    });
+}
+
+#[test]
+fn a_killed_export_process_is_a_500_and_frees_its_slot() {
+    let _one = serial();
+    let (s, port) = server(
+        &[("MAX_EXPENSIVE_WORKERS", "1"), ("EXPENSIVE_WAIT", "0")],
+        1,
+    );
+    let workers = started_workers(&s, 1);
+    std::thread::scope(|sc| {
+        let doomed = sc.spawn(|| s.get(SLOW_EXPORT));
+        let (_, child) = export_child(&workers).expect("the export's process");
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        let r = doomed.join().unwrap();
+        assert_eq!(r.status, 500, "{}", r.text());
+    });
+    assert_eq!(children(s.pid()), workers, "the worker lives on");
+    assert!(metric_becomes(port, "tessera_expensive_slots_in_use", 0.0));
+    let r = s.get(EXPORT);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        children(workers[0]).is_empty(),
+        "the export's process is reaped"
+    );
 }
 
 #[test]

@@ -16,6 +16,7 @@ const ADMITTED: usize = 0;
 const REJECTED: usize = 1;
 const RECLAIMED: usize = 2;
 const WAITED: usize = 3;
+const HANDED: usize = 4;
 const COUNTERS: usize = 8;
 
 /// Figures for the metrics.
@@ -31,6 +32,8 @@ pub struct SlotStats {
     pub waited: u64,
     /// Slots freed after their holder died.
     pub reclaimed: u64,
+    /// Slots handed by their holder to a child process that runs the request.
+    pub handed: u64,
 }
 
 /// The table of admission slots.
@@ -123,6 +126,7 @@ impl Slots {
             rejected: c(REJECTED),
             waited: c(WAITED),
             reclaimed: c(RECLAIMED),
+            handed: c(HANDED),
         }
     }
 }
@@ -133,6 +137,22 @@ impl std::fmt::Debug for Slots {
             .field("capacity", &self.capacity)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+impl Slot<'_> {
+    /// Makes process `pid` (a child this process just forked to run the request) the
+    /// slot's holder, so that the slot is freed when that process drops it or dies.
+    /// The caller forgets its own `Slot`; the child's copy frees it.
+    pub fn hand_to(&self, pid: u64) -> bool {
+        let e = &self.slots.entries()[self.index];
+        let moved = e
+            .compare_exchange(me(), pid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok();
+        if moved {
+            self.slots.counter(HANDED).fetch_add(1, Ordering::Relaxed);
+        }
+        moved
     }
 }
 
@@ -151,6 +171,25 @@ mod tests {
 
     /// A pid that cannot exist (above the kernel's limit).
     const GONE: u64 = i32::MAX as u64 - 7;
+
+    #[test]
+    fn a_handed_slot_belongs_to_the_child_and_frees_when_it_dies() {
+        let s = Slots::create(1).unwrap();
+        let slot = s.try_acquire(1).unwrap();
+        // pid 1 is alive: the slot stays held after this process forgets its copy.
+        assert!(slot.hand_to(1));
+        std::mem::forget(slot);
+        assert!(s.try_acquire(1).is_none(), "held by the child");
+        assert_eq!(s.stats().handed, 1);
+        // The child dies without freeing it: the next process takes it over.
+        s.entries()[0].store(GONE, Ordering::Release);
+        let again = s.try_acquire(1).expect("a dead child's slot is free");
+        assert_eq!(s.stats().reclaimed, 1);
+        // A slot this process no longer holds cannot be handed on.
+        s.entries()[0].store(GONE, Ordering::Release);
+        assert!(!again.hand_to(1));
+        assert_eq!(s.stats().handed, 1);
+    }
 
     #[test]
     fn at_most_the_limit_are_held_and_a_drop_frees_one() {

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod flight;
+pub mod offload;
 mod region;
 pub use region::{assemble, region, region_at_level, stem, MAX_REGION_PIXELS};
 

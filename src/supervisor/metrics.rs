@@ -357,9 +357,15 @@ pub fn render_admission(t: &shm::SlotStats, waiting: u64) -> String {
         ),
         (
             "tessera_expensive_slots_reclaimed_total",
-            "Slots freed after the worker holding them died.",
+            "Slots freed after the process holding them died.",
             "counter",
             t.reclaimed,
+        ),
+        (
+            "tessera_expensive_in_child_total",
+            "Expensive requests rendered in a child process beside their worker (EXPENSIVE_IN_CHILD).",
+            "counter",
+            t.handed,
         ),
     ])
 }
@@ -489,6 +495,7 @@ mod tests {
                 rejected: 3,
                 waited: 4,
                 reclaimed: 2,
+                handed: 6,
             },
             5,
         );
@@ -499,6 +506,7 @@ mod tests {
             "tessera_expensive_waited_total 4\n",
             "tessera_expensive_rejected_total 3\n",
             "tessera_expensive_slots_reclaimed_total 2\n",
+            "tessera_expensive_in_child_total 6\n",
             "# TYPE tessera_expensive_waiting gauge\n",
         ] {
             assert!(a.contains(line), "{line} missing from\n{a}");

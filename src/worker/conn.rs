@@ -41,6 +41,8 @@ pub enum Held {
 pub struct Parked {
     pub request: Held,
     pub since: Instant,
+    /// The child process rendering it, once admitted (see `render::offload`).
+    pub job: Option<crate::render::offload::Job>,
 }
 
 pub struct Conn {
@@ -263,6 +265,12 @@ impl Conn {
         self.used < self.input.len()
             || self.parked.is_some()
             || matches!(&self.kind, Kind::Fcgi(p) if !p.at_boundary())
+    }
+
+    /// Whether a child process is rendering this connection's request: its time is
+    /// bounded by `MAX_RENDER_TIME`, not by the connection's deadline.
+    pub fn rendering_elsewhere(&self) -> bool {
+        self.parked.as_ref().is_some_and(|p| p.job.is_some())
     }
 
     /// Moves to `phase`, starting its deadline unless it is the phase already running.

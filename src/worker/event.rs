@@ -13,9 +13,11 @@
 use super::conn::{Conn, Held, Kind, Parked, Phase};
 use super::linger::Lingering;
 use super::poll::{Interest, Poll, LISTENER};
-use super::{HttpOptions, Worker};
+use super::{Answer, HttpOptions, Worker};
 use crate::fcgi::{self, record};
 use crate::http::{self, HttpError};
+use crate::protocol::Outcome;
+use crate::render::offload::Job;
 use crate::response::Response;
 use crate::supervisor::metrics::Deadline;
 use crate::supervisor::{Accepted, Listener, WorkerCtx};
@@ -429,7 +431,43 @@ impl Loop<'_> {
         let start = Instant::now();
         let wait = self.expensive_wait;
         let step = match (c.parked.take(), &self.mode) {
-            (Some(Parked { request, since }), mode) => match (request, mode) {
+            (
+                Some(Parked {
+                    request,
+                    since,
+                    job: Some(mut job),
+                }),
+                mode,
+            ) => match job.poll() {
+                None => {
+                    c.parked = Some(Parked {
+                        request,
+                        since,
+                        job: Some(job),
+                    });
+                    Step::Parked
+                }
+                Some(ended) => match (request, mode) {
+                    (Held::Fcgi(req), _) => {
+                        let out = self.worker.collected(ended, job.started, &req.params);
+                        self.deliver_fcgi(c, &req, out)
+                    }
+                    (Held::Http(req), Mode::Http(_)) => {
+                        let params = http_params(&req, c.peer.as_deref());
+                        let out = self.worker.collected(ended, job.started, &params);
+                        deliver_http(self.ctx, c, &req, out.response, out.head_only)
+                    }
+                    (Held::Http(_), Mode::Fcgi) => Step::Refused,
+                },
+            },
+            (
+                Some(Parked {
+                    request,
+                    since,
+                    job: None,
+                }),
+                mode,
+            ) => match (request, mode) {
                 (Held::Fcgi(req), _) => self.serve_fcgi(c, req, Some(since)),
                 (Held::Http(req), Mode::Http(opts)) => {
                     answer_http(self.worker, self.ctx, opts, c, req, (Some(since), wait))
@@ -469,9 +507,17 @@ impl Loop<'_> {
         // A client that has closed its side is answered now: its socket would wake the
         // loop on every turn while the request waited.
         let may_wait = may_wait(since, self.expensive_wait) && !c.eof;
-        let Some(out) = self.worker.answer_within(&req.params, &req.stdin, may_wait) else {
-            return park(c, Held::Fcgi(req), since);
-        };
+        match self
+            .worker
+            .answer_within(&req.params, &req.stdin, may_wait, !c.eof)
+        {
+            Answer::Done(out) => self.deliver_fcgi(c, &req, out),
+            Answer::Wait => park(c, Held::Fcgi(req), since, None),
+            Answer::Running(job) => park(c, Held::Fcgi(req), since, Some(job)),
+        }
+    }
+
+    fn deliver_fcgi(&mut self, c: &mut Conn, req: &fcgi::Request, out: Outcome) -> Step {
         let body = out.response.to_cgi(out.head_only);
         record::write_response(&mut c.output, req.id, &body);
         if !req.keep_conn || self.ctx.stopping() {
@@ -487,7 +533,7 @@ impl Loop<'_> {
             .conns
             .iter()
             .filter(|(_, c)| {
-                now >= c.deadline
+                (now >= c.deadline && !c.rendering_elsewhere())
                     || (stopping
                         && !c.has_output()
                         && !c.mid_request()
@@ -593,14 +639,15 @@ fn may_wait(since: Option<Instant>, wait: Duration) -> bool {
     !wait.is_zero() && since.is_none_or(|t| t.elapsed() < wait)
 }
 
-/// Keeps `request` on `c` to be tried again shortly.
-fn park(c: &mut Conn, request: Held, since: Option<Instant>) -> Step {
-    if since.is_none() {
+/// Keeps `request` on `c` to be tried again shortly, or collected from `job`.
+fn park(c: &mut Conn, request: Held, since: Option<Instant>, job: Option<Job>) -> Step {
+    if since.is_none() && job.is_none() {
         crate::render::admission::record_waited();
     }
     c.parked = Some(Parked {
         request,
         since: since.unwrap_or_else(Instant::now),
+        job,
     });
     Step::Parked
 }
@@ -634,11 +681,22 @@ fn answer_http(
     req: http::Request,
     (since, wait): (Option<Instant>, Duration),
 ) -> Step {
-    let keep = req.keep_alive() && !ctx.stopping();
     let may_wait = may_wait(since, wait) && !c.eof;
-    let Some((response, head_only)) = route(worker, opts, &req, c.peer.as_deref(), may_wait) else {
-        return park(c, Held::Http(req), since);
-    };
+    match route(worker, opts, &req, c.peer.as_deref(), may_wait, !c.eof) {
+        Answer::Done(out) => deliver_http(ctx, c, &req, out.response, out.head_only),
+        Answer::Wait => park(c, Held::Http(req), since, None),
+        Answer::Running(job) => park(c, Held::Http(req), since, Some(job)),
+    }
+}
+
+fn deliver_http(
+    ctx: &WorkerCtx,
+    c: &mut Conn,
+    req: &http::Request,
+    response: Response,
+    head_only: bool,
+) -> Step {
+    let keep = req.keep_alive() && !ctx.stopping();
     c.push_output(http::serialize_head(&response, keep));
     if !head_only {
         c.push_output(response.body);
@@ -650,36 +708,48 @@ fn answer_http(
 }
 
 /// The answer to one HTTP request: the viewer's page and files, 404 for paths no
-/// protocol serves, else the same handlers as FastCGI (`None`: put back to wait for
-/// an admission slot, when `may_wait`).
+/// protocol serves, else the same handlers as FastCGI (which may put it back to wait
+/// for an admission slot, when `may_wait`, or hand it to a child, when `may_fork`).
 fn route(
     worker: &mut Worker,
     opts: &HttpOptions,
     req: &http::Request,
     peer: Option<&str>,
     may_wait: bool,
-) -> Option<(Response, bool)> {
+    may_fork: bool,
+) -> Answer {
     let path = req.path();
     let head = req.method == "HEAD";
+    let local = |response| {
+        Answer::Done(Outcome {
+            response,
+            head_only: head,
+            protocol: "other",
+        })
+    };
     if path == "/" && (req.query().is_empty() || req.query().starts_with("image=")) {
         let page =
             http::viewer::index(req.query(), &opts.default_image, opts.viewer_dir.as_deref());
-        return Some((page, head));
+        return local(page);
     }
     if let Some(rel) = path.strip_prefix("/viewer/") {
         let r = http::viewer::asset(opts.viewer_dir.as_deref(), rel)
             .unwrap_or_else(|| http::error_response(404, "no such viewer file"));
-        return Some((r, head));
+        return local(r);
     }
     if req.query().is_empty() && path != "/fcgi-bin/iipsrv.fcgi" && !worker.is_mapped(&req.target) {
-        return Some((http::error_response(404, "Not found"), head));
+        return local(http::error_response(404, "Not found"));
     }
+    worker.answer_within(&http_params(req, peer), &req.body, may_wait, may_fork)
+}
+
+/// The CGI parameters of an HTTP request from `peer`.
+fn http_params(req: &http::Request, peer: Option<&str>) -> crate::fcgi::Params {
     let mut params = req.to_params();
     if let Some(p) = peer {
         params.0.push(("REMOTE_ADDR".into(), p.to_owned()));
     }
-    let out = worker.answer_within(&params, &req.body, may_wait)?;
-    Some((out.response, out.head_only))
+    params
 }
 
 /// Connections waiting in a TCP listening socket's accept queue (Linux reports it as

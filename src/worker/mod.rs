@@ -12,6 +12,8 @@ use crate::config::Config;
 use crate::fcgi::Params;
 use crate::image::cache::ImageCache;
 use crate::protocol::{self, Ctx, Outcome};
+use crate::render::admission::{self, Attempt};
+use crate::render::offload::{self, Ended, Job};
 use crate::response::Response;
 use crate::supervisor::metrics::Metrics;
 use crate::supervisor::{Listener, WorkerCtx};
@@ -65,26 +67,30 @@ impl Worker {
     /// Answers one request. A panic anywhere below becomes a 500 for this request
     /// only; the worker keeps serving.
     pub fn answer(&mut self, params: &Params, stdin: &[u8]) -> Outcome {
-        self.answer_within(params, stdin, false)
-            .unwrap_or_else(|| unreachable!("a request is put back only when it may wait"))
+        match self.answer_within(params, stdin, false, false) {
+            Answer::Done(out) => out,
+            _ => unreachable!("a request is put back or handed on only when it may be"),
+        }
     }
 
     /// [`answer`](Self::answer), except that when `may_wait` an expensive request that
-    /// finds every admission slot busy is not answered: `None`, to be tried again.
+    /// finds every admission slot busy is not answered ([`Answer::Wait`], to be tried
+    /// again), and when `may_fork` an admitted one is rendered in a child process
+    /// ([`Answer::Running`]; see [`collected`](Self::collected)).
     pub fn answer_within(
         &mut self,
         params: &Params,
         stdin: &[u8],
         may_wait: bool,
-    ) -> Option<Outcome> {
+        may_fork: bool,
+    ) -> Answer {
         let start = Instant::now();
         let faults = crate::image::guard::faults();
-        let mut panicked = false;
         let cfg = self.cfg.clone();
         let images = &mut self.images;
         let tiles = self.tiles;
         let memcached = &mut self.memcached;
-        let (caught, put_back) = crate::render::admission::attempt(may_wait, || {
+        let (caught, how) = admission::attempt(may_wait, may_fork, || {
             catch_unwind(AssertUnwindSafe(|| {
                 let mut ctx = Ctx {
                     cfg: &cfg,
@@ -95,21 +101,62 @@ impl Worker {
                 protocol::handle(&mut ctx, params, stdin)
             }))
         });
-        if put_back && caught.is_ok() {
-            return None;
+        let panicked = caught.is_err();
+        match how {
+            Attempt::PutBack if !panicked => return Answer::Wait,
+            Attempt::Forked(job) if !panicked => return Answer::Running(job),
+            _ => {}
         }
         let outcome = caught.unwrap_or_else(|_| {
-            panicked = true;
             log::error!(
                 "internal error while answering '{}'",
                 params.get("QUERY_STRING").unwrap_or("")
             );
-            Outcome {
-                response: Response::text_error(&cfg, 500, "Internal server error"),
-                head_only: false,
-                protocol: "other",
-            }
+            internal_error(&cfg)
         });
+        let faulted = crate::image::guard::faults().saturating_sub(faults);
+        if offload::in_child() {
+            offload::finish(&encode_outcome(&outcome, faulted));
+        }
+        self.account(params, &outcome, start, panicked, faulted);
+        Answer::Done(outcome)
+    }
+
+    /// The answer of a request rendered in a child process that `ended` (a 500 if it
+    /// died without one); the request began at `started`.
+    pub fn collected(&mut self, ended: Ended, started: Instant, params: &Params) -> Outcome {
+        let (outcome, faulted) = match ended {
+            Ended::Answer(bytes) => match decode_outcome(&bytes) {
+                Some((o, f)) => (Some(o), f),
+                None => (None, 0),
+            },
+            Ended::Died(why) => {
+                log::error!(
+                    "the process rendering '{}' ended without an answer: {why}",
+                    params.get("QUERY_STRING").unwrap_or("")
+                );
+                (None, 0)
+            }
+        };
+        if faulted > 0 {
+            // The child found a file changed under its map: so would this worker's maps.
+            self.images.clear();
+        }
+        let died = outcome.is_none();
+        let outcome = outcome.unwrap_or_else(|| internal_error(&self.cfg));
+        self.account(params, &outcome, started, died, faulted);
+        outcome
+    }
+
+    /// Adds an answered request to the metrics and the access log.
+    fn account(
+        &mut self,
+        params: &Params,
+        outcome: &Outcome,
+        start: Instant,
+        failed: bool,
+        faulted: usize,
+    ) {
         let micros = start.elapsed().as_micros() as u64;
         let bytes = if outcome.head_only {
             0
@@ -118,10 +165,9 @@ impl Worker {
         };
         if let Some(m) = self.metrics {
             m.record(outcome.protocol, outcome.response.status, micros, bytes);
-            if panicked {
+            if failed {
                 m.record_panic();
             }
-            let faulted = crate::image::guard::faults() - faults;
             if faulted > 0 {
                 m.record_file_faults(faulted as u64);
             }
@@ -142,8 +188,48 @@ impl Worker {
                 .or_else(|| params.get("QUERY_STRING"))
                 .unwrap_or("")
         );
-        Some(outcome)
     }
+}
+
+/// What [`Worker::answer_within`] made of a request.
+pub enum Answer {
+    Done(Outcome),
+    /// Put back to wait for an admission slot.
+    Wait,
+    /// Rendering in a child process.
+    Running(Job),
+}
+
+fn internal_error(cfg: &Config) -> Outcome {
+    Outcome {
+        response: Response::text_error(cfg, 500, "Internal server error"),
+        head_only: false,
+        protocol: "other",
+    }
+}
+
+/// The protocol names an [`Outcome`] may carry, by their index in a child's answer.
+const PROTOCOLS: [&str; 5] = ["iip", "iiif", "deepzoom", "zoomify", "other"];
+
+/// A child's answer: whether only the head is sent, the protocol, the faults of a file
+/// that shrank while it was read (for the metrics), the CGI response.
+fn encode_outcome(o: &Outcome, faulted: usize) -> Vec<u8> {
+    let p = PROTOCOLS.iter().position(|&p| p == o.protocol).unwrap_or(4);
+    let mut out = vec![u8::from(o.head_only), p as u8];
+    out.extend_from_slice(&(faulted.min(u32::MAX as usize) as u32).to_le_bytes());
+    out.extend_from_slice(&o.response.to_cgi(false));
+    out
+}
+
+fn decode_outcome(b: &[u8]) -> Option<(Outcome, usize)> {
+    let (&[head_only, p], rest) = b.split_first_chunk::<2>()?;
+    let (faulted, cgi) = rest.split_first_chunk::<4>()?;
+    let outcome = Outcome {
+        response: Response::from_cgi(cgi)?,
+        head_only: head_only != 0,
+        protocol: PROTOCOLS.get(p as usize).copied().unwrap_or("other"),
+    };
+    Some((outcome, u32::from_le_bytes(*faulted) as usize))
 }
 
 /// What the supervisor made in shared memory before forking, for every worker.
@@ -183,7 +269,7 @@ fn serve(
     crate::logging::init(&cfg);
     tune_malloc();
     if let Some(slots) = shared.slots {
-        crate::render::admission::install(slots, cfg.expensive_limit(ctx.workers));
+        admission::install(slots, cfg.expensive_limit(ctx.workers));
     }
     if let Some(flights) = shared.flights {
         crate::render::flight::install(flights, cfg.single_flight_wait);
@@ -211,4 +297,29 @@ pub struct HttpOptions {
     pub viewer_dir: Option<std::path::PathBuf>,
     /// The image the page at `/` shows.
     pub default_image: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_answer_comes_back_whole() {
+        let cfg = Config::from_vars(|_| None);
+        let mut response = Response::content(&cfg, "image/jpeg", vec![0, 13, 10, 255], None, None);
+        response.status = 206;
+        let o = Outcome {
+            response,
+            head_only: true,
+            protocol: "iiif",
+        };
+        let (back, faulted) = decode_outcome(&encode_outcome(&o, 3)).unwrap();
+        assert_eq!(faulted, 3);
+        assert!(back.head_only);
+        assert_eq!(back.protocol, "iiif");
+        assert_eq!(back.response.status, 206);
+        assert_eq!(back.response.headers, o.response.headers);
+        assert_eq!(back.response.body, o.response.body);
+        assert!(decode_outcome(&[1]).is_none());
+    }
 }

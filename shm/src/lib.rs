@@ -23,16 +23,19 @@
 //! leaves an odd sequence that no reader accepts; the next writer (or the supervisor,
 //! through [`Cache::reclaim_dead`]) sees that the owner is gone, takes the entry under its
 //! own pid, clears the key and only then publishes it. The protocol is model-checked with
-//! `loom` (`region::model`).
+//! `loom` (`seqlock::model`; the arena's rule for overwritten bytes in `arena::model`).
 //!
 //! Beside the cache, two small tables shared the same way and safe against a dead
 //! holder in the same manner (a word naming the holder's pid, taken and released by
 //! compare-and-swap): admission slots for expensive requests ([`Slots`]) and
 //! single-flight marks for cache misses ([`Flights`]).
 
+mod admission;
+mod arena;
 mod flight;
 mod proc;
 mod region;
+mod seqlock;
 mod slots;
 mod words;
 

@@ -6,7 +6,15 @@
 //! An optional environment file (`--config`, `KEY=VALUE` lines as systemd's
 //! `EnvironmentFile=` reads them) overrides the process environment and is read
 //! again on every reload.
+//!
+//! Here are the settings and how each is read and bounded; the syntaxes of the
+//! compound values and of the environment file are in `parse`.
 
+mod parse;
+
+pub use crate::cnum::{atof, atoi};
+use parse::atob;
+pub use parse::{parse_env_file, parse_trusted_proxies, parse_uri_map};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -163,20 +171,6 @@ pub enum TrustedProxy {
 }
 
 impl TrustedProxy {
-    fn parse(s: &str) -> Option<TrustedProxy> {
-        if s.eq_ignore_ascii_case("unix") {
-            return Some(TrustedProxy::Unix);
-        }
-        let (addr, bits) = match s.split_once('/') {
-            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
-            None => (s, None),
-        };
-        let addr: std::net::IpAddr = addr.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let bits = bits.unwrap_or(max);
-        (bits <= max).then_some(TrustedProxy::Net(addr, bits))
-    }
-
     /// Whether a request with this `REMOTE_ADDR` (none: a local socket) comes from here.
     pub fn matches(&self, remote: Option<&str>) -> bool {
         use std::net::IpAddr;
@@ -206,23 +200,6 @@ impl TrustedProxy {
     }
 }
 
-/// Parses `TRUSTED_PROXIES`: entries separated by commas or whitespace; entries that
-/// are not an address, a network or `unix` are skipped (and listed in the start-up log).
-pub fn parse_trusted_proxies(v: &str) -> (Vec<TrustedProxy>, Vec<String>) {
-    let mut ok = Vec::new();
-    let mut bad = Vec::new();
-    for e in v
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|e| !e.is_empty())
-    {
-        match TrustedProxy::parse(e) {
-            Some(t) => ok.push(t),
-            None => bad.push(e.to_owned()),
-        }
-    }
-    (ok, bad)
-}
-
 /// A configuration problem the operator must fix before the server can start.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -235,46 +212,6 @@ pub enum ConfigError {
     Syntax { path: PathBuf, line: usize },
     #[error(transparent)]
     Access(#[from] crate::policy::PolicyError),
-}
-
-pub use crate::cnum::{atof, atoi};
-
-fn atob(s: &str) -> bool {
-    atoi(s) != 0
-}
-
-/// Reads `KEY=VALUE` lines: blank lines and `#` comments skipped, optional `export `,
-/// values optionally in single or double quotes.
-pub fn parse_env_file(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::File {
-        path: path.to_owned(),
-        source,
-    })?;
-    let mut out = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            return Err(ConfigError::Syntax {
-                path: path.to_owned(),
-                line: i + 1,
-            });
-        };
-        let v = v.trim();
-        let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"'))
-                || (v.starts_with('\'') && v.ends_with('\'')))
-        {
-            &v[1..v.len() - 1]
-        } else {
-            v
-        };
-        out.insert(k.trim().to_owned(), v.to_owned());
-    }
-    Ok(out)
 }
 
 impl Config {
@@ -553,30 +490,6 @@ impl Config {
     }
 }
 
-/// Parses `URI_MAP`: entries `prefix=>protocol`, separated by whitespace or commas.
-/// Unknown protocols are skipped (and logged by the caller through `summary`).
-pub fn parse_uri_map(v: &str) -> Vec<UriMap> {
-    v.split(|c: char| c.is_whitespace() || c == ',')
-        .filter_map(|entry| {
-            let (prefix, proto) = entry.split_once("=>")?;
-            let protocol = match proto.trim().to_ascii_lowercase().as_str() {
-                "iip" => MappedProtocol::Iip,
-                "iiif" => MappedProtocol::Iiif,
-                "deepzoom" => MappedProtocol::DeepZoom,
-                "zoomify" => MappedProtocol::Zoomify,
-                _ => {
-                    log::warn!("URI_MAP: unknown protocol '{proto}' ignored");
-                    return None;
-                }
-            };
-            Some(UriMap {
-                prefix: prefix.trim().trim_matches('/').to_owned(),
-                protocol,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -747,38 +660,5 @@ mod tests {
         assert_eq!(cfg(&[("EMBED_ICC", "0")]).max_icc, 0);
         assert_eq!(cfg(&[("EMBED_ICC", "1")]).max_icc, 65536);
         assert_eq!(cfg(&[("EMBED_ICC", "0"), ("MAX_ICC", "-1")]).max_icc, -1);
-    }
-
-    #[test]
-    fn uri_map_entries() {
-        let m = parse_uri_map("iiif=>IIIF dz=>DeepZoom,zoomify=>zoomify bad=>nope");
-        assert_eq!(m.len(), 3);
-        assert_eq!(m[0].prefix, "iiif");
-        assert_eq!(m[0].protocol, MappedProtocol::Iiif);
-        assert_eq!(m[1].protocol, MappedProtocol::DeepZoom);
-        assert_eq!(m[2].protocol, MappedProtocol::Zoomify);
-        assert_eq!(parse_uri_map("=>IIP")[0].prefix, "");
-    }
-
-    #[test]
-    fn env_file_overrides() {
-        let dir = std::env::temp_dir().join(format!("tessera-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("env");
-        std::fs::write(
-            &f,
-            "# comment\n\nexport JPEG_QUALITY=90\nCORS=\"*\"\nLOGFILE='/tmp/x.log'\n",
-        )
-        .unwrap();
-        let vars = parse_env_file(&f).unwrap();
-        assert_eq!(vars["JPEG_QUALITY"], "90");
-        assert_eq!(vars["CORS"], "*");
-        assert_eq!(vars["LOGFILE"], "/tmp/x.log");
-        std::fs::write(&f, "NOEQUALS\n").unwrap();
-        assert!(matches!(
-            parse_env_file(&f),
-            Err(ConfigError::Syntax { line: 1, .. })
-        ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -10,10 +10,11 @@ mod tiles;
 mod view;
 
 use super::open::{open_image, Current};
-use super::{Ctx, HttpInfo};
+use super::{deepzoom, iiif, science, zoomify, Ctx, HttpInfo};
 use crate::encode::Format;
 use crate::model::View;
 use crate::response::Response;
+use Command::{Add, Answer, Set};
 
 fn error_line(code: &str, arg: &str) -> String {
     format!("Error/{}:{} {}\r\n", code.len() + 1 + arg.len(), code, arg)
@@ -43,10 +44,10 @@ impl Session<'_, '_> {
 /// What a command does, and so how `run` calls it.
 #[derive(Clone, Copy)]
 enum Command {
-    /// Changes the view for the output commands after it.
-    View(fn(&mut View, &str)),
+    /// Sets part of the view for the output commands after it.
+    Set(fn(&mut View, &str)),
     /// Adds to the session (text lines, error lines, per-channel ranges); answers nothing.
-    Session(fn(&mut Session, &str)),
+    Add(fn(&mut Session, &str)),
     /// May answer the request, which ends it.
     Answer(fn(&mut Session, &str) -> Option<Response>),
 }
@@ -54,69 +55,48 @@ enum Command {
 /// Every IIP command by name, matched without regard to case; any other name is the error
 /// `2 2`.
 const COMMANDS: &[(&str, Command)] = &[
-    ("FIF", Command::Answer(fif)),
-    ("OBJ", Command::Session(|s, v| s.obj(v))),
-    (
-        "JTL",
-        Command::Answer(|s, v| tiles::tile(s, v, Format::Jpeg)),
-    ),
-    (
-        "PTL",
-        Command::Answer(|s, v| tiles::tile(s, v, Format::Png)),
-    ),
-    (
-        "WTL",
-        Command::Answer(|s, v| tiles::tile(s, v, Format::Webp)),
-    ),
-    (
-        "ATL",
-        Command::Answer(|s, v| tiles::tile(s, v, Format::Avif)),
-    ),
-    (
-        "TTL",
-        Command::Answer(|s, v| tiles::tile(s, v, Format::Tiff)),
-    ),
-    ("JTLS", Command::Answer(tiles::jtls)),
-    ("TIL", Command::Answer(tiles::til)),
-    ("CVT", Command::Answer(tiles::cvt)),
-    (
-        "SPECTRA",
-        Command::Answer(|s, v| samples(s, v, super::science::spectra)),
-    ),
-    (
-        "PFL",
-        Command::Answer(|s, v| samples(s, v, super::science::profile)),
-    ),
-    ("ROT", Command::View(view::rot)),
-    ("QLT", Command::View(view::qlt)),
-    ("SDS", Command::View(view::sds)),
-    ("LYR", Command::View(view::lyr)),
-    ("WID", Command::View(view::wid)),
-    ("HEI", Command::View(view::hei)),
-    ("RGN", Command::View(view::rgn)),
-    ("ICC", Command::View(view::icc)),
-    ("COL", Command::View(view::col)),
-    ("CNT", Command::View(view::cnt)),
-    ("GAM", Command::View(view::gam)),
-    ("INV", Command::View(view::inv)),
-    ("CMP", Command::View(view::cmp)),
-    ("CTW", Command::View(view::ctw)),
-    ("CNV", Command::View(view::cnv)),
-    ("SHD", Command::View(view::shd)),
-    ("MINMAX", Command::Session(view::minmax)),
-    (
-        "IIIF",
-        Command::Answer(|s, v| Some(super::iiif::handle(s.ctx, s.http, v))),
-    ),
-    (
-        "DEEPZOOM",
-        Command::Answer(|s, v| Some(super::deepzoom::handle(s.ctx, s.http, v))),
-    ),
-    (
-        "ZOOMIFY",
-        Command::Answer(|s, v| Some(super::zoomify::handle(s.ctx, s.http, v))),
-    ),
+    ("FIF", Answer(fif)),
+    ("OBJ", Add(|s, v| s.obj(v))),
+    ("JTL", Answer(|s, v| tiles::tile(s, v, Format::Jpeg))),
+    ("PTL", Answer(|s, v| tiles::tile(s, v, Format::Png))),
+    ("WTL", Answer(|s, v| tiles::tile(s, v, Format::Webp))),
+    ("ATL", Answer(|s, v| tiles::tile(s, v, Format::Avif))),
+    ("TTL", Answer(|s, v| tiles::tile(s, v, Format::Tiff))),
+    ("JTLS", Answer(tiles::jtls)),
+    ("TIL", Answer(tiles::til)),
+    ("CVT", Answer(tiles::cvt)),
+    ("SPECTRA", Answer(|s, v| samples(s, v, science::spectra))),
+    ("PFL", Answer(|s, v| samples(s, v, science::profile))),
+    ("ROT", Set(view::rot)),
+    ("QLT", Set(view::qlt)),
+    ("SDS", Set(view::sds)),
+    ("LYR", Set(view::lyr)),
+    ("WID", Set(view::wid)),
+    ("HEI", Set(view::hei)),
+    ("RGN", Set(view::rgn)),
+    ("ICC", Set(view::icc)),
+    ("COL", Set(view::col)),
+    ("CNT", Set(view::cnt)),
+    ("GAM", Set(view::gam)),
+    ("INV", Set(view::inv)),
+    ("CMP", Set(view::cmp)),
+    ("CTW", Set(view::ctw)),
+    ("CNV", Set(view::cnv)),
+    ("SHD", Set(view::shd)),
+    ("MINMAX", Add(view::minmax)),
+    ("IIIF", Answer(|s, v| hand_over(s, v, iiif::handle))),
+    ("DEEPZOOM", Answer(|s, v| hand_over(s, v, deepzoom::handle))),
+    ("ZOOMIFY", Answer(|s, v| hand_over(s, v, zoomify::handle))),
 ];
+
+/// `IIIF`, `DeepZoom` and `Zoomify`: the request belongs to that protocol, which answers.
+fn hand_over(
+    s: &mut Session,
+    value: &str,
+    handle: fn(&mut Ctx, &HttpInfo, &str) -> Response,
+) -> Option<Response> {
+    Some(handle(s.ctx, s.http, value))
+}
 
 /// `FIF=path`: opens the image the later commands work on; its access level goes into the
 /// view, so that every output respects it.
@@ -171,15 +151,15 @@ pub fn run(ctx: &mut Ctx, http: &HttpInfo) -> Response {
         log::debug!("Command / Argument is {name} : {value}");
         let command = COMMANDS.iter().find(|(n, _)| n.eq_ignore_ascii_case(name));
         let out = match command.map(|&(_, c)| c) {
-            Some(Command::View(set)) => {
+            Some(Set(set)) => {
                 set(&mut s.view, value);
                 None
             }
-            Some(Command::Session(add)) => {
+            Some(Add(add)) => {
                 add(&mut s, value);
                 None
             }
-            Some(Command::Answer(answer)) => answer(&mut s, value),
+            Some(Answer(answer)) => answer(&mut s, value),
             None => {
                 s.error("2 2", name);
                 None

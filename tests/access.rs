@@ -711,7 +711,7 @@ fn a_broken_policy_stops_the_start() {
 fn the_policy_is_reread_on_reload() {
     let fx = Fixture::new();
     let env = fx.env();
-    let s = Server::start(&env_refs(&env), 1);
+    let (s, mport) = Server::start_metered(&env_refs(&env), 1);
     let policy = fx.dir.0.join("keys/access.toml");
     let max_size = |s: &Server| s.get("FIF=pub.tif&OBJ=Max-size").status;
     let reload_until = |s: &Server, want: u16| {
@@ -737,10 +737,15 @@ fn the_policy_is_reread_on_reload() {
     std::fs::write(&policy, "[[rule]]\naccess = \"public\"\n").unwrap();
     s.signal(libc::SIGHUP);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !s.log().contains("Reload failed") {
-        assert!(Instant::now() < deadline, "reload failure not logged");
+    while counter(mport, "tessera_reload_failures_total") == 0 {
+        assert!(Instant::now() < deadline, "reload failure not counted");
         std::thread::sleep(Duration::from_millis(50));
     }
+    assert_eq!(
+        counter(mport, "tessera_reloads_total"),
+        1,
+        "only the first reload took"
+    );
     assert_eq!(max_size(&s), 401);
     assert!(s.log().contains("access.toml"), "the log names the file");
     std::fs::write(&policy, text).unwrap();

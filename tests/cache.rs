@@ -6,52 +6,46 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn log_pids(log: &str, what: &str) -> Vec<i32> {
-    log.lines()
-        .filter(|l| l.contains(what))
-        .filter_map(|l| l.split('[').nth(1)?.split(']').next()?.parse().ok())
-        .collect()
-}
-
-/// Repeats `query` (always answered with the first answer's bytes) until the log shows
-/// one worker storing (`put`) and another worker using (`used`) the shared value.
-fn shared_across_workers(s: &Server, query: &str, put: &str, used: &str) -> Vec<u8> {
+/// Repeats `query` (always answered with the first answer's bytes) until both workers
+/// have answered it: each misses the image header in its own cache once.
+fn answered_by_both_workers(s: &Server, mport: u16, query: &str) -> Vec<u8> {
     let first = s.get(query).body;
-    let mut stored = Vec::new();
     for _ in 0..200 {
-        assert_eq!(s.get(query).body, first, "shared answers equal fresh ones");
-        let log = s.log();
-        stored = log_pids(&log, put);
-        let users = log_pids(&log, used);
-        if stored.len() == 1 && users.iter().any(|p| *p != stored[0]) {
+        if counter(mport, "tessera_image_cache_misses_total") >= 2 {
             return first;
         }
+        assert_eq!(s.get(query).body, first, "shared answers equal fresh ones");
     }
-    assert_eq!(stored.len(), 1, "stored once: {}", s.log());
-    panic!("not used by the other worker: {}", s.log());
+    panic!("one worker answered all 200 requests");
 }
 
 #[test]
 fn a_tile_cached_by_one_worker_is_a_hit_in_another() {
-    let s = Server::start(&[("VERBOSITY", "3")], 2);
-    let (put, hit) = ("tile cache insert: small.tif", "tile cache hit: small.tif");
-    let first = shared_across_workers(&s, "FIF=small.tif&JTL=2,5", put, hit);
-    // A reload empties it: the next request inserts again.
+    let (s, mport) = Server::start_metered(&[], 2);
+    let first = answered_by_both_workers(&s, mport, "FIF=small.tif&JTL=2,5");
+    // Both workers answered, the tile was decoded once: the other took it from the cache.
+    assert_eq!(counter(mport, "tessera_tiles_decoded_total"), 1);
+    assert_eq!(
+        counter(mport, "tessera_tile_cache_inserts_total"),
+        2,
+        "the image header and the tile, stored once each"
+    );
+    // A reload empties it: the next request decodes the tile again.
     s.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.get("FIF=small.tif&JTL=2,5").body, first);
-    assert_eq!(log_pids(&s.log(), put).len(), 2, "{}", s.log());
+    assert_eq!(counter(mport, "tessera_tiles_decoded_total"), 2);
 }
 
 #[test]
 fn an_image_header_read_by_one_worker_serves_another() {
-    let s = Server::start(&[("VERBOSITY", "3"), ("URI_MAP", "iiif=>IIIF")], 2);
+    let (s, mport) = Server::start_metered(&[("URI_MAP", "iiif=>IIIF")], 2);
     let obj = "FIF=small.tif&OBJ=Max-size&OBJ=Resolution-number&OBJ=Tile-size";
-    let (put, used) = (
-        "image header shared: ",
-        "image header from the shared cache: ",
-    );
-    let first = shared_across_workers(&s, obj, put, used);
+    let first = answered_by_both_workers(&s, mport, obj);
+    // One worker read the header from the file and stored it; the other, missing it in
+    // its own cache, found it in the shared one.
+    assert_eq!(counter(mport, "tessera_tile_cache_inserts_total"), 1);
+    assert_eq!(counter(mport, "tessera_tile_cache_hits_total"), 1);
     assert!(String::from_utf8_lossy(&first).contains("Max-size:"));
     // The worker that only knows the header opens the file when a tile is needed,
     // and serves the same tile as the worker that parsed it.
@@ -95,18 +89,23 @@ fn changed_files_are_not_served_stale() {
 
 #[test]
 fn size_zero_disables_the_cache() {
-    let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "0")], 1);
+    let (s, mport) = Server::start_metered(&[("MAX_IMAGE_CACHE_SIZE", "0")], 1);
     for _ in 0..3 {
         assert_eq!(s.get("FIF=small.tif&JTL=2,5").status, 200);
     }
-    assert!(!s.log().contains("tile cache"), "{}", s.log());
+    // No shared cache, so none of its counters.
+    let text = metrics(mport);
+    assert!(!text.contains("tessera_tile_cache_"), "{text}");
 }
 
 #[test]
 fn unprocessed_region_exports_are_cached_processed_ones_are_not() {
-    let s = Server::start(&[("VERBOSITY", "3"), ("URI_MAP", "iiif=>IIIF")], 2);
+    let (s, mport) = Server::start_metered(&[("URI_MAP", "iiif=>IIIF")], 2);
+    let inserts = || counter(mport, "tessera_tile_cache_inserts_total");
+    let hits = || counter(mport, "tessera_tile_cache_hits_total");
     let first = s.get("FIF=small.tif&WID=300&CVT=jpeg");
     assert_eq!(first.status, 200);
+    let (stored, hit) = (inserts(), hits());
     for _ in 0..20 {
         let again = s.get("FIF=small.tif&WID=300&CVT=jpeg");
         assert_eq!(again.body, first.body, "cached bytes equal fresh ones");
@@ -115,30 +114,18 @@ fn unprocessed_region_exports_are_cached_processed_ones_are_not() {
             first.header("Content-Disposition")
         );
     }
-    let log = s.log();
-    assert_eq!(
-        log_pids(&log, "region cache insert: small.tif 300x233").len(),
-        1,
-        "{log}"
-    );
-    assert!(
-        log_pids(&log, "region cache hit: small.tif 300x233").len() >= 19,
-        "{log}"
-    );
+    // Stored by the first request only, then answered from the cache (the other
+    // worker's first look at the image header may be one more hit).
+    assert_eq!(inserts(), stored, "stored once");
+    let served = hits() - hit;
+    assert!(served >= 19, "{served} of 20 from the cache");
     // Another size is another entry; a greyscale export is never cached.
     assert_eq!(s.get("FIF=small.tif&WID=200&CVT=jpeg").status, 200);
+    assert_eq!(inserts(), stored + 1);
     for _ in 0..3 {
         assert_eq!(s.get("FIF=small.tif&WID=250&COL=grey&CVT=jpeg").status, 200);
     }
-    let log = s.log();
-    assert_eq!(
-        log_pids(&log, "region cache insert: small.tif 200x155").len(),
-        1
-    );
-    assert!(
-        !log.contains("small.tif 250x194"),
-        "processed exports bypass the cache"
-    );
+    assert_eq!(inserts(), stored + 1, "processed exports bypass the cache");
 }
 
 /// The 150 tiles of big.tif's level 5 (about 4.7 KB each), with their first answers.
@@ -159,25 +146,25 @@ fn ask_again(s: &Server, tiles: &[String], first: &[Vec<u8>]) {
     }
 }
 
-/// Tile cache hits on `name` logged so far (VERBOSITY 3).
-fn tile_hits(s: &Server, name: &str) -> usize {
-    let hit = format!("tile cache hit: {name} ");
-    s.log().lines().filter(|l| l.contains(&hit)).count()
+/// Shared-cache hits so far: tiles only once a single worker holds the image header.
+fn hits(mport: u16) -> u64 {
+    counter(mport, "tessera_tile_cache_hits_total")
 }
 
 #[test]
 fn a_small_budget_holds_as_many_tiles_as_fit() {
     // One iipsrv megabyte and tiles of about 4.7 KB: the cache stores them byte for byte,
     // so far more than a few dozen fit (fixed 32 KB slots would have held 18).
-    let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "1")], 1);
+    let (s, mport) = Server::start_metered(&[("MAX_IMAGE_CACHE_SIZE", "1")], 1);
     let (tiles, first) = big_tiles(&s);
     let total: usize = first.iter().map(Vec::len).sum();
     assert!(
         total < 900_000,
         "the test's tiles must fit the budget: {total} bytes"
     );
+    let before = hits(mport);
     ask_again(&s, &tiles, &first);
-    let hits = tile_hits(&s, "big.tif");
+    let hits = hits(mport) - before;
     assert!(
         hits >= 145,
         "{hits} of 150 tiles ({total} bytes) served from the cache"
@@ -189,18 +176,20 @@ fn a_walk_over_more_tiles_than_fit_is_partly_served_from_the_cache() {
     // 150 tiles of ~4.7 KB into a 0.3 MB cache (room for about 60): storing every tile
     // would overwrite each one before the walk came back to it. The full cache stores
     // only some, which then stay for the following rounds.
-    let s = Server::start(&[("VERBOSITY", "3"), ("MAX_IMAGE_CACHE_SIZE", "0.3")], 1);
+    let (s, mport) = Server::start_metered(&[("MAX_IMAGE_CACHE_SIZE", "0.3")], 1);
     let (tiles, first) = big_tiles(&s);
     for _ in 0..2 {
         ask_again(&s, &tiles, &first);
     }
-    let before = tile_hits(&s, "big.tif");
+    let before = hits(mport);
     for _ in 0..2 {
         ask_again(&s, &tiles, &first);
     }
-    let hits = tile_hits(&s, "big.tif") - before;
+    let hits = hits(mport) - before;
     assert!(hits >= 20, "{hits} of 300 requests in rounds 4 and 5 hit");
-    // SIGUSR1's statistics count the tiles the full cache did not store.
+    // Many tiles the full cache did not store; SIGUSR1's statistics report as many.
+    let counted = counter(mport, "tessera_tile_cache_refused_total");
+    assert!(counted > 100, "{counted} refused");
     s.signal(libc::SIGUSR1);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let refused = loop {
@@ -215,26 +204,31 @@ fn a_walk_over_more_tiles_than_fit_is_partly_served_from_the_cache() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(refused.is_some_and(|n| n > 100), "{refused:?}");
+    assert_eq!(refused, Some(counted));
 }
 
 #[test]
 fn jpeg2000_tiles_sharing_coded_data_are_decoded_and_stored_together() {
     // tiled.jp2: 2000x1500 in codestream tiles of 1024x1024, so 4x4 of the server's
     // tiles at full size (res 3) and 2x2 at half size (res 2) share one codestream tile.
-    let s = Server::start(&[("VERBOSITY", "3")], 1);
+    let (s, mport) = Server::start_metered(&[], 1);
     let plain = Server::start(&[("MAX_IMAGE_CACHE_SIZE", "0")], 1);
+    let inserts = || counter(mport, "tessera_tile_cache_inserts_total");
+    let decoded = || counter(mport, "tessera_tiles_decoded_total");
+    // The image header first, so that the tiles' figures below count tiles only.
+    assert_eq!(s.get("FIF=tiled.jp2&OBJ=Max-size").status, 200);
+    let (stored, hit) = (inserts(), hits(mport));
     // Full size: 8 columns; tile 9 is column 1, row 1 of the block of columns and rows
     // 0-3. Tile 12 (column 4) lies in the next codestream tile, outside the block.
     let block: Vec<u32> = (0..4)
         .flat_map(|r| (0..4).map(move |c| r * 8 + c))
         .collect();
     assert_eq!(s.get("FIF=tiled.jp2&JTL=3,9").status, 200);
-    assert!(
-        s.log()
-            .contains("tile block decoded: tiled.jp2 0,9: 4x4 tiles from 0,0"),
-        "{}",
-        s.log()
+    assert_eq!(decoded(), 1);
+    assert_eq!(
+        inserts(),
+        stored + 16,
+        "one decode stores the block's 4x4 tiles"
     );
     for t in &block {
         let q = format!("FIF=tiled.jp2&JTL=3,{t}");
@@ -247,31 +241,34 @@ fn jpeg2000_tiles_sharing_coded_data_are_decoded_and_stored_together() {
         );
     }
     assert_eq!(
-        tile_hits(&s, "tiled.jp2"),
+        hits(mport) - hit,
         16,
         "every tile of the block is served from the cache"
     );
     let q = "FIF=tiled.jp2&JTL=3,12";
     assert_eq!(s.get(q).body, plain.get(q).body);
-    assert_eq!(tile_hits(&s, "tiled.jp2"), 16);
+    assert_eq!(hits(mport) - hit, 16);
+    assert_eq!(decoded(), 2);
     // Half size: 4 columns, codestream tiles of 512 there; tile 7 (column 3, row 1)
     // is in the block of columns 2-3, rows 0-1, which ends at the image's right edge.
+    let stored = inserts();
     assert_eq!(
         s.get("FIF=tiled.jp2&JTL=2,7").body,
         plain.get("FIF=tiled.jp2&JTL=2,7").body
     );
-    assert!(
-        s.log()
-            .contains("tile block decoded: tiled.jp2 1,7: 2x2 tiles from 2,0"),
-        "{}",
-        s.log()
+    assert_eq!(decoded(), 3);
+    assert_eq!(
+        inserts(),
+        stored + 4,
+        "one decode stores the block's 2x2 tiles"
     );
     for t in [2, 3, 6] {
         let q = format!("FIF=tiled.jp2&JTL=2,{t}");
         assert_eq!(s.get(&q).body, plain.get(&q).body, "{q}");
     }
-    assert_eq!(tile_hits(&s, "tiled.jp2"), 19);
+    assert_eq!(hits(mport) - hit, 19);
     // Processed tiles are not cached, so not decoded in blocks.
+    let stored = inserts();
     assert_eq!(s.get("FIF=tiled.jp2&CNT=1.5&JTL=2,10").status, 200);
-    assert!(!s.log().contains("tiled.jp2 1,10"), "{}", s.log());
+    assert_eq!((inserts(), decoded()), (stored, 3));
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn supervisor_forks_workers_and_replaces_a_killed_one() {
-    let s = Server::start(&[], 3);
+    let (s, mport) = Server::start_metered(&[], 3);
     assert!(wait_for(
         || children(s.pid()).len() == 3,
         Duration::from_secs(5)
@@ -33,6 +33,7 @@ fn supervisor_forks_workers_and_replaces_a_killed_one() {
         "replacement took {took:?}"
     );
     assert_eq!(s.get("FIF=small.tif&OBJ=Max-size").status, 200);
+    assert_eq!(counter(mport, "tessera_worker_restarts_total"), 1);
     assert!(
         s.log().contains("signal"),
         "the death is logged: {}",

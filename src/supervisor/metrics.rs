@@ -38,6 +38,9 @@ pub struct Metrics {
     /// Expensive requests each worker slot holds waiting for an admission slot now
     /// (a dead worker's slot is zeroed).
     admission_waiting: [AtomicU64; super::SLOTS],
+    /// Reloads (SIGHUP) whose configuration or access policy could not be read; the
+    /// running one stayed in force.
+    reload_failures: AtomicU64,
 }
 
 /// Which deadline closed a connection.
@@ -117,6 +120,11 @@ impl Metrics {
     /// Counts reads that found their image file shorter than its map.
     pub fn record_file_faults(&self, n: u64) {
         self.file_faults.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts a reload that kept the running configuration because the new one failed.
+    pub fn record_reload_failure(&self) {
+        self.reload_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a connection closed to stay within `MAX_CONNECTIONS`.
@@ -244,6 +252,13 @@ impl Metrics {
             "Graceful reloads (SIGHUP).",
             "counter",
             reloads,
+        );
+        gauge(
+            &mut s,
+            "tessera_reload_failures_total",
+            "Reloads (SIGHUP) refused because the configuration or access policy could not be read; the running one stayed.",
+            "counter",
+            self.reload_failures.load(Ordering::Relaxed),
         );
         gauge(
             &mut s,
@@ -473,6 +488,7 @@ mod tests {
         m.record("iiif", 404, 20_000, 10);
         m.record("nonsense", 503, 9_000_000, 0);
         m.record_cache(3, 1);
+        m.record_reload_failure();
         let t = m.render(2, 1, 4, 3);
         assert!(t.contains("tessera_requests_total{protocol=\"iip\",status=\"2xx\"} 1\n"));
         assert!(t.contains("tessera_requests_total{protocol=\"iiif\",status=\"4xx\"} 1\n"));
@@ -483,6 +499,7 @@ mod tests {
         assert!(t.contains("tessera_image_cache_hits_total 3\n"));
         assert!(t.contains("tessera_worker_restarts_total 1\n"));
         assert!(t.contains("tessera_reloads_total 4\n"));
+        assert!(t.contains("tessera_reload_failures_total 1\n"));
         assert!(t.contains("tessera_response_bytes_total 1010\n"));
     }
 

@@ -404,7 +404,10 @@ pub fn run<C: Send + Sync + 'static>(
                     }
                     on_reload(&s.cfg);
                 }
-                Err(e) => log::error!("Reload failed, keeping the running configuration: {e}"),
+                Err(e) => {
+                    log::error!("Reload failed, keeping the running configuration: {e}");
+                    s.stats.metrics().record_reload_failure();
+                }
             }
         }
         if fired.stats {

@@ -419,6 +419,11 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name} in metrics"))
 }
 
+/// The value of counter `name` (unlabelled) from the `/metrics` endpoint on `port`.
+pub fn counter(port: u16, name: &str) -> u64 {
+    metric(&metrics(port), &format!("{name} ")) as u64
+}
+
 /// The supervisor's `/metrics` text, from its endpoint on loopback `port`.
 pub fn metrics(port: u16) -> String {
     use std::io::Write;

@@ -626,7 +626,12 @@ impl Loop<'_> {
             self.published = n;
             self.ctx.metrics().set_connections(self.ctx.slot, n);
         }
-        let w = self.waiting.len();
+        // Requests rendering in a child process are running, not waiting.
+        let w = self
+            .waiting
+            .iter()
+            .filter(|fd| self.conns.get(fd).is_some_and(|c| !c.rendering_elsewhere()))
+            .count();
         if w != self.published_waiting {
             self.published_waiting = w;
             self.ctx.metrics().set_admission_waiting(self.ctx.slot, w);

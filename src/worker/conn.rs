@@ -4,9 +4,10 @@
 
 use crate::fcgi::{self, FcgiError};
 use crate::http::{self, HttpError};
+use crate::render::offload::Job;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Bytes read ahead of the parser before the connection is left unread: a client
 /// pipelining requests faster than they are answered waits in its own socket buffer.
@@ -281,4 +282,32 @@ impl Conn {
             self.deadline = now + limit;
         }
     }
+}
+
+/// What one parsing step produced.
+pub enum Step {
+    Answered,
+    NeedMore,
+    /// An expensive request waits for an admission slot; nothing after it is read.
+    Parked,
+    /// The connection cannot go on; whatever answer there is, is queued.
+    Refused,
+}
+
+/// Whether a request put back at `since` (or not yet) may still wait for a slot.
+pub fn may_wait(since: Option<Instant>, wait: Duration) -> bool {
+    !wait.is_zero() && since.is_none_or(|t| t.elapsed() < wait)
+}
+
+/// Keeps `request` on `c` to be tried again shortly, or collected from `job`.
+pub fn park(c: &mut Conn, request: Held, since: Option<Instant>, job: Option<Job>) -> Step {
+    if since.is_none() && job.is_none() {
+        crate::render::admission::record_waited();
+    }
+    c.parked = Some(Parked {
+        request,
+        since: since.unwrap_or_else(Instant::now),
+        job,
+    });
+    Step::Parked
 }

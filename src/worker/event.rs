@@ -10,15 +10,15 @@
 //! client within `REQUEST_TIMEOUT` is abandoned. Time spent rendering is not charged
 //! to the other connections (nothing could be read from them meanwhile).
 
-use super::conn::{Conn, Held, Kind, Parked, Phase};
+use super::conn::{Conn, Held, Kind, Parked, Phase, Step};
+use super::fcgi::{deliver_fcgi, fcgi_limits, serve_fcgi, step_fcgi};
+use super::http::{answer_http, deliver_http, http_params, step_http};
 use super::linger::Lingering;
 use super::poll::{Interest, Poll, LISTENER};
-use super::{Answer, HttpOptions, Worker};
+use super::sockopt::{preset_nodelay, queued_connections, raise_file_limit};
+use super::{HttpOptions, Worker};
 use crate::fcgi::{self, record};
-use crate::http::{self, HttpError};
-use crate::protocol::Outcome;
-use crate::render::offload::Job;
-use crate::response::Response;
+use crate::http;
 use crate::supervisor::metrics::Deadline;
 use crate::supervisor::{Accepted, Listener, WorkerCtx};
 use std::collections::{HashMap, HashSet};
@@ -44,15 +44,6 @@ const RENDER_SLACK: Duration = Duration::from_millis(1);
 /// How often a request waiting for an admission slot tries again.
 const PARKED_RETRY: Duration = Duration::from_millis(5);
 
-/// Limits for connections from a web server.
-fn fcgi_limits() -> fcgi::Limits {
-    fcgi::Limits {
-        // A 1 MB query string must still get an answer (an IIP error), not a reset.
-        max_params_bytes: 4 << 20,
-        ..fcgi::Limits::default()
-    }
-}
-
 /// What becomes of a connection after it was served.
 enum Next {
     Keep,
@@ -60,16 +51,6 @@ enum Next {
     Linger,
     /// Close now.
     Drop,
-}
-
-/// What one parsing step produced.
-enum Step {
-    Answered,
-    NeedMore,
-    /// An expensive request waits for an admission slot; nothing after it is read.
-    Parked,
-    /// The connection cannot go on; whatever answer there is, is queued.
-    Refused,
 }
 
 struct Loop<'a> {
@@ -450,7 +431,7 @@ impl Loop<'_> {
                 Some(ended) => match (request, mode) {
                     (Held::Fcgi(req), _) => {
                         let out = self.worker.collected(ended, job.started, &req.params);
-                        self.deliver_fcgi(c, &req, out)
+                        deliver_fcgi(self.ctx, c, &req, out)
                     }
                     (Held::Http(req), Mode::Http(_)) => {
                         let params = http_params(&req, c.peer.as_deref());
@@ -468,13 +449,15 @@ impl Loop<'_> {
                 }),
                 mode,
             ) => match (request, mode) {
-                (Held::Fcgi(req), _) => self.serve_fcgi(c, req, Some(since)),
+                (Held::Fcgi(req), _) => {
+                    serve_fcgi(self.worker, self.ctx, c, req, (Some(since), wait))
+                }
                 (Held::Http(req), Mode::Http(opts)) => {
                     answer_http(self.worker, self.ctx, opts, c, req, (Some(since), wait))
                 }
                 (Held::Http(_), Mode::Fcgi) => Step::Refused,
             },
-            (None, Mode::Fcgi) => self.step_fcgi(c),
+            (None, Mode::Fcgi) => step_fcgi(self.worker, self.ctx, c, wait),
             (None, Mode::Http(opts)) => step_http(self.worker, self.ctx, opts, c, wait),
         };
         if let Step::Answered = step {
@@ -487,43 +470,6 @@ impl Loop<'_> {
             }
         }
         step
-    }
-
-    fn step_fcgi(&mut self, c: &mut Conn) -> Step {
-        match c.next_fcgi() {
-            Ok(Some(req)) => self.serve_fcgi(c, req, None),
-            Ok(None) => Step::NeedMore,
-            Err(e) => {
-                log::info!("closing FastCGI connection: {e}");
-                c.discard_input();
-                Step::Refused
-            }
-        }
-    }
-
-    /// Answers a FastCGI request, or puts it back to wait for an admission slot (it has
-    /// waited since `since`, if it was put back before).
-    fn serve_fcgi(&mut self, c: &mut Conn, req: fcgi::Request, since: Option<Instant>) -> Step {
-        // A client that has closed its side is answered now: its socket would wake the
-        // loop on every turn while the request waited.
-        let may_wait = may_wait(since, self.expensive_wait) && !c.eof;
-        match self
-            .worker
-            .answer_within(&req.params, &req.stdin, may_wait, !c.eof)
-        {
-            Answer::Done(out) => self.deliver_fcgi(c, &req, out),
-            Answer::Wait => park(c, Held::Fcgi(req), since, None),
-            Answer::Running(job) => park(c, Held::Fcgi(req), since, Some(job)),
-        }
-    }
-
-    fn deliver_fcgi(&mut self, c: &mut Conn, req: &fcgi::Request, out: Outcome) -> Step {
-        let body = out.response.to_cgi(out.head_only);
-        record::write_response(&mut c.output, req.id, &body);
-        if !req.keep_conn || self.ctx.stopping() {
-            c.close_when_sent = true;
-        }
-        Step::Answered
     }
 
     /// Closes connections past their deadline, and when stopping, those with nothing
@@ -636,182 +582,5 @@ impl Loop<'_> {
             self.published_waiting = w;
             self.ctx.metrics().set_admission_waiting(self.ctx.slot, w);
         }
-    }
-}
-
-/// Whether a request put back at `since` (or not yet) may still wait for a slot.
-fn may_wait(since: Option<Instant>, wait: Duration) -> bool {
-    !wait.is_zero() && since.is_none_or(|t| t.elapsed() < wait)
-}
-
-/// Keeps `request` on `c` to be tried again shortly, or collected from `job`.
-fn park(c: &mut Conn, request: Held, since: Option<Instant>, job: Option<Job>) -> Step {
-    if since.is_none() && job.is_none() {
-        crate::render::admission::record_waited();
-    }
-    c.parked = Some(Parked {
-        request,
-        since: since.unwrap_or_else(Instant::now),
-        job,
-    });
-    Step::Parked
-}
-
-fn step_http(
-    worker: &mut Worker,
-    ctx: &WorkerCtx,
-    opts: &HttpOptions,
-    c: &mut Conn,
-    wait: Duration,
-) -> Step {
-    match c.next_http() {
-        Ok(Some(req)) => answer_http(worker, ctx, opts, c, req, (None, wait)),
-        Ok(None) => Step::NeedMore,
-        Err(HttpError::Bad(status, msg)) => {
-            let r = http::error_response(status, msg);
-            c.push_output(http::serialize(&r, false, false));
-            c.discard_input();
-            Step::Refused
-        }
-    }
-}
-
-/// Answers an HTTP request, or puts it back to wait for an admission slot (it has
-/// waited since `since`, if it was put back before, and may wait `wait` in all).
-fn answer_http(
-    worker: &mut Worker,
-    ctx: &WorkerCtx,
-    opts: &HttpOptions,
-    c: &mut Conn,
-    req: http::Request,
-    (since, wait): (Option<Instant>, Duration),
-) -> Step {
-    let may_wait = may_wait(since, wait) && !c.eof;
-    match route(worker, opts, &req, c.peer.as_deref(), may_wait, !c.eof) {
-        Answer::Done(out) => deliver_http(ctx, c, &req, out.response, out.head_only),
-        Answer::Wait => park(c, Held::Http(req), since, None),
-        Answer::Running(job) => park(c, Held::Http(req), since, Some(job)),
-    }
-}
-
-fn deliver_http(
-    ctx: &WorkerCtx,
-    c: &mut Conn,
-    req: &http::Request,
-    response: Response,
-    head_only: bool,
-) -> Step {
-    let keep = req.keep_alive() && !ctx.stopping();
-    c.push_output(http::serialize_head(&response, keep));
-    if !head_only {
-        c.push_output(response.body);
-    }
-    if !keep {
-        c.close_when_sent = true;
-    }
-    Step::Answered
-}
-
-/// The answer to one HTTP request: the viewer's page and files, 404 for paths no
-/// protocol serves, else the same handlers as FastCGI (which may put it back to wait
-/// for an admission slot, when `may_wait`, or hand it to a child, when `may_fork`).
-fn route(
-    worker: &mut Worker,
-    opts: &HttpOptions,
-    req: &http::Request,
-    peer: Option<&str>,
-    may_wait: bool,
-    may_fork: bool,
-) -> Answer {
-    let path = req.path();
-    let head = req.method == "HEAD";
-    let local = |response| {
-        Answer::Done(Outcome {
-            response,
-            head_only: head,
-            protocol: "other",
-        })
-    };
-    if path == "/" && (req.query().is_empty() || req.query().starts_with("image=")) {
-        let page =
-            http::viewer::index(req.query(), &opts.default_image, opts.viewer_dir.as_deref());
-        return local(page);
-    }
-    if let Some(rel) = path.strip_prefix("/viewer/") {
-        let r = http::viewer::asset(opts.viewer_dir.as_deref(), rel)
-            .unwrap_or_else(|| http::error_response(404, "no such viewer file"));
-        return local(r);
-    }
-    if req.query().is_empty() && path != "/fcgi-bin/iipsrv.fcgi" && !worker.is_mapped(&req.target) {
-        return local(http::error_response(404, "Not found"));
-    }
-    worker.answer_within(&http_params(req, peer), &req.body, may_wait, may_fork)
-}
-
-/// The CGI parameters of an HTTP request from `peer`.
-fn http_params(req: &http::Request, peer: Option<&str>) -> crate::fcgi::Params {
-    let mut params = req.to_params();
-    if let Some(p) = peer {
-        params.0.push(("REMOTE_ADDR".into(), p.to_owned()));
-    }
-    params
-}
-
-/// Connections waiting in a TCP listening socket's accept queue (Linux reports it as
-/// `tcpi_unacked` of a socket in the LISTEN state).
-fn queued_connections(fd: RawFd) -> usize {
-    // SAFETY: an all-zero tcp_info is valid; getsockopt writes at most `len` bytes.
-    unsafe {
-        let mut info: libc::tcp_info = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        let r = libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&mut info as *mut libc::tcp_info).cast(),
-            &mut len,
-        );
-        if r == 0 {
-            info.tcpi_unacked as usize
-        } else {
-            0
-        }
-    }
-}
-
-/// Sets TCP_NODELAY on a listening TCP socket for its accepted sockets to inherit
-/// (Linux), saving a system call per connection; false if it failed.
-pub fn preset_nodelay(l: &std::net::TcpListener) -> bool {
-    use nix::sys::socket::{setsockopt, sockopt};
-    setsockopt(l, sockopt::TcpNoDelay, &true).is_ok()
-}
-
-/// Connections are descriptors: a worker holding `MAX_CONNECTIONS` plus its image
-/// files needs more than the usual soft limit of 1024. The hard limit is the ceiling.
-fn raise_file_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls on a live struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accepted_tcp_sockets_inherit_nodelay() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert!(preset_nodelay(&l));
-        let _client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        assert!(s.nodelay().unwrap());
     }
 }

@@ -1,12 +1,16 @@
 //! A worker process: owns client connections and requests. One thread waits on all
 //! its connections at once (`event`), and answers each complete request in turn
-//! through the protocol handlers ([`Worker::answer`]); rendering is synchronous, client
-//! I/O never blocks.
+//! through the protocol handlers ([`Worker::answer`]; FastCGI requests in `fcgi`,
+//! HTTP ones in `http`); rendering is synchronous, client I/O never blocks, and a
+//! large export renders in a child process (`render::offload`).
 
 mod conn;
 mod event;
+mod fcgi;
+mod http;
 mod linger;
 mod poll;
+mod sockopt;
 
 use crate::config::Config;
 use crate::fcgi::Params;

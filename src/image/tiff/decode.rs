@@ -1,11 +1,22 @@
 //! Tile decompression: none, LZW, deflate, zstd, PackBits, JPEG and WebP, the
 //! horizontal predictors and sub-byte unpacking. Output sizes are fixed by the tile geometry, never by the file.
 
-use crate::image::ImageError;
+use crate::image::{Codec, DecodeError, Format, ImageError, Unsupported};
 use std::cell::RefCell;
 
-fn err(msg: impl Into<String>) -> ImageError {
-    ImageError::Decode(msg.into())
+/// A codec library's report `message` as an error.
+fn failed(codec: Codec, message: impl std::fmt::Display) -> ImageError {
+    DecodeError::codec(codec, message).into()
+}
+
+/// A tile of `codec` that decompressed to `got` of its `expected` bytes.
+fn short(codec: Codec, got: usize, expected: usize) -> ImageError {
+    DecodeError::Short {
+        codec,
+        got,
+        expected,
+    }
+    .into()
 }
 
 /// Decompresses `src` into exactly `expected` bytes (missing bytes are an error,
@@ -14,7 +25,7 @@ pub fn decompress(compression: u16, src: &[u8], expected: usize) -> Result<Vec<u
     match compression {
         1 => {
             if src.len() < expected {
-                return Err(err(format!("tile holds {} of {expected} bytes", src.len())));
+                return Err(short(Codec::Uncompressed, src.len(), expected));
             }
             Ok(src[..expected].to_vec())
         }
@@ -36,27 +47,27 @@ pub fn decompress(compression: u16, src: &[u8], expected: usize) -> Result<Vec<u
                     Ok(weezl::LzwStatus::Done) => break,
                     Ok(weezl::LzwStatus::Ok) => {}
                     Ok(weezl::LzwStatus::NoProgress) => break,
-                    Err(e) => return Err(err(format!("LZW: {e}"))),
+                    Err(e) => return Err(failed(Codec::Lzw, e)),
                 }
             }
             if filled < expected {
-                return Err(err(format!("LZW tile holds {filled} of {expected} bytes")));
+                return Err(short(Codec::Lzw, filled, expected));
             }
             Ok(out)
         }
         50000 => {
-            let out =
-                zstd::bulk::decompress(src, expected).map_err(|e| err(format!("zstd: {e}")))?;
+            let out = zstd::bulk::decompress(src, expected).map_err(|e| failed(Codec::Zstd, e))?;
             if out.len() < expected {
-                return Err(err(format!(
-                    "zstd tile holds {} of {expected} bytes",
-                    out.len()
-                )));
+                return Err(short(Codec::Zstd, out.len(), expected));
             }
             Ok(out)
         }
         32773 => packbits(src, expected),
-        other => Err(ImageError::Unsupported(format!("TIFF compression {other}"))),
+        code => Err(Unsupported::Compression {
+            format: Format::Tiff,
+            code,
+        }
+        .into()),
     }
 }
 
@@ -83,7 +94,7 @@ fn inflate(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
             // SAFETY: plain constructor; a null answer is checked.
             let d = unsafe { libdeflate_alloc_decompressor() };
             if d.is_null() {
-                return Err(err("deflate: cannot allocate a decompressor"));
+                return Err(failed(Codec::Deflate, "cannot allocate a decompressor"));
             }
             *slot = Some(Inflater(d));
         }
@@ -110,15 +121,12 @@ fn inflate(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
                 } else {
                     "corrupt stream"
                 };
-                return Err(err(format!("deflate: {why}")));
+                return Err(failed(Codec::Deflate, why));
             }
             out.set_len(n.min(expected));
         }
         if out.len() < expected {
-            return Err(err(format!(
-                "deflate tile holds {} of {expected} bytes",
-                out.len()
-            )));
+            return Err(short(Codec::Deflate, out.len(), expected));
         }
         Ok(out)
     })
@@ -133,24 +141,23 @@ fn packbits(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
         i += 1;
         if n >= 0 {
             let len = n as usize + 1;
-            let lit = src
-                .get(i..i + len)
-                .ok_or_else(|| err("PackBits literal runs past the tile"))?;
+            let lit = src.get(i..i + len).ok_or(DecodeError::Overrun {
+                codec: Codec::PackBits,
+                code: "literal",
+            })?;
             out.extend_from_slice(lit);
             i += len;
         } else if n != -128 {
-            let b = *src
-                .get(i)
-                .ok_or_else(|| err("PackBits run runs past the tile"))?;
+            let b = *src.get(i).ok_or(DecodeError::Overrun {
+                codec: Codec::PackBits,
+                code: "run",
+            })?;
             out.resize(out.len() + (1 - n as isize) as usize, b);
             i += 1;
         }
     }
     if out.len() < expected {
-        return Err(err(format!(
-            "PackBits tile holds {} of {expected} bytes",
-            out.len()
-        )));
+        return Err(short(Codec::PackBits, out.len(), expected));
     }
     out.truncate(expected);
     Ok(out)
@@ -186,7 +193,7 @@ pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
     let ok =
         unsafe { libwebp_sys::WebPGetInfo(bitstream.as_ptr(), bitstream.len(), &mut w, &mut h) };
     if ok == 0 || w <= 0 || h <= 0 || w > 16384 || h > 16384 {
-        return Err(err("WebP: invalid bitstream"));
+        return Err(failed(Codec::Webp, "invalid bitstream"));
     }
     let (w, h) = (w as usize, h as usize);
     let c = channels as usize;
@@ -194,10 +201,12 @@ pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
     let decode = match channels {
         3 => libwebp_sys::WebPDecodeRGBInto,
         4 => libwebp_sys::WebPDecodeRGBAInto,
-        n => {
-            return Err(ImageError::Unsupported(format!(
-                "WebP tiles with {n} channels"
-            )))
+        channels => {
+            return Err(Unsupported::TileChannels {
+                codec: Codec::Webp,
+                channels,
+            }
+            .into())
         }
     };
     // SAFETY: `out` holds exactly `h` rows of `w * c` bytes, the size passed in.
@@ -211,7 +220,7 @@ pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
         )
     };
     if p.is_null() {
-        return Err(err("WebP: corrupt bitstream"));
+        return Err(failed(Codec::Webp, "corrupt bitstream"));
     }
     Ok((w, h, out))
 }
@@ -466,15 +475,17 @@ pub fn jpeg_part(
     let format = match channels {
         1 => raw::TJPF_TJPF_GRAY,
         3 => raw::TJPF_TJPF_RGB,
-        n => {
-            return Err(ImageError::Unsupported(format!(
-                "JPEG tiles with {n} channels"
-            )))
+        channels => {
+            return Err(Unsupported::TileChannels {
+                codec: Codec::Jpeg,
+                channels,
+            }
+            .into())
         }
     };
     let decoded = crate::turbo::decompressor(|tj| {
         let handle = tj.raw();
-        let fail = || err(format!("JPEG: {}", tj.error()));
+        let fail = || failed(Codec::Jpeg, tj.error());
         // SAFETY: the buffer outlives the call; TurboJPEG reads at most its length.
         if unsafe {
             raw::tj3DecompressHeader(handle, bitstream.as_ptr(), bitstream.len() as raw::size_t)
@@ -488,24 +499,34 @@ pub fn jpeg_part(
             get(raw::TJPARAM_TJPARAM_JPEGHEIGHT),
         );
         if jw <= 0 || jh <= 0 {
-            return Err(err(format!("JPEG tile of {jw}x{jh}")));
+            return Err(DecodeError::EmptyFrame {
+                width: jw,
+                height: jh,
+            }
+            .into());
         }
         let (jw, jh) = (jw as usize, jh as usize);
         crate::turbo::check_scans(bitstream, (jw * jh) as u64)
-            .map_err(|e| err(format!("JPEG: {e}")))?;
+            .map_err(|e| failed(Codec::Jpeg, e))?;
         // The tile's own header must not promise more than the container's tile size:
         // a tile declaring 65500x65500 would otherwise be decoded into 12 GB.
         if jw > tile.0 || jh > tile.1 {
-            return Err(err(format!(
-                "JPEG tile of {jw}x{jh} in a TIFF with {}x{} tiles",
-                tile.0, tile.1
-            )));
+            return Err(DecodeError::FrameTooLarge {
+                width: jw,
+                height: jh,
+                tile_width: tile.0,
+                tile_height: tile.1,
+            }
+            .into());
         }
         let (x, y, w, h) = part.unwrap_or((0, 0, jw, jh));
         if w == 0 || h == 0 || x + w > jw || y + h > jh {
-            return Err(err(format!(
-                "JPEG tile of {jw}x{jh} does not hold {w}x{h} at {x},{y}"
-            )));
+            return Err(DecodeError::FramePart {
+                width: jw,
+                height: jh,
+                part: (x, y, w, h),
+            }
+            .into());
         }
         // The block width for the stream's chroma subsampling (unknown: no cropping in x).
         let subsamp = get(raw::TJPARAM_TJPARAM_SUBSAMP);
@@ -564,7 +585,7 @@ pub fn jpeg_part(
         }
         Ok((x0, y0, cw, ch, out))
     });
-    decoded.map_err(|e| err(format!("JPEG: {e}")))?
+    decoded.map_err(|e| failed(Codec::Jpeg, e))?
 }
 
 #[cfg(test)]

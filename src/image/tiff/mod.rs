@@ -9,8 +9,8 @@ mod decode;
 mod ifd;
 
 use super::{
-    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, ResolutionUnit, SampleFormat,
-    Samples, StoredCodec, Tile,
+    Codec, ColourSpace, DecodeError, EncodedTile, Fault, Format, Image, ImageError, ImageInfo,
+    Level, ResolutionUnit, SampleFormat, Samples, StoredCodec, Tile, Unsupported,
 };
 use ifd::{Ifd, Reader, Uints};
 use std::collections::{BTreeMap, HashSet};
@@ -102,6 +102,11 @@ fn codec_of(compression: u16) -> StoredCodec {
     }
 }
 
+/// A fault in the file, as an error.
+fn bad(fault: Fault) -> ImageError {
+    ImageError::malformed(Format::Tiff, fault)
+}
+
 fn opt_uint(r: &Reader, d: &Ifd, t: u16, default: u64) -> Result<u64, ImageError> {
     match d.get(t) {
         Some(e) => r.uint(e),
@@ -115,47 +120,46 @@ fn is_tiled(d: &Ifd) -> bool {
 
 /// Reads one tiled directory as a level.
 fn level_of(r: &Reader, d: &Ifd) -> Result<(Level, LevelData), ImageError> {
-    let req = |t: u16, name: &str| {
-        d.get(t)
-            .ok_or_else(|| ImageError::Malformed(format!("missing {name}")))
-            .and_then(|e| r.uint(e))
-    };
+    let entry = |t: u16, name: &'static str| d.get(t).ok_or_else(|| bad(Fault::MissingTag(name)));
+    let req = |t: u16, name: &'static str| entry(t, name).and_then(|e| r.uint(e));
     let width = req(tag::IMAGE_WIDTH, "ImageWidth")?;
     let height = req(tag::IMAGE_LENGTH, "ImageLength")?;
     let tw = req(tag::TILE_WIDTH, "TileWidth")?;
     let th = req(tag::TILE_LENGTH, "TileLength")?;
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
-        return Err(ImageError::Malformed(format!("image of {width}x{height}")));
+        return Err(bad(Fault::ImageSize { width, height }));
     }
     if tw == 0 || th == 0 || tw > MAX_TILE_SIDE || th > MAX_TILE_SIDE {
-        return Err(ImageError::Malformed(format!("tiles of {tw}x{th}")));
+        return Err(bad(Fault::TileSize {
+            width: tw,
+            height: th,
+        }));
     }
     let samples = opt_uint(r, d, tag::SAMPLES_PER_PIXEL, 1)?;
     if samples == 0 || samples > 1024 {
-        return Err(ImageError::Malformed(format!(
-            "{samples} samples per pixel"
-        )));
+        return Err(bad(Fault::BadValue {
+            field: "samples per pixel",
+            value: samples,
+        }));
     }
     let bits = opt_uint(r, d, tag::BITS_PER_SAMPLE, 1)?;
     if bits == 0 || bits > 64 {
-        return Err(ImageError::Malformed(format!("{bits} bits per sample")));
+        return Err(bad(Fault::BadValue {
+            field: "bits per sample",
+            value: bits,
+        }));
     }
     let planar = opt_uint(r, d, tag::PLANAR_CONFIG, 1)?;
     let tiles = width.div_ceil(tw) * height.div_ceil(th);
     let needed = if planar == 2 { tiles * samples } else { tiles };
-    let offsets = r.uint_array(
-        d.get(tag::TILE_OFFSETS)
-            .ok_or_else(|| ImageError::Malformed("missing TileOffsets".into()))?,
-    )?;
-    let counts = r.uint_array(
-        d.get(tag::TILE_BYTE_COUNTS)
-            .ok_or_else(|| ImageError::Malformed("missing TileByteCounts".into()))?,
-    )?;
+    let offsets = r.uint_array(entry(tag::TILE_OFFSETS, "TileOffsets")?)?;
+    let counts = r.uint_array(entry(tag::TILE_BYTE_COUNTS, "TileByteCounts")?)?;
     if offsets.len < needed || counts.len < needed {
-        return Err(ImageError::Malformed(format!(
-            "{} tile offsets and {} byte counts for {needed} tiles",
-            offsets.len, counts.len
-        )));
+        return Err(bad(Fault::TileTables {
+            offsets: offsets.len,
+            counts: counts.len,
+            tiles: needed,
+        }));
     }
     let compression = opt_uint(r, d, tag::COMPRESSION, 1)? as u16;
     let photometric = opt_uint(r, d, tag::PHOTOMETRIC, 1)? as u16;
@@ -163,18 +167,14 @@ fn level_of(r: &Reader, d: &Ifd) -> Result<(Level, LevelData), ImageError> {
         (3, Some(e)) if bits <= 16 => {
             let map: Vec<u16> = r.uints(e)?.into_iter().map(|v| v as u16).collect();
             if map.len() as u64 != 3 << bits {
-                return Err(ImageError::Malformed(format!(
-                    "ColorMap of {} entries for {bits}-bit indices",
-                    map.len()
-                )));
+                return Err(bad(Fault::ColorMapSize {
+                    entries: map.len(),
+                    bits,
+                }));
             }
             Some(map)
         }
-        (3, _) => {
-            return Err(ImageError::Malformed(
-                "palette image without a usable ColorMap".into(),
-            ))
-        }
+        (3, _) => return Err(bad(Fault::NoColorMap)),
         _ => None,
     };
     let jpeg_tables = match d.get(tag::JPEG_TABLES) {
@@ -280,7 +280,7 @@ impl TiffImage {
             if levels.len() > 1 {
                 while next != 0 && visited.len() < MAX_IFDS {
                     if !visited.insert(next) {
-                        return Err(ImageError::Malformed("directory chain loops".into()));
+                        return Err(bad(Fault::ChainLoops));
                     }
                     let d = r.ifd(next)?;
                     next = d.next;
@@ -298,7 +298,7 @@ impl TiffImage {
                 let mut chain = Vec::new();
                 while next != 0 && visited.len() < MAX_IFDS {
                     if !visited.insert(next) {
-                        return Err(ImageError::Malformed("directory chain loops".into()));
+                        return Err(bad(Fault::ChainLoops));
                     }
                     let d = r.ifd(next)?;
                     next = d.next;
@@ -500,7 +500,7 @@ impl TiffImage {
         let off = r.uint_at(&d.offsets, t as u64)?.ok_or_else(missing)?;
         let len = r.uint_at(&d.counts, t as u64)?.ok_or_else(missing)?;
         if len == 0 || len > 256 << 20 {
-            return Err(ImageError::Malformed(format!("tile {t} has {len} bytes")));
+            return Err(bad(Fault::TileLength { tile: t, len }));
         }
         r.bytes(off, len)
     }
@@ -511,9 +511,7 @@ impl TiffImage {
             Some((pos, len)) if len > 4 => {
                 let tables = &self.map[pos..pos + len];
                 if tile.len() < 2 || tile[..2] != [0xFF, 0xD8] || tables[..2] != [0xFF, 0xD8] {
-                    return Err(ImageError::Decode(format!(
-                        "JPEG tile {t} lacks a start-of-image marker"
-                    )));
+                    return Err(DecodeError::NoSoi(t).into());
                 }
                 let mut out = Vec::with_capacity(len + tile.len());
                 out.extend_from_slice(&tables[..len - 2]);
@@ -595,8 +593,7 @@ impl Image for TiffImage {
         let (samples, channels) = match chunks.len() {
             1 => (chunks.pop().expect("one chunk"), per_chunk),
             _ => (
-                interleave(&chunks)
-                    .ok_or_else(|| ImageError::Decode("planes decode differently".into()))?,
+                interleave(&chunks).ok_or(ImageError::Decode(DecodeError::Planes))?,
                 planes,
             ),
         };
@@ -668,11 +665,21 @@ impl TiffImage {
         let expected = row_bytes
             .checked_mul(th)
             .filter(|&n| n <= MAX_TILE_BYTES)
-            .ok_or_else(|| ImageError::Malformed(format!("tiles of {tw}x{th}x{channels}")))?;
+            .ok_or_else(|| {
+                bad(Fault::TileBytes {
+                    width: tw,
+                    height: th,
+                    channels,
+                })
+            })?;
         match d.compression {
             6 | 7 => {
                 if d.bits != 8 {
-                    return Err(ImageError::Unsupported("JPEG tiles above 8 bits".into()));
+                    return Err(Unsupported::TileBits {
+                        codec: Codec::Jpeg,
+                        bits: d.bits,
+                    }
+                    .into());
                 }
                 let bits = self.jpeg_bitstream(d, chunk)?;
                 let (jw, jh, px) = decode::jpeg(&bits, channels as u16, (tw, th))?;
@@ -722,15 +729,13 @@ impl TiffImage {
                 Samples::U16(decode::unpack_bits(&raw, d.bits, tw * channels, th))
             }
             (b, f) => {
-                return Err(ImageError::Unsupported(format!(
-                    "bit depth: {b}-bit {} samples{}",
-                    if f == 3 { "float" } else { "integer" },
-                    if d.predictor != 1 {
-                        " with a predictor"
-                    } else {
-                        ""
-                    }
-                )))
+                return Err(Unsupported::Samples {
+                    format: Format::Tiff,
+                    bits: b,
+                    float: f == 3,
+                    predictor: d.predictor != 1,
+                }
+                .into())
             }
         })
     }
@@ -748,7 +753,7 @@ impl TiffImage {
             let map = d
                 .colour_map
                 .as_ref()
-                .ok_or_else(|| ImageError::Malformed("palette image without a ColorMap".into()))?;
+                .ok_or_else(|| bad(Fault::NoColorMap))?;
             let n = map.len() / 3;
             let index = |i: usize| i.min(n - 1);
             let rgb = |i: usize| {
@@ -762,7 +767,7 @@ impl TiffImage {
             let out: Vec<u8> = match samples {
                 Samples::U8(v) => v.iter().flat_map(|&i| rgb(i as usize)).collect(),
                 Samples::U16(v) => v.iter().flat_map(|&i| rgb(i as usize)).collect(),
-                _ => return Err(ImageError::Unsupported("palette of this depth".into())),
+                _ => return Err(Unsupported::PaletteDepth.into()),
             };
             return Ok((Samples::U8(out), 3));
         }
@@ -841,9 +846,13 @@ fn fit(
     (tw, th): (usize, usize),
 ) -> Result<Vec<u8>, ImageError> {
     if jw < tw || jh < th {
-        return Err(ImageError::Decode(format!(
-            "tile is {jw}x{jh}, expected {tw}x{th}"
-        )));
+        return Err(DecodeError::TileSize {
+            width: jw,
+            height: jh,
+            tile_width: tw,
+            tile_height: th,
+        }
+        .into());
     }
     Ok(crop(px, jw, channels, tw, th))
 }

@@ -2,6 +2,7 @@
 //! and SubIFD pyramids, every codec, and hostile files.
 
 use super::*;
+use crate::image::{ColourSpace, ResolutionUnit, Unsupported};
 
 #[derive(Clone)]
 enum Val {

@@ -6,11 +6,13 @@
 //! as standalone files for pass-through.
 //!
 //! Here the [`TiffImage`] type and its [`Image`] side: stored tiles sliced from the
-//! map and handed out or decoded. The pyramid is read in [`pyramid`], the image's
-//! description in [`meta`], decoded chunks made into tile samples in [`samples`].
+//! map and handed out or decoded. The pyramid is read in `pyramid.rs`, the image's
+//! description in `meta.rs`, decoded chunks made into tile samples in `samples.rs`
+//! (decompressed in `decode.rs`, JPEG tiles in `jpeg.rs`).
 
 mod decode;
 mod ifd;
+mod jpeg;
 mod meta;
 mod pyramid;
 mod samples;
@@ -192,7 +194,7 @@ impl Image for TiffImage {
         let bytes = self.jpeg_bitstream(d, t)?;
         // A frame that disagrees with the directory is decoded, and so refused, here
         // rather than handed to a client's decoder.
-        if !decode::jpeg_passable(&bytes, (level.tile_width, level.tile_height), d.samples) {
+        if !jpeg::jpeg_passable(&bytes, (level.tile_width, level.tile_height), d.samples) {
             return Ok(None);
         }
         Ok(Some(EncodedTile {
@@ -226,7 +228,7 @@ impl Image for TiffImage {
         // Edge tiles of a region: decode only the rows and block columns it needs.
         let channels = d.samples as usize;
         let part = (x as usize, y as usize, w as usize, h as usize);
-        let (x0, y0, pw, ph, px) = decode::jpeg_part(
+        let (x0, y0, pw, ph, px) = jpeg::jpeg_part(
             &self.jpeg_bitstream(d, t)?,
             d.samples,
             (level.tile_width as usize, level.tile_height as usize),

@@ -2,7 +2,7 @@
 //! planes interleaved, palette, depth and photometric interpretation applied
 //! (docs/sources.md §3.2–3.3), then edge tiles cropped to their real size.
 
-use super::{bad, decode, LevelData, TiffImage};
+use super::{bad, decode, jpeg, LevelData, TiffImage};
 use crate::image::{
     Codec, DecodeError, Fault, Format, ImageError, Level, Samples, Tile, Unsupported,
 };
@@ -72,7 +72,7 @@ impl TiffImage {
                     .into());
                 }
                 let bits = self.jpeg_bitstream(d, chunk)?;
-                let (jw, jh, px) = decode::jpeg(&bits, channels as u16, (tw, th))?;
+                let (jw, jh, px) = jpeg::jpeg(&bits, channels as u16, (tw, th))?;
                 return Ok(Samples::U8(fit(px, (jw, jh), channels, (tw, th))?));
             }
             50001 => {

@@ -79,3 +79,60 @@ impl RenderError {
         r
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{DecodeError, Fault, Format};
+
+    fn answer(e: impl Into<RenderError>) -> (u16, String, bool) {
+        let cfg = Config::from_vars(|_| None);
+        let r = e.into().response(&cfg, "a.tif");
+        let retry = r.headers.iter().any(|(k, _)| k == "Retry-After");
+        (r.status, String::from_utf8(r.body).unwrap(), retry)
+    }
+
+    #[test]
+    fn statuses_and_bodies_follow_the_kind_of_failure() {
+        assert_eq!(
+            answer(ImageError::Decode(DecodeError::EmptyRegion)),
+            (
+                500,
+                "a.tif: Tile decoding failed: empty region".into(),
+                false
+            )
+        );
+        assert_eq!(
+            answer(ImageError::malformed(
+                Format::Tiff,
+                Fault::MissingTag("TileWidth")
+            )),
+            (
+                404,
+                "a.tif: Malformed image file: missing TileWidth".into(),
+                false
+            )
+        );
+        let (status, body, retry) = answer(ImageError::OutOfTime);
+        assert_eq!((status, retry), (503, true), "{body}");
+        let (status, _, retry) = answer(ImageError::OutOfMemory(1 << 30));
+        assert_eq!((status, retry), (503, true));
+        let over = RenderError::OverBudget {
+            output: (4000, 3000),
+            from: (8000, 6000),
+            need: 300 << 20,
+            limit: 256 << 20,
+        };
+        let (status, body, _) = answer(over);
+        assert_eq!(status, 400);
+        assert!(
+            body.starts_with("a.tif: Region export too large: 4000x3000 from 8000x6000")
+                && body.contains("about 300 MB, more than the 256 MB"),
+            "{body}"
+        );
+        assert_eq!(
+            answer(RenderError::NoSuchTile(7)),
+            (404, "Asked for non-existent tile: 7".into(), false)
+        );
+    }
+}

@@ -535,7 +535,7 @@ fn the_graph_sees_the_imports_it_must() {
     assert!(has("render", "model"), "{graph:#?}");
     assert!(has("protocol::iiif", "protocol::open"), "{graph:#?}");
     assert!(has("image::tiff::decode", "image"), "{graph:#?}");
-    assert!(has("image::tiff", "cnum"), "{graph:#?}");
+    assert!(has("image::tiff::meta", "cnum"), "{graph:#?}");
     assert!(
         !has("image", "image::tiff"),
         "a parent's own children are not edges"

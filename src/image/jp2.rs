@@ -4,7 +4,8 @@
 
 use super::jp2box::{bad, be32, boxes};
 use super::{
-    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, Samples, StoredCodec, Tile,
+    Codec, ColourSpace, DecodeError, EncodedTile, Fault, Format, Image, ImageError, ImageInfo,
+    Level, Part, Samples, StoredCodec, Tile, Unsupported,
 };
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ pub const SIGNATURE: [u8; 12] = [
 fn be16(b: &[u8], at: usize) -> Result<u16, ImageError> {
     b.get(at..at + 2)
         .map(|s| u16::from_be_bytes([s[0], s[1]]))
-        .ok_or_else(|| bad("truncated header"))
+        .ok_or_else(|| bad(Fault::Truncated(Part::Header)))
 }
 
 /// Finds the contiguous codestream box (`jp2c`) among the top-level boxes.
@@ -27,7 +28,7 @@ fn codestream(data: &[u8]) -> Result<&[u8], ImageError> {
             return Ok(body);
         }
     }
-    Err(bad("no codestream box"))
+    Err(bad(Fault::MissingMarker("codestream box")))
 }
 
 /// What the codestream's SIZ and COD markers say.
@@ -54,7 +55,7 @@ const MAX_COMPONENTS: u16 = 256;
 /// Parses the main header of a codestream (from SOC up to the first tile).
 pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
     if cs.get(..2) != Some(&[0xFF, 0x4F][..]) {
-        return Err(bad("codestream does not start with SOC"));
+        return Err(bad(Fault::NoSoc));
     }
     let mut at = 2usize;
     let mut size: Option<(u32, u32, u16, u8, bool)> = None;
@@ -68,7 +69,7 @@ pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
         }
         let len = be16(cs, at + 2)? as usize;
         if len < 2 || at + 2 + len > cs.len() {
-            return Err(bad("marker segment extends past the codestream"));
+            return Err(bad(Fault::Truncated(Part::Segment)));
         }
         let seg = &cs[at + 4..at + 2 + len];
         match marker {
@@ -76,29 +77,38 @@ pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
                 // Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, XTsiz, YTsiz, XTOsiz, YTOsiz, Csiz, then Ssiz per component.
                 let (x, y, xo, yo) = (be32(seg, 2)?, be32(seg, 6)?, be32(seg, 10)?, be32(seg, 14)?);
                 let comps = be16(seg, 34)?;
-                let ssiz = *seg.get(36).ok_or_else(|| bad("SIZ without components"))?;
+                let ssiz = *seg
+                    .get(36)
+                    .ok_or_else(|| bad(Fault::Truncated(Part::Siz)))?;
                 if x <= xo || y <= yo || comps == 0 {
-                    return Err(bad(format!(
-                        "image of {}x{} with {comps} components",
-                        x.saturating_sub(xo),
-                        y.saturating_sub(yo)
-                    )));
+                    return Err(bad(Fault::EmptyImage {
+                        width: x.saturating_sub(xo) as u64,
+                        height: y.saturating_sub(yo) as u64,
+                        components: comps,
+                    }));
                 }
                 let (w, h, bits) = (x - xo, y - yo, (ssiz & 0x7F) + 1);
                 // Checked before any decoder sees the codestream: OpenJPEG allocates
                 // from these numbers.
                 if w > MAX_SIDE || h > MAX_SIDE {
-                    return Err(bad(format!(
-                        "image of {w}x{h} is larger than {MAX_SIDE} a side"
-                    )));
+                    return Err(bad(Fault::ImageTooLarge {
+                        width: w as u64,
+                        height: h as u64,
+                        limit: MAX_SIDE as u64,
+                    }));
                 }
                 if comps > MAX_COMPONENTS {
-                    return Err(bad(format!(
-                        "{comps} components (at most {MAX_COMPONENTS})"
-                    )));
+                    return Err(bad(Fault::TooMany {
+                        field: "components",
+                        value: comps as u64,
+                        limit: MAX_COMPONENTS as u64,
+                    }));
                 }
                 if bits > 32 {
-                    return Err(bad(format!("{bits} bits per sample")));
+                    return Err(bad(Fault::BadValue {
+                        field: "bits per sample",
+                        value: bits as u64,
+                    }));
                 }
                 size = Some((w, h, comps, bits, ssiz & 0x80 != 0));
                 let (xt, yt, xto, yto) = (
@@ -108,17 +118,23 @@ pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
                     be32(seg, 30)?,
                 );
                 if xt == 0 || yt == 0 || xto > xo || yto > yo {
-                    return Err(bad(format!(
-                        "codestream tiles of {xt}x{yt} at {xto},{yto} do not cover the image"
-                    )));
+                    return Err(bad(Fault::TileGrid {
+                        width: xt,
+                        height: yt,
+                        x: xto,
+                        y: yto,
+                    }));
                 }
                 grid = ((xo, xt, xto), (yo, yt, yto));
             }
             0xFF52 => {
                 let layers = be16(seg, 2)? as u32;
-                let levels = *seg.get(5).ok_or_else(|| bad("short COD"))? as u32;
+                let levels = *seg.get(5).ok_or_else(|| bad(Fault::Truncated(Part::Cod)))? as u32;
                 if levels > 32 {
-                    return Err(bad(format!("{levels} decomposition levels")));
+                    return Err(bad(Fault::BadValue {
+                        field: "decomposition levels",
+                        value: levels as u64,
+                    }));
                 }
                 cod = Some((levels + 1, layers));
             }
@@ -126,8 +142,9 @@ pub fn parse_codestream(cs: &[u8]) -> Result<Header, ImageError> {
         }
         at += 2 + len;
     }
-    let (width, height, components, bits, signed) = size.ok_or_else(|| bad("no SIZ marker"))?;
-    let (resolutions, layers) = cod.ok_or_else(|| bad("no COD marker"))?;
+    let (width, height, components, bits, signed) =
+        size.ok_or_else(|| bad(Fault::MissingMarker("SIZ marker")))?;
+    let (resolutions, layers) = cod.ok_or_else(|| bad(Fault::MissingMarker("COD marker")))?;
     Ok(Header {
         width,
         height,
@@ -228,7 +245,11 @@ impl Jp2Image {
     pub fn parse(map: crate::image::guard::Map) -> Result<Jp2Image, ImageError> {
         let h = parse_codestream(codestream(&map)?)?;
         if h.bits > 16 {
-            return Err(ImageError::Unsupported("number of bits".into()));
+            return Err(Unsupported::Bits {
+                format: Format::Jpeg2000,
+                bits: h.bits,
+            }
+            .into());
         }
         let channels = h.components;
         let colour = match (channels, h.bits) {
@@ -357,12 +378,10 @@ impl Jp2Image {
             }
             let dst = out.as_mut().expect("set just above");
             if !super::blit::blit_tile(dst, (x0 - left, 0), &part, (0, 0, x1 - x0, h)) {
-                return Err(ImageError::Decode(
-                    "codestream tiles decoded unlike each other".into(),
-                ));
+                return Err(DecodeError::CodestreamTiles.into());
             }
         }
-        out.ok_or_else(|| ImageError::Decode("empty region".into()))
+        out.ok_or(ImageError::Decode(DecodeError::EmptyRegion))
     }
 
     /// Decodes the rectangle `(left, top, w, h)` of level `k`.
@@ -392,7 +411,7 @@ impl Jp2Image {
                 interleave(d, tw as usize, th as usize, step),
             )
         })
-        .map_err(|e| ImageError::Decode(format!("OpenJPEG error :: {e}")))?;
+        .map_err(|e| DecodeError::codec(Codec::OpenJpeg, e))?;
         Ok(Tile {
             width: tw,
             height: th,

@@ -2,16 +2,16 @@
 //! of a file, shared by the JPEG2000 reader (for the codestream) and the metadata
 //! reader (for ICC, resolution and XMP boxes).
 
-use super::ImageError;
+use super::{Fault, Format, ImageError, Part};
 
-pub(super) fn bad(msg: impl Into<String>) -> ImageError {
-    ImageError::Malformed(format!("JPEG2000: {}", msg.into()))
+pub(super) fn bad(fault: Fault) -> ImageError {
+    ImageError::malformed(Format::Jpeg2000, fault)
 }
 
 pub(super) fn be32(b: &[u8], at: usize) -> Result<u32, ImageError> {
     b.get(at..at + 4)
         .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| bad("truncated header"))
+        .ok_or_else(|| bad(Fault::Truncated(Part::Header)))
 }
 
 /// The boxes of `data` as `(type, body)`, in order; a box that does not fit ends the
@@ -39,7 +39,7 @@ pub(super) fn boxes(data: &[u8]) -> impl Iterator<Item = Result<(&[u8], &[u8]), 
                     .checked_add(len)
                     .is_none_or(|end| end > data.len() as u64)
             {
-                return Err(bad("box extends past the end of the file"));
+                return Err(bad(Fault::Truncated(Part::Box)));
             }
             let body = &data[at + header as usize..at + len as usize];
             at += len as usize;

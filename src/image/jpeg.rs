@@ -5,7 +5,8 @@
 //! dropped first) for the next tiles.
 
 use super::{
-    ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, Samples, StoredCodec, Tile,
+    Codec, ColourSpace, DecodeError, EncodedTile, Format, Image, ImageError, ImageInfo, Level,
+    Samples, StoredCodec, Tile, Unsupported,
 };
 use std::sync::{Arc, Mutex};
 
@@ -25,7 +26,7 @@ pub struct JpegImage {
 }
 
 fn err(e: impl std::fmt::Display) -> ImageError {
-    ImageError::Decode(format!("JPEG: {e}"))
+    DecodeError::codec(Codec::Jpeg, e).into()
 }
 
 /// The virtual levels of a `w×h` JPEG.
@@ -53,10 +54,12 @@ impl JpegImage {
     pub fn parse(map: crate::image::guard::Map) -> Result<JpegImage, ImageError> {
         let h = turbojpeg::read_header(&map[..]).map_err(err)?;
         if h.width == 0 || h.height == 0 || (h.width as u64 * h.height as u64) > MAX_PIXELS {
-            return Err(ImageError::Unsupported(format!(
-                "JPEG of {}x{}",
-                h.width, h.height
-            )));
+            return Err(Unsupported::Size {
+                format: Format::Jpeg,
+                width: h.width as u64,
+                height: h.height as u64,
+            }
+            .into());
         }
         let grey = h.colorspace == turbojpeg::Colorspace::Gray;
         let channels = if grey { 1 } else { 3 };

@@ -10,6 +10,8 @@
 
 pub mod blit;
 pub mod cache;
+mod error;
+pub use error::{Codec, DecodeError, Fault, Format, ImageError, Part, Unsupported};
 pub mod guard;
 pub mod jp2;
 mod jp2box;
@@ -25,41 +27,6 @@ pub mod watermark;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Why an image or a tile could not be read. Messages never contain a server path:
-/// the protocol layer prefixes them with the path the client asked for.
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    #[error("Unable to open file")]
-    Open(#[source] std::io::Error),
-    #[error("Unable to read initial byte sequence from file")]
-    TooShort,
-    #[error("Unsupported image type")]
-    UnknownFormat,
-    #[error("Image is not tiled")]
-    NotTiled,
-    #[error("Unsupported {0}")]
-    Unsupported(String),
-    #[error("Malformed image file: {0}")]
-    Malformed(String),
-    #[error("Asked for non-existent tile: {0}")]
-    NoSuchTile(u32),
-    #[error("Asked for non-existent resolution: {0}")]
-    NoSuchLevel(u32),
-    #[error("Asked for non-existent view or stack page: {0}")]
-    NoSuchView(i32),
-    #[error("Tile decoding failed: {0}")]
-    Decode(String),
-    /// The request ran past `MAX_RENDER_TIME`.
-    #[error("Request took longer than the server allows (MAX_RENDER_TIME)")]
-    OutOfTime,
-    /// The request would hold more than `MAX_REQUEST_MEMORY`.
-    #[error("{0}")]
-    OverBudget(String),
-    /// A buffer of this many bytes could not be allocated.
-    #[error("Not enough memory for this request ({0} bytes)")]
-    OutOfMemory(usize),
-}
 
 /// The colour space the samples are in (iipsrv's `ColorSpace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,8 +7,8 @@
 //! panic.
 
 use super::{
-    open, ColourSpace, EncodedTile, Image, ImageError, ImageInfo, Level, ResolutionUnit,
-    SampleFormat, StoredCodec, Tile,
+    open, ColourSpace, DecodeError, EncodedTile, Image, ImageError, ImageInfo, Level,
+    ResolutionUnit, SampleFormat, StoredCodec, Tile,
 };
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -280,9 +280,7 @@ impl Deferred {
         // Replaced since its header was shared (within the mtime's resolution): serve
         // nothing from a grid that is no longer the file's.
         if image.info().levels != self.info.levels || image.info().channels != self.info.channels {
-            return Err(ImageError::Decode(
-                "the file changed while being read; try again".into(),
-            ));
+            return Err(DecodeError::Changed.into());
         }
         log::debug!("image opened for decoding: {}", self.path.display());
         Ok(self.image.get_or_init(|| image))

@@ -2,7 +2,6 @@
 //! grey+alpha, RGB or RGBA) read whole with the `tiff` crate, since a watermark is
 //! small, and kept premultiplied, ready for the pipeline to add.
 
-use super::ImageError;
 use std::path::Path;
 
 /// A watermark ready to add: RGB premultiplied by alpha and opacity.
@@ -30,23 +29,41 @@ impl Watermark {
 /// Largest watermark accepted, in pixels.
 const MAX_PIXELS: u64 = 16 << 20;
 
-pub fn load(path: &Path, opacity: f64) -> Result<Watermark, ImageError> {
+/// Why the `WATERMARK` file cannot be used (reported in the log: no client sees it).
+#[derive(Debug, thiserror::Error)]
+pub enum WatermarkError {
+    #[error("watermark: unable to open file: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("watermark: {0}")]
+    Read(#[source] tiff::TiffError),
+    #[error("watermark of {width}x{height}: empty, or more than {MAX_PIXELS} pixels")]
+    Size { width: u32, height: u32 },
+    #[error("watermark deeper than 8 bits")]
+    Depth,
+    #[error("watermark of {0:?}: grey or RGB, with or without alpha, are supported")]
+    Colour(tiff::ColorType),
+    #[error("watermark: short image data")]
+    Short,
+}
+
+pub fn load(path: &Path, opacity: f64) -> Result<Watermark, WatermarkError> {
     use tiff::decoder::{Decoder, DecodingResult, Limits};
     use tiff::ColorType;
-    let file = std::fs::File::open(path).map_err(ImageError::Open)?;
-    let bad = |e: tiff::TiffError| ImageError::Decode(format!("watermark: {e}"));
+    let file = std::fs::File::open(path).map_err(WatermarkError::Open)?;
+    let bad = WatermarkError::Read;
     let mut d = Decoder::new(std::io::BufReader::new(file))
         .map_err(bad)?
         .with_limits(Limits::default());
     let (w, h) = d.dimensions().map_err(bad)?;
     if w == 0 || h == 0 || w as u64 * h as u64 > MAX_PIXELS {
-        return Err(ImageError::Unsupported(format!("watermark of {w}x{h}")));
+        return Err(WatermarkError::Size {
+            width: w,
+            height: h,
+        });
     }
     let colour = d.colortype().map_err(bad)?;
     let DecodingResult::U8(px) = d.read_image().map_err(bad)? else {
-        return Err(ImageError::Unsupported(
-            "watermark deeper than 8 bits".into(),
-        ));
+        return Err(WatermarkError::Depth);
     };
     let n = w as usize * h as usize;
     let rgba: Vec<u8> = match colour {
@@ -63,11 +80,11 @@ pub fn load(path: &Path, opacity: f64) -> Result<Watermark, ImageError> {
             .collect(),
         ColorType::RGBA(8) => px.into_iter().take(n * 4).collect(),
         other => {
-            return Err(ImageError::Unsupported(format!("watermark of {other:?}")));
+            return Err(WatermarkError::Colour(other));
         }
     };
     if rgba.len() != n * 4 {
-        return Err(ImageError::Decode("watermark: short image data".into()));
+        return Err(WatermarkError::Short);
     }
     Ok(Watermark::from_rgba(w, h, &rgba, opacity))
 }

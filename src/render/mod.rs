@@ -2,16 +2,18 @@
 //! pipeline and encoder, in that order. Tiles here; region exports in [`region`].
 
 pub mod admission;
+mod error;
 pub mod flight;
 pub mod offload;
 mod region;
+pub use error::RenderError;
 pub use region::{assemble, region, region_at_level, stem, MAX_REGION_PIXELS};
 
 use crate::config::Config;
 use crate::encode::embed::{embed, Density, DensityUnit, Embed};
 use crate::encode::{self, Format};
 use crate::image::cache::Opened;
-use crate::image::{ColourSpace, ImageError, ImageInfo, ResolutionUnit, StoredCodec};
+use crate::image::{ColourSpace, DecodeError, ImageError, ImageInfo, ResolutionUnit, StoredCodec};
 use crate::image::{Samples, Tile};
 use crate::model::{Colour, RegionRequest, TileRequest, View};
 use crate::pipeline;
@@ -39,22 +41,6 @@ pub fn quality_for(cfg: &Config, format: Format, requested: Option<i32>) -> i32 
         (Format::Tiff, Some(q)) => q.clamp(0, 100),
         (Format::Tiff, None) => cfg.tiff_quality,
     }
-}
-
-fn image_error(cfg: &Config, client: &str, e: &ImageError) -> Response {
-    let status = match e {
-        ImageError::Decode(_) => 500,
-        ImageError::OverBudget(_) => 400,
-        ImageError::OutOfTime | ImageError::OutOfMemory(_) => 503,
-        _ => 404,
-    };
-    log::error!("{client}: {e}");
-    let mut r = Response::text_error(cfg, status, &format!("{client}: {e}"));
-    if status == 503 {
-        // Another try may well succeed once the server is less busy.
-        r.headers.push(("Retry-After".into(), "5".into()));
-    }
-    r
 }
 
 /// This worker's watermark, loaded from `WATERMARK` on first use (a worker process
@@ -108,17 +94,13 @@ fn apply_watermark(cfg: &Config, raster: &mut Raster, block: u32) {
     }
 }
 
-/// `opened` as `view` sees it (stack page, sequence file, quality layers), or the error
-/// response when that view cannot be read.
+/// `opened` as `view` sees it (stack page, sequence file, quality layers).
 fn viewed<'a>(
     cfg: &Config,
     opened: &'a Opened,
-    client: &str,
     view: &View,
-) -> Result<std::borrow::Cow<'a, Opened>, Response> {
-    opened
-        .for_view((view.xangle, view.yangle), layer_view(cfg, view))
-        .map_err(|e| image_error(cfg, client, &e))
+) -> Result<std::borrow::Cow<'a, Opened>, ImageError> {
+    opened.for_view((view.xangle, view.yangle), layer_view(cfg, view))
 }
 
 /// The quality-layer view value from `LYR` and `MAX_LAYERS`.
@@ -146,32 +128,33 @@ pub fn tile(
     req: TileRequest,
     view: &View,
 ) -> Response {
-    let opened = match viewed(cfg, opened, client, view) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    tile_response(cfg, cache, opened, client, req, view).unwrap_or_else(|e| e.response(cfg, client))
+}
+
+/// [`tile`], its failures not yet turned into a response.
+fn tile_response(
+    cfg: &Config,
+    cache: Option<&shm::Cache>,
+    opened: &Opened,
+    client: &str,
+    req: TileRequest,
+    view: &View,
+) -> Result<Response, RenderError> {
+    let opened = viewed(cfg, opened, view)?;
     let opened = &*opened;
     let info = opened.image.info();
     let n = info.num_levels() as i64;
     if req.res < 0 || req.res >= n || req.tile < 0 {
-        return Response::text_error(
-            cfg,
-            404,
-            &format!(
-                "Asked for non-existent resolution or tile: {},{}",
-                req.res, req.tile
-            ),
-        );
+        return Err(RenderError::NoSuchResolution {
+            res: req.res,
+            tile: req.tile,
+        });
     }
     let k = (n - 1 - req.res) as u32;
     let level = &info.levels[k as usize];
     let count = level.tile_count() as i64;
     if req.tile >= count {
-        return Response::text_error(
-            cfg,
-            404,
-            &format!("Asked for non-existent tile: {}", req.tile),
-        );
+        return Err(RenderError::NoSuchTile(req.tile));
     }
     // A client rotating a whole image by 180 keeps its tile grid.
     let t = if view.right_angle() == 180 {
@@ -204,12 +187,24 @@ pub fn tile(
     if let (Some(c), Some(own)) = (cache, key) {
         if let Some(bytes) = c.get(own) {
             log::debug!("tile cache hit: {client} {k},{t}");
-            return Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None);
+            return Ok(Response::content(
+                cfg,
+                req.format.mime(),
+                bytes,
+                Some(opened.mtime),
+                None,
+            ));
         }
         match flight::on_miss(c, own) {
             flight::Miss::Cached(bytes) => {
                 log::debug!("tile decoded by another worker: {client} {k},{t}");
-                return Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None);
+                return Ok(Response::content(
+                    cfg,
+                    req.format.mime(),
+                    bytes,
+                    Some(opened.mtime),
+                    None,
+                ));
             }
             flight::Miss::Decode(m) => mark = m,
         }
@@ -217,7 +212,7 @@ pub fn tile(
         // together, when the cache will keep them: a viewer asks for its neighbours next.
         if let Some(block) = opened.image.tile_block(k, t) {
             if c.admit_new(own) {
-                let done = block_bytes(
+                let bytes = block_bytes(
                     cfg,
                     c,
                     opened,
@@ -227,29 +222,33 @@ pub fn tile(
                     req.format,
                     view,
                     key_of,
-                );
-                return match done {
-                    Ok(bytes) => {
-                        Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None)
-                    }
-                    Err(r) => r,
-                };
+                )?;
+                return Ok(Response::content(
+                    cfg,
+                    req.format.mime(),
+                    bytes,
+                    Some(opened.mtime),
+                    None,
+                ));
             }
             // Refused now: `put` must not decide again (the refusal made the key one
             // that missed recently, which it would admit).
             key = None;
         }
     }
-    let bytes = match tile_bytes(cfg, opened, client, (k, t), req.format, view) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let bytes = tile_bytes(cfg, opened, (k, t), req.format, view)?;
     if let (Some(c), Some(key)) = (cache, key) {
         if flight::store(c, key, &bytes, mark.as_ref()) {
             log::debug!("tile cache insert: {client} {k},{t}");
         }
     }
-    Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None)
+    Ok(Response::content(
+        cfg,
+        req.format.mime(),
+        bytes,
+        Some(opened.mtime),
+        None,
+    ))
 }
 
 /// The encoded bytes of one tile: the stored bitstream when it can pass through,
@@ -257,11 +256,10 @@ pub fn tile(
 fn tile_bytes(
     cfg: &Config,
     opened: &Opened,
-    client: &str,
     (k, t): (u32, u32),
     format: Format,
     view: &View,
-) -> Result<Vec<u8>, Response> {
+) -> Result<Vec<u8>, RenderError> {
     let info = opened.image.info();
     let level = &info.levels[k as usize];
     let same_codec = match (format, level.codec) {
@@ -277,23 +275,16 @@ fn tile_bytes(
         && info.bits_per_sample == 8
         && info.colour != ColourSpace::CieLab;
     if passthrough {
-        match opened.image.encoded_tile(k, t) {
-            Ok(Some(enc)) => {
-                let meta = Embed {
-                    icc: icc_for(cfg, info, info.channels),
-                    ..Embed::default()
-                };
-                return Ok(embed(enc.bytes, format, &meta));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(image_error(cfg, client, &e)),
+        if let Some(enc) = opened.image.encoded_tile(k, t)? {
+            let meta = Embed {
+                icc: icc_for(cfg, info, info.channels),
+                ..Embed::default()
+            };
+            return Ok(embed(enc.bytes, format, &meta));
         }
     }
-    let decoded = opened
-        .image
-        .decode_tile(k, t)
-        .map_err(|e| image_error(cfg, client, &e))?;
-    encode_tile(cfg, opened, client, k, decoded, format, view)
+    let decoded = opened.image.decode_tile(k, t)?;
+    encode_tile(cfg, opened, k, decoded, format, view)
 }
 
 /// Tile `t` of level `k`, decoded in one pass with the other tiles of `block` (columns
@@ -310,14 +301,14 @@ fn block_bytes(
     format: Format,
     view: &View,
     key_of: impl Fn(u32) -> (u64, u64),
-) -> Result<Vec<u8>, Response> {
+) -> Result<Vec<u8>, RenderError> {
     let level = &opened.image.info().levels[k as usize];
     let (tw, th) = (level.tile_width, level.tile_height);
     let (x0, y0) = (c0 * tw, r0 * th);
     let w = ((c0 + nc) * tw).min(level.width).saturating_sub(x0);
     let h = ((r0 + nr) * th).min(level.height).saturating_sub(y0);
     let alone = || {
-        let bytes = tile_bytes(cfg, opened, client, (k, t), format, view)?;
+        let bytes = tile_bytes(cfg, opened, (k, t), format, view)?;
         cache.put_admitted(key_of(t), &bytes);
         Ok(bytes)
     };
@@ -337,8 +328,7 @@ fn block_bytes(
                 continue;
             }
             let Some(mut part) = pipeline::blank_like(&decoded, uw, uh) else {
-                let e = ImageError::OutOfMemory(uw as usize * uh as usize);
-                return Err(image_error(cfg, client, &e));
+                return Err(ImageError::OutOfMemory(uw as usize * uh as usize).into());
             };
             pipeline::blit_tile(
                 &mut part,
@@ -346,15 +336,16 @@ fn block_bytes(
                 &decoded,
                 ((col - c0) * tw, (row - r0) * th, uw, uh),
             );
-            match encode_tile(cfg, opened, client, k, part, format, view) {
+            match encode_tile(cfg, opened, k, part, format, view) {
                 Ok(bytes) => {
                     cache.put_admitted(key_of(u), &bytes);
                     if u == t {
                         mine = Some(bytes);
                     }
                 }
-                Err(r) if u == t => return Err(r),
-                Err(_) => {}
+                Err(e) if u == t => return Err(e),
+                // A neighbour is only left uncached; its own request reports the error.
+                Err(e) => log::error!("{client}: {e}"),
             }
         }
     }
@@ -366,15 +357,14 @@ fn block_bytes(
 fn encode_tile(
     cfg: &Config,
     opened: &Opened,
-    client: &str,
     k: u32,
     decoded: Tile,
     format: Format,
     view: &View,
-) -> Result<Vec<u8>, Response> {
+) -> Result<Vec<u8>, RenderError> {
     let info = opened.image.info();
     let level = &info.levels[k as usize];
-    let hist = histogram_if_needed(cfg, opened, view).map_err(|e| image_error(cfg, client, &e))?;
+    let hist = histogram_if_needed(cfg, opened, view)?;
     let mut raster = finish(
         to_raster(decoded, opened, view, hist.as_ref()),
         format,
@@ -393,14 +383,7 @@ fn encode_tile(
         ),
         ..Embed::default()
     };
-    encode_bytes(
-        cfg,
-        client,
-        &raster,
-        format,
-        (view.quality, view.tiff_codec),
-        &meta,
-    )
+    encode_bytes(cfg, &raster, format, (view.quality, view.tiff_codec), &meta)
 }
 
 /// The source's pixel density scaled by output pixels per full-resolution pixel
@@ -528,12 +511,11 @@ fn finish(
 /// Encodes `raster` with the metadata `meta` (as TIFF tags, or embedded afterwards).
 fn encode_bytes(
     cfg: &Config,
-    client: &str,
     raster: &Raster,
     format: Format,
     (quality, tiff_compression): (Option<i32>, Option<i32>),
     meta: &Embed,
-) -> Result<Vec<u8>, Response> {
+) -> Result<Vec<u8>, RenderError> {
     let quality = quality_for(cfg, format, quality);
     let tiff_tags = if format == Format::Tiff {
         encode::embed::tiff_tags(meta)
@@ -544,10 +526,6 @@ fn encode_bytes(
         tiff_compression: tiff_compression.unwrap_or(cfg.tiff_compression),
         tiff_tags: &tiff_tags,
     };
-    encode::encode(raster, format, quality, opts)
-        .map(|b| embed(b, format, meta))
-        .map_err(|e| {
-            log::error!("{client}: {e}");
-            Response::text_error(cfg, 500, &e.to_string())
-        })
+    let bytes = encode::encode(raster, format, quality, opts)?;
+    Ok(embed(bytes, format, meta))
 }

@@ -98,13 +98,11 @@ pub fn assemble(
                 || oy > sy
                 || !pipeline::blit_tile(dst, (dx, dy), &tile, (sx - ox, sy - oy, ex - sx, ey - sy))
             {
-                return Err(ImageError::Decode(format!(
-                    "tile {t} decoded unlike its neighbours (depth, channels or extent)"
-                )));
+                return Err(DecodeError::UnlikeNeighbours(t).into());
             }
         }
     }
-    out.ok_or_else(|| ImageError::Decode("empty region".into()))
+    out.ok_or(ImageError::Decode(DecodeError::EmptyRegion))
 }
 
 /// `<stem>` of a client path: after the last `/`, before the last `.`.
@@ -125,10 +123,20 @@ pub fn region(
     req: &RegionRequest,
     view: &View,
 ) -> Response {
-    let opened = match viewed(cfg, opened, client, view) {
-        Ok(o) => o,
-        Err(r) => return r,
-    };
+    region_response(cfg, cache, opened, client, req, view)
+        .unwrap_or_else(|e| e.response(cfg, client))
+}
+
+/// [`region`], its failures not yet turned into a response.
+fn region_response(
+    cfg: &Config,
+    cache: Option<&shm::Cache>,
+    opened: &Opened,
+    client: &str,
+    req: &RegionRequest,
+    view: &View,
+) -> Result<Response, RenderError> {
+    let opened = viewed(cfg, opened, view)?;
     let opened = &*opened;
     let info = opened.image.info();
     let (mut ow, mut oh) = (req.width.max(1), req.height.max(1));
@@ -141,11 +149,11 @@ pub fn region(
     let pixels = width as u64 * height as u64;
     let out_pixels = ow as u64 * oh as u64;
     if pixels > MAX_REGION_PIXELS || out_pixels > MAX_REGION_PIXELS {
-        return Response::text_error(
-            cfg,
-            400,
-            &format!("Region too large: {width}x{height} source pixels for a {ow}x{oh} output (limit {MAX_REGION_PIXELS} pixels)"),
-        );
+        return Err(RenderError::RegionTooLarge {
+            from: (width, height),
+            output: (ow, oh),
+            limit: MAX_REGION_PIXELS,
+        });
     }
     let disposition = format!(
         "{}; filename=\"{}_{ow}x{oh}.{}\"",
@@ -183,34 +191,28 @@ pub fn region(
     if let (Some(c), Some(key)) = (cache, key) {
         if let Some(bytes) = c.get(key) {
             log::debug!("region cache hit: {client} {ow}x{oh}");
-            return Response::content(
+            return Ok(Response::content(
                 cfg,
                 req.format.mime(),
                 bytes,
                 Some(opened.mtime),
                 Some(disposition),
-            );
+            ));
         }
     }
     // Held while the export runs: large ones take turns across the workers.
-    let _slot = match admission::enter(cfg, pixels, out_pixels) {
-        Ok(slot) => slot,
-        Err(busy) => return busy,
-    };
+    let _slot = admission::enter(cfg, pixels, out_pixels).map_err(RenderError::Busy)?;
     let view = View {
         colour: req.colour,
         ..view.clone()
     };
-    let hist = match histogram_if_needed(cfg, opened, &view) {
-        Ok(h) => h,
-        Err(e) => return image_error(cfg, client, &e),
-    };
+    let hist = histogram_if_needed(cfg, opened, &view)?;
     let filter = match cfg.interpolation {
         0 => Filter::Nearest,
         1 => Filter::Bilinear,
         _ => Filter::Area,
     };
-    let raster = match read_resized(
+    let raster = read_resized(
         cfg,
         opened,
         &view,
@@ -218,10 +220,7 @@ pub fn region(
         filter,
         (k, left, top, width, height),
         (ow, oh),
-    ) {
-        Ok(r) => r,
-        Err(e) => return image_error(cfg, client, &e),
-    };
+    )?;
     let mut raster = finish(raster, req.format, (opened, &view), hist.as_ref());
     let l0 = &info.levels[0];
     apply_watermark(cfg, &mut raster, 2 * l0.tile_width.max(l0.tile_height));
@@ -237,30 +236,25 @@ pub fn region(
         ),
         text: Some(&info.metadata),
     };
-    match encode_bytes(
+    let bytes = encode_bytes(
         cfg,
-        client,
         &raster,
         req.format,
         (view.quality, view.tiff_codec),
         &meta,
-    ) {
-        Ok(bytes) => {
-            if let (Some(c), Some(key)) = (cache, key) {
-                if c.put(key, &bytes) {
-                    log::debug!("region cache insert: {client} {ow}x{oh}");
-                }
-            }
-            Response::content(
-                cfg,
-                req.format.mime(),
-                bytes,
-                Some(opened.mtime),
-                Some(disposition),
-            )
+    )?;
+    if let (Some(c), Some(key)) = (cache, key) {
+        if c.put(key, &bytes) {
+            log::debug!("region cache insert: {client} {ow}x{oh}");
         }
-        Err(r) => r,
     }
+    Ok(Response::content(
+        cfg,
+        req.format.mime(),
+        bytes,
+        Some(opened.mtime),
+        Some(disposition),
+    ))
 }
 
 /// Bytes of source samples (at their stored depth) one band aims at:
@@ -280,7 +274,7 @@ fn read_resized(
     filter: Filter,
     (k, left, top, width, height): (u32, u32, u32, u32, u32),
     (ow, oh): (u32, u32),
-) -> Result<Raster, ImageError> {
+) -> Result<Raster, RenderError> {
     let info = opened.image.info();
     let th = opened.image.band_rows(k).max(1);
     let channels = info.channels.max(1) as u64;
@@ -311,12 +305,12 @@ fn read_resized(
     };
     let need = 2 * out_bytes + band_bytes;
     if need > cfg.max_request_memory {
-        return Err(ImageError::OverBudget(format!(
-            "Region export too large: {ow}x{oh} from {width}x{height} source pixels needs about {} MB, \
-             more than the {} MB a request may use (MAX_REQUEST_MEMORY); ask for a smaller size",
-            need.div_ceil(1 << 20),
-            cfg.max_request_memory >> 20
-        )));
+        return Err(RenderError::OverBudget {
+            output: (ow, oh),
+            from: (width, height),
+            need,
+            limit: cfg.max_request_memory,
+        });
     }
     let out_band = ((band_rows as u64 * oh as u64 / height as u64) as u32).max(1);
     let read = |first: usize, end: usize| -> Result<Raster, ImageError> {
@@ -333,12 +327,12 @@ fn read_resized(
         let tile = assemble(opened, k, (left, top + first, width, end - first))?;
         Ok(to_raster(tile, opened, view, hist))
     };
-    pipeline::bands::resize((width, height), (ow, oh), filter, out_band, read).map_err(
-        |e| match e {
+    pipeline::bands::resize((width, height), (ow, oh), filter, out_band, read)
+        .map_err(|e| match e {
             pipeline::bands::BandError::Source(e) => e,
             pipeline::bands::BandError::OutOfMemory(n) => ImageError::OutOfMemory(n),
-        },
-    )
+        })
+        .map_err(RenderError::from)
 }
 
 #[cfg(test)]

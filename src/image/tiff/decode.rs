@@ -1,11 +1,23 @@
-//! Tile decompression: none, LZW, deflate, zstd, PackBits, JPEG and WebP, the
-//! horizontal predictors and sub-byte unpacking. Output sizes are fixed by the tile geometry, never by the file.
+//! Tile decompression: none, LZW, deflate, zstd, PackBits and WebP (JPEG tiles in
+//! `jpeg.rs`), the horizontal predictors and sub-byte unpacking. Output sizes
+//! are fixed by the tile geometry, never by the file.
 
-use crate::image::ImageError;
+use crate::image::{Codec, DecodeError, Format, ImageError, Unsupported};
 use std::cell::RefCell;
 
-fn err(msg: impl Into<String>) -> ImageError {
-    ImageError::Decode(msg.into())
+/// A codec library's report `message` as an error.
+pub(super) fn failed(codec: Codec, message: impl std::fmt::Display) -> ImageError {
+    DecodeError::codec(codec, message).into()
+}
+
+/// A tile of `codec` that decompressed to `got` of its `expected` bytes.
+fn short(codec: Codec, got: usize, expected: usize) -> ImageError {
+    DecodeError::Short {
+        codec,
+        got,
+        expected,
+    }
+    .into()
 }
 
 /// Decompresses `src` into exactly `expected` bytes (missing bytes are an error,
@@ -14,7 +26,7 @@ pub fn decompress(compression: u16, src: &[u8], expected: usize) -> Result<Vec<u
     match compression {
         1 => {
             if src.len() < expected {
-                return Err(err(format!("tile holds {} of {expected} bytes", src.len())));
+                return Err(short(Codec::Uncompressed, src.len(), expected));
             }
             Ok(src[..expected].to_vec())
         }
@@ -36,27 +48,27 @@ pub fn decompress(compression: u16, src: &[u8], expected: usize) -> Result<Vec<u
                     Ok(weezl::LzwStatus::Done) => break,
                     Ok(weezl::LzwStatus::Ok) => {}
                     Ok(weezl::LzwStatus::NoProgress) => break,
-                    Err(e) => return Err(err(format!("LZW: {e}"))),
+                    Err(e) => return Err(failed(Codec::Lzw, e)),
                 }
             }
             if filled < expected {
-                return Err(err(format!("LZW tile holds {filled} of {expected} bytes")));
+                return Err(short(Codec::Lzw, filled, expected));
             }
             Ok(out)
         }
         50000 => {
-            let out =
-                zstd::bulk::decompress(src, expected).map_err(|e| err(format!("zstd: {e}")))?;
+            let out = zstd::bulk::decompress(src, expected).map_err(|e| failed(Codec::Zstd, e))?;
             if out.len() < expected {
-                return Err(err(format!(
-                    "zstd tile holds {} of {expected} bytes",
-                    out.len()
-                )));
+                return Err(short(Codec::Zstd, out.len(), expected));
             }
             Ok(out)
         }
         32773 => packbits(src, expected),
-        other => Err(ImageError::Unsupported(format!("TIFF compression {other}"))),
+        code => Err(Unsupported::Compression {
+            format: Format::Tiff,
+            code,
+        }
+        .into()),
     }
 }
 
@@ -83,7 +95,7 @@ fn inflate(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
             // SAFETY: plain constructor; a null answer is checked.
             let d = unsafe { libdeflate_alloc_decompressor() };
             if d.is_null() {
-                return Err(err("deflate: cannot allocate a decompressor"));
+                return Err(failed(Codec::Deflate, "cannot allocate a decompressor"));
             }
             *slot = Some(Inflater(d));
         }
@@ -110,15 +122,12 @@ fn inflate(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
                 } else {
                     "corrupt stream"
                 };
-                return Err(err(format!("deflate: {why}")));
+                return Err(failed(Codec::Deflate, why));
             }
             out.set_len(n.min(expected));
         }
         if out.len() < expected {
-            return Err(err(format!(
-                "deflate tile holds {} of {expected} bytes",
-                out.len()
-            )));
+            return Err(short(Codec::Deflate, out.len(), expected));
         }
         Ok(out)
     })
@@ -133,24 +142,23 @@ fn packbits(src: &[u8], expected: usize) -> Result<Vec<u8>, ImageError> {
         i += 1;
         if n >= 0 {
             let len = n as usize + 1;
-            let lit = src
-                .get(i..i + len)
-                .ok_or_else(|| err("PackBits literal runs past the tile"))?;
+            let lit = src.get(i..i + len).ok_or(DecodeError::Overrun {
+                codec: Codec::PackBits,
+                code: "literal",
+            })?;
             out.extend_from_slice(lit);
             i += len;
         } else if n != -128 {
-            let b = *src
-                .get(i)
-                .ok_or_else(|| err("PackBits run runs past the tile"))?;
+            let b = *src.get(i).ok_or(DecodeError::Overrun {
+                codec: Codec::PackBits,
+                code: "run",
+            })?;
             out.resize(out.len() + (1 - n as isize) as usize, b);
             i += 1;
         }
     }
     if out.len() < expected {
-        return Err(err(format!(
-            "PackBits tile holds {} of {expected} bytes",
-            out.len()
-        )));
+        return Err(short(Codec::PackBits, out.len(), expected));
     }
     out.truncate(expected);
     Ok(out)
@@ -186,7 +194,7 @@ pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
     let ok =
         unsafe { libwebp_sys::WebPGetInfo(bitstream.as_ptr(), bitstream.len(), &mut w, &mut h) };
     if ok == 0 || w <= 0 || h <= 0 || w > 16384 || h > 16384 {
-        return Err(err("WebP: invalid bitstream"));
+        return Err(failed(Codec::Webp, "invalid bitstream"));
     }
     let (w, h) = (w as usize, h as usize);
     let c = channels as usize;
@@ -194,10 +202,12 @@ pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
     let decode = match channels {
         3 => libwebp_sys::WebPDecodeRGBInto,
         4 => libwebp_sys::WebPDecodeRGBAInto,
-        n => {
-            return Err(ImageError::Unsupported(format!(
-                "WebP tiles with {n} channels"
-            )))
+        channels => {
+            return Err(Unsupported::TileChannels {
+                codec: Codec::Webp,
+                channels,
+            }
+            .into())
         }
     };
     // SAFETY: `out` holds exactly `h` rows of `w * c` bytes, the size passed in.
@@ -211,7 +221,7 @@ pub fn webp(bitstream: &[u8], channels: u16) -> Result<(usize, usize, Vec<u8>), 
         )
     };
     if p.is_null() {
-        return Err(err("WebP: corrupt bitstream"));
+        return Err(failed(Codec::Webp, "corrupt bitstream"));
     }
     Ok((w, h, out))
 }
@@ -404,218 +414,9 @@ pub fn words32(
     v
 }
 
-/// Whether the JPEG `bytes` is one a client can be handed as the tile: its frame is
-/// exactly `tile` with `components` components and it passes
-/// [`crate::turbo::check_scans`], as a decode here would require.
-pub fn jpeg_passable(bytes: &[u8], tile: (u32, u32), components: u16) -> bool {
-    let mut i = 2;
-    if bytes.len() < 4 || bytes[..2] != [0xFF, 0xD8] {
-        return false;
-    }
-    let frame = loop {
-        let Some(&[0xFF, m, hi, lo]) = bytes.get(i..i + 4) else {
-            return false;
-        };
-        let len = usize::from(u16::from_be_bytes([hi, lo]));
-        let Some(seg) = bytes.get(i + 4..i + 2 + len) else {
-            return false;
-        };
-        // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-        if (0xC0..=0xCF).contains(&m) && !matches!(m, 0xC4 | 0xC8 | 0xCC) {
-            break seg;
-        }
-        if m == 0xDA || len < 2 {
-            return false;
-        }
-        i += 2 + len;
-    };
-    let [_, h0, h1, w0, w1, n, ..] = *frame else {
-        return false;
-    };
-    let (w, h) = (u16::from_be_bytes([w0, w1]), u16::from_be_bytes([h0, h1]));
-    (u32::from(w), u32::from(h)) == tile
-        && u16::from(n) == components
-        && crate::turbo::check_scans(&bytes[i..], u64::from(w) * u64::from(h)).is_ok()
-}
-
-/// Decodes a JPEG tile to interleaved 8-bit samples of `channels` (1 or 3), returning
-/// its width and height. YCbCr data comes out as RGB. A frame larger than `tile` (the
-/// tile size the TIFF declares) is refused before anything is allocated for it.
-pub fn jpeg(
-    bitstream: &[u8],
-    channels: u16,
-    tile: (usize, usize),
-) -> Result<(usize, usize, Vec<u8>), ImageError> {
-    let (_, _, w, h, px) = jpeg_part(bitstream, channels, tile, None)?;
-    Ok((w, h, px))
-}
-
-/// Decodes the part `(x, y, w, h)` of a JPEG tile (`None`: all of it) to interleaved
-/// 8-bit samples of `channels` (1 or 3); YCbCr data comes out as RGB. Rows above the
-/// part are only entropy-decoded and rows below it not at all, columns outside it skip
-/// the inverse DCT and colour conversion. The top
-/// left corner moves to the JPEG's block grid, so the answer is `(x0, y0, width, height,
-/// samples)` with `(x0, y0)` the first pixel decoded, at or above and left of `(x, y)`.
-pub fn jpeg_part(
-    bitstream: &[u8],
-    channels: u16,
-    tile: (usize, usize),
-    part: Option<(usize, usize, usize, usize)>,
-) -> Result<(usize, usize, usize, usize, Vec<u8>), ImageError> {
-    use turbojpeg::raw;
-    let format = match channels {
-        1 => raw::TJPF_TJPF_GRAY,
-        3 => raw::TJPF_TJPF_RGB,
-        n => {
-            return Err(ImageError::Unsupported(format!(
-                "JPEG tiles with {n} channels"
-            )))
-        }
-    };
-    let decoded = crate::turbo::decompressor(|tj| {
-        let handle = tj.raw();
-        let fail = || err(format!("JPEG: {}", tj.error()));
-        // SAFETY: the buffer outlives the call; TurboJPEG reads at most its length.
-        if unsafe {
-            raw::tj3DecompressHeader(handle, bitstream.as_ptr(), bitstream.len() as raw::size_t)
-        } != 0
-        {
-            return Err(fail());
-        }
-        let get = |p| tj.get(p);
-        let (jw, jh) = (
-            get(raw::TJPARAM_TJPARAM_JPEGWIDTH),
-            get(raw::TJPARAM_TJPARAM_JPEGHEIGHT),
-        );
-        if jw <= 0 || jh <= 0 {
-            return Err(err(format!("JPEG tile of {jw}x{jh}")));
-        }
-        let (jw, jh) = (jw as usize, jh as usize);
-        crate::turbo::check_scans(bitstream, (jw * jh) as u64)
-            .map_err(|e| err(format!("JPEG: {e}")))?;
-        // The tile's own header must not promise more than the container's tile size:
-        // a tile declaring 65500x65500 would otherwise be decoded into 12 GB.
-        if jw > tile.0 || jh > tile.1 {
-            return Err(err(format!(
-                "JPEG tile of {jw}x{jh} in a TIFF with {}x{} tiles",
-                tile.0, tile.1
-            )));
-        }
-        let (x, y, w, h) = part.unwrap_or((0, 0, jw, jh));
-        if w == 0 || h == 0 || x + w > jw || y + h > jh {
-            return Err(err(format!(
-                "JPEG tile of {jw}x{jh} does not hold {w}x{h} at {x},{y}"
-            )));
-        }
-        // The block width for the stream's chroma subsampling (unknown: no cropping in x).
-        let subsamp = get(raw::TJPARAM_TJPARAM_SUBSAMP);
-        // TurboJPEG's tjMCUWidth and tjMCUHeight (header-only tables) for 4:4:4, 4:2:2,
-        // 4:2:0, grey, 4:4:0, 4:1:1, 4:4:1; unknown subsampling: no cropping.
-        let (bw, bh) = match subsamp {
-            0..=6 => (
-                [8, 16, 16, 8, 8, 32, 8][subsamp as usize],
-                [8, 8, 16, 8, 16, 8, 32][subsamp as usize],
-            ),
-            _ => (jw, jh),
-        };
-        // The smoothing chroma upsampler reads one chroma sample (two pixels) beyond
-        // each output pixel, which a crop tight to the part would lack at its edges:
-        // crops start on the block grid two pixels early and end two pixels late.
-        let (x0, y0) = (x.saturating_sub(2) / bw * bw, y.saturating_sub(2) / bh * bh);
-        let (cw, ch) = ((x + w + 2).min(jw) - x0, (y + h + 2).min(jh) - y0);
-        let region = if (x0, y0, cw, ch) == (0, 0, jw, jh) {
-            raw::tjregion {
-                x: 0,
-                y: 0,
-                w: 0,
-                h: 0,
-            }
-        } else {
-            raw::tjregion {
-                x: x0 as libc::c_int,
-                y: y0 as libc::c_int,
-                w: cw as libc::c_int,
-                h: ch as libc::c_int,
-            }
-        };
-        // SAFETY: the header was read just above, as the call requires.
-        if unsafe { raw::tj3SetCroppingRegion(handle, region) } != 0 {
-            return Err(fail());
-        }
-        let pitch = cw * channels as usize;
-        let len = pitch * ch;
-        let mut out: Vec<u8> = Vec::with_capacity(len);
-        // SAFETY: `out` has room for `h` rows of `pitch` bytes, exactly what a decode of
-        // the cropping region writes; its length is set only after a successful decode,
-        // which has written every one of those bytes.
-        unsafe {
-            if raw::tj3Decompress8(
-                handle,
-                bitstream.as_ptr(),
-                bitstream.len() as raw::size_t,
-                out.as_mut_ptr(),
-                pitch as libc::c_int,
-                format as libc::c_int,
-            ) != 0
-            {
-                return Err(fail());
-            }
-            out.set_len(len);
-        }
-        Ok((x0, y0, cw, ch, out))
-    });
-    decoded.map_err(|e| err(format!("JPEG: {e}")))?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use crate::turbo::testing::{repeat_last_scan, test_jpeg};
-
-    #[test]
-    fn jpeg_tiles_larger_than_their_tiff_tile_are_refused() {
-        let mut j = test_jpeg(false);
-        assert_eq!(jpeg(&j, 3, (256, 256)).unwrap().0, 256);
-        // SOF0: FF C0, length, precision, then height and width.
-        let sof = j.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
-        j[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xDC, 0xFF, 0xDC]); // 65500x65500
-        let e = jpeg(&j, 3, (256, 256)).unwrap_err().to_string();
-        assert!(e.contains("65500x65500") && e.contains("256x256"), "{e}");
-        let e = jpeg_part(&j, 3, (256, 256), Some((0, 0, 16, 16))).unwrap_err();
-        assert!(e.to_string().contains("65500x65500"), "{e}");
-    }
-
-    #[test]
-    fn only_tiles_a_decode_would_accept_are_passed_through() {
-        let j = test_jpeg(true);
-        assert!(jpeg_passable(&j, (256, 256), 3));
-        assert!(!jpeg_passable(&j, (256, 256), 1), "component count");
-        assert!(
-            !jpeg_passable(&j, (512, 256), 3),
-            "frame smaller than the tile"
-        );
-        assert!(!jpeg_passable(&repeat_last_scan(&j, 600), (256, 256), 3));
-        assert!(
-            !jpeg_passable(b"\xff\xd8\xff\xe0\x00", (256, 256), 3),
-            "cut header"
-        );
-    }
-
-    #[test]
-    fn progressive_jpegs_are_limited_in_scans() {
-        let j = test_jpeg(true);
-        assert_eq!(
-            jpeg(&j, 3, (256, 256)).unwrap().0,
-            256,
-            "a normal one decodes"
-        );
-        // A legal file can repeat its last scan: 2 000 full passes over the image.
-        let e = jpeg(&repeat_last_scan(&j, 2000), 3, (256, 256))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("scans"), "{e}");
-    }
 
     #[test]
     fn compressed_tiles_never_inflate_past_their_size() {
@@ -714,7 +515,7 @@ mod tests {
             Err(ImageError::Unsupported(_))
         ));
         assert!(decompress(8, b"garbage!", 64).is_err());
-        assert!(jpeg(b"\xff\xd8garbage", 3, (256, 256)).is_err());
+        assert!(super::super::jpeg::jpeg(b"\xff\xd8garbage", 3, (256, 256)).is_err());
     }
 
     #[test]

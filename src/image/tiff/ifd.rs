@@ -6,15 +6,15 @@
 //! reader and cannot open SubIFD pyramids, while here tiles are sliced straight from
 //! the map and SubIFDs are ordinary directories.
 
-use crate::image::ImageError;
+use crate::image::{Fault, Format, ImageError};
 
 /// Most entries one directory may hold (real files have a few dozen).
 const MAX_ENTRIES: u64 = 4096;
 /// Most values one tag may hold: enough for the tile arrays of a 2^31-pixel level.
 const MAX_VALUES: u64 = 1 << 26;
 
-fn bad(msg: impl Into<String>) -> ImageError {
-    ImageError::Malformed(msg.into())
+fn bad(fault: Fault) -> ImageError {
+    ImageError::malformed(Format::Tiff, fault)
 }
 
 /// One directory entry; `pos` is where its value bytes start in the file.
@@ -88,8 +88,9 @@ impl<'a> Reader<'a> {
         match r.u16(2)? {
             42 => Ok((r, r.u32(4)? as u64)),
             43 => {
-                if r.u16(4)? != 8 || r.u16(6)? != 0 {
-                    return Err(bad("BigTIFF header with an unsupported offset size"));
+                let size = r.u16(4)?;
+                if size != 8 || r.u16(6)? != 0 {
+                    return Err(bad(Fault::OffsetSize(size)));
                 }
                 r.big_tiff = true;
                 Ok((r, r.u64(8)?))
@@ -99,12 +100,15 @@ impl<'a> Reader<'a> {
     }
 
     pub fn bytes(&self, pos: u64, len: u64) -> Result<&'a [u8], ImageError> {
-        let end = pos.checked_add(len).ok_or_else(|| bad("offset overflow"))?;
+        let end = pos
+            .checked_add(len)
+            .ok_or_else(|| bad(Fault::Overflow("offset")))?;
         if end > self.data.len() as u64 {
-            return Err(bad(format!(
-                "data at {pos}+{len} lies beyond the end of the file ({} bytes)",
-                self.data.len()
-            )));
+            return Err(bad(Fault::OffsetOutOfRange {
+                offset: pos,
+                len,
+                file_len: self.data.len() as u64,
+            }));
         }
         Ok(&self.data[pos as usize..end as usize])
     }
@@ -151,7 +155,7 @@ impl<'a> Reader<'a> {
             (self.u16(offset)? as u64, 12, 2)
         };
         if count == 0 || count > MAX_ENTRIES {
-            return Err(bad(format!("directory with {count} entries")));
+            return Err(bad(Fault::DirectoryEntries(count)));
         }
         let table = offset + head;
         // The whole table and the next-offset field must lie inside the file.
@@ -173,7 +177,9 @@ impl<'a> Reader<'a> {
                 // Unknown types are kept but can never be read.
                 None => usize::MAX,
                 Some(sz) => {
-                    let len = n.checked_mul(sz).ok_or_else(|| bad("tag size overflow"))?;
+                    let len = n
+                        .checked_mul(sz)
+                        .ok_or_else(|| bad(Fault::Overflow("tag size")))?;
                     let at = if len <= field_len {
                         field
                     } else if self.big_tiff {
@@ -209,10 +215,13 @@ impl<'a> Reader<'a> {
     /// inside the file here.
     pub fn uint_array(&self, e: &Entry) -> Result<Uints, ImageError> {
         if e.count > MAX_VALUES {
-            return Err(bad(format!("tag {} has {} values", e.tag, e.count)));
+            return Err(bad(Fault::TagCount {
+                tag: e.tag,
+                count: e.count,
+            }));
         }
         if !matches!(e.kind, 1 | 3 | 4 | 6 | 7 | 8 | 9 | 13 | 16 | 17 | 18) {
-            return Err(bad(format!("tag {} is not an integer", e.tag)));
+            return Err(bad(Fault::NotInteger { tag: e.tag }));
         }
         let size = type_size(e.kind).expect("integer types have a size");
         self.bytes(e.pos as u64, e.count * size)?;
@@ -252,7 +261,10 @@ impl<'a> Reader<'a> {
     /// The first value of an integer entry.
     pub fn uint(&self, e: &Entry) -> Result<u64, ImageError> {
         if e.count == 0 {
-            return Err(bad(format!("tag {} has no value", e.tag)));
+            return Err(bad(Fault::TagCount {
+                tag: e.tag,
+                count: 0,
+            }));
         }
         let first = self.uint_array(&Entry { count: 1, ..*e })?;
         Ok(self.uint_at(&first, 0)?.expect("one value"))
@@ -261,7 +273,10 @@ impl<'a> Reader<'a> {
     /// Numeric values of any numeric type as f64 (for resolutions and sample ranges).
     pub fn floats(&self, e: &Entry) -> Result<Vec<f64>, ImageError> {
         if e.count > 1024 {
-            return Err(bad(format!("tag {} has {} values", e.tag, e.count)));
+            return Err(bad(Fault::TagCount {
+                tag: e.tag,
+                count: e.count,
+            }));
         }
         let mut out = Vec::with_capacity(e.count as usize);
         for i in 0..e.count {
@@ -298,8 +313,12 @@ impl<'a> Reader<'a> {
 
     /// The raw value bytes of an entry.
     pub fn raw(&self, e: &Entry) -> Result<&'a [u8], ImageError> {
-        let sz = type_size(e.kind)
-            .ok_or_else(|| bad(format!("tag {} has unknown type {}", e.tag, e.kind)))?;
+        let sz = type_size(e.kind).ok_or_else(|| {
+            bad(Fault::UnknownType {
+                tag: e.tag,
+                kind: e.kind,
+            })
+        })?;
         self.bytes(e.pos as u64, e.count * sz)
     }
 

@@ -2,6 +2,7 @@
 //! and SubIFD pyramids, every codec, and hostile files.
 
 use super::*;
+use crate::image::{ColourSpace, ResolutionUnit, Unsupported};
 
 #[derive(Clone)]
 enum Val {
@@ -559,7 +560,7 @@ fn hostile_files_are_errors_not_panics() {
     let n = u16::from_le_bytes([v[i0], v[i0 + 1]]) as usize;
     let next = i0 + 2 + n * 12;
     v[next..next + 4].copy_from_slice(&(i0 as u32).to_le_bytes());
-    assert!(matches!(open(&v), Err(ImageError::Malformed(_))));
+    assert!(matches!(open(&v), Err(ImageError::Malformed { .. })));
     // Tile offsets beyond the file, huge byte counts.
     for (offs, counts) in [
         (vec![1u32 << 30; 6], vec![10u32; 6]),
@@ -598,7 +599,13 @@ fn hostile_files_are_errors_not_panics() {
     let mut v = good.clone();
     let n = v.len();
     v.truncate(n - 4);
-    assert!(matches!(open(&v), Err(ImageError::Malformed(m)) if m.contains("beyond the end")));
+    assert!(matches!(
+        open(&v),
+        Err(ImageError::Malformed {
+            format: Format::Tiff,
+            fault: Fault::OffsetOutOfRange { .. }
+        })
+    ));
     assert!(matches!(open(b"II*\0"), Err(ImageError::TooShort)));
     assert!(matches!(
         open(b"XX*\0\0\0\0\0\0\0"),
@@ -689,9 +696,10 @@ fn every_integer_depth_expands_as_specified() {
     }
     // Depths the reader does not know are refused, not misread.
     let img = open(&packed_tiff(3, 1, 1, &vals(7), &[])).unwrap();
-    assert!(
-        matches!(img.decode_tile(0, 0), Err(ImageError::Unsupported(m)) if m.contains("bit depth"))
-    );
+    assert!(matches!(
+        img.decode_tile(0, 0),
+        Err(ImageError::Unsupported(Unsupported::Samples { .. }))
+    ));
 }
 
 #[test]

@@ -23,7 +23,8 @@ const ALLOWED: &[(&str, &str)] = &[];
 
 type Module = Vec<String>;
 
-/// `src/a/b.rs` → `a::b`, `src/a/mod.rs` → `a`, `src/lib.rs` → the root.
+/// `src/worker/conn.rs` → `worker::conn`, `src/worker/mod.rs` → `worker`, `src/lib.rs` →
+/// the root.
 fn module_of(src: &Path, file: &Path) -> Module {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
     let mut parts: Module = rel

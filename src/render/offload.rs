@@ -1,6 +1,7 @@
 //! Expensive requests rendered in a child process. A worker that admits a large export
 //! forks: the child renders it at idle CPU priority and leaves the answer in a memory
-//! file, while the worker goes straight back to its other connections. Tiles are
+//! file, ready to send as it is, while the worker goes straight back to its other
+//! connections; the worker then sends the file's pages without copying them itself. Tiles are
 //! therefore never queued behind an export, and on a busy machine the scheduler runs
 //! the export only in the time that tiles leave over.
 //!
@@ -13,7 +14,6 @@ use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::fd::FromRawFd;
-use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 thread_local! {
@@ -39,8 +39,8 @@ pub enum Forked {
 
 /// How a job ended.
 pub enum Ended {
-    /// The bytes the child passed to [`finish`].
-    Answer(Vec<u8>),
+    /// The memory file holding the bytes the child passed to [`finish`].
+    Answer(File),
     /// The child died without an answer (a crash, or killed).
     Died(String),
 }
@@ -135,18 +135,11 @@ impl Job {
                 libc::WEXITSTATUS(status)
             )));
         }
-        Some(match read_all(&self.out) {
-            Ok(bytes) => Ended::Answer(bytes),
-            Err(e) => Ended::Died(format!("its answer could not be read: {e}")),
+        Some(match self.out.try_clone() {
+            Ok(f) => Ended::Answer(f),
+            Err(e) => Ended::Died(format!("its answer could not be kept: {e}")),
         })
     }
-}
-
-fn read_all(f: &File) -> io::Result<Vec<u8>> {
-    let len = f.metadata()?.len() as usize;
-    let mut buf = vec![0; len];
-    f.read_exact_at(&mut buf, 0)?;
-    Ok(buf)
 }
 
 impl Drop for Job {
@@ -184,7 +177,12 @@ mod tests {
             Forked::Child => finish(b"Status: 200\r\n\r\nbody"),
             Forked::Parent(mut job) => {
                 let ended = ended(&mut job);
-                assert!(matches!(ended, Ended::Answer(b) if b == b"Status: 200\r\n\r\nbody"));
+                let Ended::Answer(f) = ended else {
+                    panic!("no answer")
+                };
+                let mut all = vec![0; f.metadata().unwrap().len() as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&f, &mut all, 0).unwrap();
+                assert_eq!(all, b"Status: 200\r\n\r\nbody");
             }
         }
         match fork().unwrap() {

@@ -32,6 +32,23 @@ pub enum Phase {
     Writing,
 }
 
+/// Bytes waiting to be written.
+enum Chunk {
+    Owned(Vec<u8>),
+    /// A mapped file, from an offset on.
+    Mapped(memmap2::Mmap, usize),
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(v) => v,
+            Chunk::Mapped(m, start) => &m[*start..],
+        }
+    }
+}
+
 /// A request put back to wait for an admission slot (see `render::admission`).
 pub enum Held {
     Fcgi(fcgi::Request),
@@ -59,7 +76,7 @@ pub struct Conn {
     pub output: Vec<u8>,
     /// Buffers waiting to be written, in order (an HTTP head, then its body as the
     /// handler made it: no copy).
-    queue: std::collections::VecDeque<Vec<u8>>,
+    queue: std::collections::VecDeque<Chunk>,
     /// How much of the front buffer is written.
     sent: usize,
     /// Close (gracefully) once `output` is written.
@@ -172,13 +189,23 @@ impl Conn {
     pub fn push_output(&mut self, bytes: Vec<u8>) {
         self.queue_output();
         if !bytes.is_empty() {
-            self.queue.push_back(bytes);
+            self.queue.push_back(Chunk::Owned(bytes));
+        }
+    }
+
+    /// Queues the bytes of `map` from `start` on (an answer a child process wrote, sent
+    /// from its pages without a copy).
+    pub fn push_mapped(&mut self, map: memmap2::Mmap, start: usize) {
+        self.queue_output();
+        if map.len() > start {
+            self.queue.push_back(Chunk::Mapped(map, start));
         }
     }
 
     fn queue_output(&mut self) {
         if !self.output.is_empty() {
-            self.queue.push_back(std::mem::take(&mut self.output));
+            self.queue
+                .push_back(Chunk::Owned(std::mem::take(&mut self.output)));
         }
     }
 

@@ -11,8 +11,8 @@
 //! to the other connections (nothing could be read from them meanwhile).
 
 use super::conn::{Conn, Held, Kind, Parked, Phase, Step};
-use super::fcgi::{deliver_fcgi, fcgi_limits, serve_fcgi, step_fcgi};
-use super::http::{answer_http, deliver_http, http_params, step_http};
+use super::fcgi::{deliver_collected as fcgi_collected, fcgi_limits, serve_fcgi, step_fcgi};
+use super::http::{answer_http, deliver_collected as http_collected, http_params, step_http};
 use super::linger::Lingering;
 use super::poll::{Interest, Poll, LISTENER};
 use super::sockopt::{preset_nodelay, queued_connections, raise_file_limit};
@@ -431,12 +431,12 @@ impl Loop<'_> {
                 Some(ended) => match (request, mode) {
                     (Held::Fcgi(req), _) => {
                         let out = self.worker.collected(ended, job.started, &req.params);
-                        deliver_fcgi(self.ctx, c, &req, out)
+                        fcgi_collected(self.ctx, c, &req, out)
                     }
                     (Held::Http(req), Mode::Http(_)) => {
                         let params = http_params(&req, c.peer.as_deref());
                         let out = self.worker.collected(ended, job.started, &params);
-                        deliver_http(self.ctx, c, &req, out.response, out.head_only)
+                        http_collected(self.ctx, c, &req, out)
                     }
                     (Held::Http(_), Mode::Fcgi) => Step::Refused,
                 },

@@ -4,7 +4,7 @@
 //! renders elsewhere.
 
 use super::conn::{may_wait, park, Conn, Held, Step};
-use super::{Answer, Worker};
+use super::{Answer, Collected, Wire, Worker};
 use crate::fcgi::{self, record};
 use crate::protocol::Outcome;
 use crate::supervisor::WorkerCtx;
@@ -44,7 +44,8 @@ pub fn serve_fcgi(
     // A client that has closed its side is answered now: its socket would wake the
     // loop on every turn while the request waited.
     let may_wait = may_wait(since, wait) && !c.eof;
-    match worker.answer_within(&req.params, &req.stdin, may_wait, !c.eof) {
+    let fork = (!c.eof).then_some(Wire::Fcgi(req.id));
+    match worker.answer_within(&req.params, &req.stdin, may_wait, fork) {
         Answer::Done(out) => deliver_fcgi(ctx, c, &req, out),
         Answer::Wait => park(c, Held::Fcgi(req), since, None),
         Answer::Running(job) => park(c, Held::Fcgi(req), since, Some(job)),
@@ -53,8 +54,23 @@ pub fn serve_fcgi(
 
 /// Queues the answer to `req` as FastCGI records.
 pub fn deliver_fcgi(ctx: &WorkerCtx, c: &mut Conn, req: &fcgi::Request, out: Outcome) -> Step {
-    let body = out.response.to_cgi(out.head_only);
-    record::write_response(&mut c.output, req.id, &body);
+    deliver_collected(ctx, c, req, Collected::Outcome(out))
+}
+
+/// Queues the answer to `req`: records a child process wrote, or an outcome to frame.
+pub fn deliver_collected(
+    ctx: &WorkerCtx,
+    c: &mut Conn,
+    req: &fcgi::Request,
+    out: Collected,
+) -> Step {
+    match out {
+        Collected::Wire(map, start) => c.push_mapped(map, start),
+        Collected::Outcome(out) => {
+            let body = out.response.to_cgi(out.head_only);
+            record::write_response(&mut c.output, req.id, &body);
+        }
+    }
     if !req.keep_conn || ctx.stopping() {
         c.close_when_sent = true;
     }

@@ -4,7 +4,7 @@
 //! on its connection while it waits for an admission slot or renders elsewhere.
 
 use super::conn::{may_wait, park, Conn, Held, Step};
-use super::{Answer, HttpOptions, Worker};
+use super::{Answer, Collected, HttpOptions, Wire, Worker};
 use crate::http::{self, HttpError};
 use crate::protocol::Outcome;
 use crate::response::Response;
@@ -41,7 +41,9 @@ pub fn answer_http(
     (since, wait): (Option<Instant>, Duration),
 ) -> Step {
     let may_wait = may_wait(since, wait) && !c.eof;
-    match route(worker, opts, &req, c.peer.as_deref(), may_wait, !c.eof) {
+    let keep = req.keep_alive() && !ctx.stopping();
+    let fork = (!c.eof).then_some(Wire::Http { keep });
+    match route(worker, opts, &req, c.peer.as_deref(), may_wait, fork) {
         Answer::Done(out) => deliver_http(ctx, c, &req, out.response, out.head_only),
         Answer::Wait => park(c, Held::Http(req), since, None),
         Answer::Running(job) => park(c, Held::Http(req), since, Some(job)),
@@ -66,16 +68,37 @@ pub fn deliver_http(
     Step::Answered
 }
 
+/// Queues an answer collected from a child process: the response as the child framed
+/// it for this connection, or an outcome to frame here.
+pub fn deliver_collected(
+    ctx: &WorkerCtx,
+    c: &mut Conn,
+    req: &http::Request,
+    out: Collected,
+) -> Step {
+    match out {
+        Collected::Wire(map, start) => {
+            c.push_mapped(map, start);
+            // The head says whether the connection stays; stopping since closes it too.
+            if !req.keep_alive() || ctx.stopping() {
+                c.close_when_sent = true;
+            }
+            Step::Answered
+        }
+        Collected::Outcome(out) => deliver_http(ctx, c, req, out.response, out.head_only),
+    }
+}
+
 /// The answer to one HTTP request: the viewer's page and files, 404 for paths no
 /// protocol serves, else the same handlers as FastCGI (which may put it back to wait
-/// for an admission slot, when `may_wait`, or hand it to a child, when `may_fork`).
+/// for an admission slot, when `may_wait`, or hand it to a child, framed as `fork` says).
 fn route(
     worker: &mut Worker,
     opts: &HttpOptions,
     req: &http::Request,
     peer: Option<&str>,
     may_wait: bool,
-    may_fork: bool,
+    fork: Option<Wire>,
 ) -> Answer {
     let path = req.path();
     let head = req.method == "HEAD";
@@ -99,7 +122,7 @@ fn route(
     if req.query().is_empty() && path != "/fcgi-bin/iipsrv.fcgi" && !worker.is_mapped(&req.target) {
         return local(http::error_response(404, "Not found"));
     }
-    worker.answer_within(&http_params(req, peer), &req.body, may_wait, may_fork)
+    worker.answer_within(&http_params(req, peer), &req.body, may_wait, fork)
 }
 
 /// The CGI parameters of an HTTP request from `peer`.

@@ -71,7 +71,7 @@ impl Worker {
     /// Answers one request. A panic anywhere below becomes a 500 for this request
     /// only; the worker keeps serving.
     pub fn answer(&mut self, params: &Params, stdin: &[u8]) -> Outcome {
-        match self.answer_within(params, stdin, false, false) {
+        match self.answer_within(params, stdin, false, None) {
             Answer::Done(out) => out,
             _ => unreachable!("a request is put back or handed on only when it may be"),
         }
@@ -79,14 +79,15 @@ impl Worker {
 
     /// [`answer`](Self::answer), except that when `may_wait` an expensive request that
     /// finds every admission slot busy is not answered ([`Answer::Wait`], to be tried
-    /// again), and when `may_fork` an admitted one is rendered in a child process
-    /// ([`Answer::Running`]; see [`collected`](Self::collected)).
+    /// again), and when `fork` says how its answer goes on the wire, an admitted one is
+    /// rendered in a child process ([`Answer::Running`]; see
+    /// [`collected`](Self::collected)).
     pub fn answer_within(
         &mut self,
         params: &Params,
         stdin: &[u8],
         may_wait: bool,
-        may_fork: bool,
+        fork: Option<Wire>,
     ) -> Answer {
         let start = Instant::now();
         let faults = crate::image::guard::faults();
@@ -94,7 +95,7 @@ impl Worker {
         let images = &mut self.images;
         let tiles = self.tiles;
         let memcached = &mut self.memcached;
-        let (caught, how) = admission::attempt(may_wait, may_fork, || {
+        let (caught, how) = admission::attempt(may_wait, fork.is_some(), || {
             catch_unwind(AssertUnwindSafe(|| {
                 let mut ctx = Ctx {
                     cfg: &cfg,
@@ -119,56 +120,73 @@ impl Worker {
             internal_error(&cfg)
         });
         let faulted = crate::image::guard::faults().saturating_sub(faults);
-        if offload::in_child() {
-            offload::finish(&encode_outcome(&outcome, faulted));
+        if let (true, Some(wire)) = (offload::in_child(), fork) {
+            offload::finish(&child_answer(&outcome, faulted, wire));
         }
-        self.account(params, &outcome, start, panicked, faulted);
+        let bytes = body_bytes(&outcome);
+        self.account(
+            params,
+            (outcome.protocol, outcome.response.status, bytes),
+            start,
+            panicked,
+            faulted,
+        );
         Answer::Done(outcome)
     }
 
-    /// The answer of a request rendered in a child process that `ended` (a 500 if it
-    /// died without one); the request began at `started`.
-    pub fn collected(&mut self, ended: Ended, started: Instant, params: &Params) -> Outcome {
-        let (outcome, faulted) = match ended {
-            Ended::Answer(bytes) => match decode_outcome(&bytes) {
-                Some((o, f)) => (Some(o), f),
-                None => (None, 0),
-            },
-            Ended::Died(why) => {
+    /// The answer of a request rendered in a child process that `ended`: its bytes as
+    /// they go on the wire, mapped from the child's memory file, or a 500 to send if
+    /// the child died without one. The request began at `started`.
+    pub fn collected(&mut self, ended: Ended, started: Instant, params: &Params) -> Collected {
+        let answer = match ended {
+            Ended::Answer(file) => read_child_answer(&file),
+            Ended::Died(why) => Err(why),
+        };
+        match answer {
+            Ok(a) => {
+                if a.faulted > 0 {
+                    // The child found a file changed under its map: so would this
+                    // worker's maps.
+                    self.images.clear();
+                }
+                let protocol = PROTOCOLS
+                    .get(a.protocol as usize)
+                    .copied()
+                    .unwrap_or("other");
+                self.account(
+                    params,
+                    (protocol, a.status, a.body),
+                    started,
+                    false,
+                    a.faulted,
+                );
+                Collected::Wire(a.map, CHILD_PREFIX)
+            }
+            Err(why) => {
                 log::error!(
                     "the process rendering '{}' ended without an answer: {why}",
                     params.get("QUERY_STRING").unwrap_or("")
                 );
-                (None, 0)
+                let outcome = internal_error(&self.cfg);
+                let bytes = body_bytes(&outcome);
+                self.account(params, ("other", 500, bytes), started, true, 0);
+                Collected::Outcome(outcome)
             }
-        };
-        if faulted > 0 {
-            // The child found a file changed under its map: so would this worker's maps.
-            self.images.clear();
         }
-        let died = outcome.is_none();
-        let outcome = outcome.unwrap_or_else(|| internal_error(&self.cfg));
-        self.account(params, &outcome, started, died, faulted);
-        outcome
     }
 
     /// Adds an answered request to the metrics and the access log.
     fn account(
         &mut self,
         params: &Params,
-        outcome: &Outcome,
+        (protocol, status, bytes): (&'static str, u16, u64),
         start: Instant,
         failed: bool,
         faulted: usize,
     ) {
         let micros = start.elapsed().as_micros() as u64;
-        let bytes = if outcome.head_only {
-            0
-        } else {
-            outcome.response.body.len() as u64
-        };
         if let Some(m) = self.metrics {
-            m.record(outcome.protocol, outcome.response.status, micros, bytes);
+            m.record(protocol, status, micros, bytes);
             if failed {
                 m.record_panic();
             }
@@ -183,8 +201,8 @@ impl Worker {
         log::debug!(
             "access method={} protocol={} status={} bytes={} us={} uri={:?}",
             params.get("REQUEST_METHOD").unwrap_or("GET"),
-            outcome.protocol,
-            outcome.response.status,
+            protocol,
+            status,
             bytes,
             micros,
             params
@@ -212,28 +230,93 @@ fn internal_error(cfg: &Config) -> Outcome {
     }
 }
 
+/// Body bytes sent for an answer (none for HEAD), for the metrics.
+fn body_bytes(o: &Outcome) -> u64 {
+    if o.head_only {
+        0
+    } else {
+        o.response.body.len() as u64
+    }
+}
+
+/// How an answer rendered in a child process is framed for its connection, which the
+/// child writes it for.
+#[derive(Clone, Copy)]
+pub enum Wire {
+    /// FastCGI records of this request id.
+    Fcgi(u16),
+    /// An HTTP response, keeping the connection open or not.
+    Http { keep: bool },
+}
+
+/// What [`Worker::collected`] has for the connection.
+pub enum Collected {
+    /// Wire bytes, from this offset of the map.
+    Wire(memmap2::Mmap, usize),
+    /// An answer to frame as usual.
+    Outcome(Outcome),
+}
+
 /// The protocol names an [`Outcome`] may carry, by their index in a child's answer.
 const PROTOCOLS: [&str; 5] = ["iip", "iiif", "deepzoom", "zoomify", "other"];
 
-/// A child's answer: whether only the head is sent, the protocol, the faults of a file
-/// that shrank while it was read (for the metrics), the CGI response.
-fn encode_outcome(o: &Outcome, faulted: usize) -> Vec<u8> {
+/// Bytes before the wire bytes in a child's answer: status (u16), protocol index
+/// (u8), reserved (u8), file faults met (u32), body bytes sent (u64), little-endian.
+const CHILD_PREFIX: usize = 16;
+
+/// A child's answer: the figures the worker's metrics need, then the response framed
+/// as `wire` says.
+fn child_answer(o: &Outcome, faulted: usize, wire: Wire) -> Vec<u8> {
     let p = PROTOCOLS.iter().position(|&p| p == o.protocol).unwrap_or(4);
-    let mut out = vec![u8::from(o.head_only), p as u8];
+    let mut out = Vec::with_capacity(CHILD_PREFIX + 1024 + o.response.body.len());
+    out.extend_from_slice(&o.response.status.to_le_bytes());
+    out.extend_from_slice(&[p as u8, 0]);
     out.extend_from_slice(&(faulted.min(u32::MAX as usize) as u32).to_le_bytes());
-    out.extend_from_slice(&o.response.to_cgi(false));
+    out.extend_from_slice(&body_bytes(o).to_le_bytes());
+    match wire {
+        Wire::Fcgi(id) => {
+            let cgi = o.response.to_cgi(o.head_only);
+            crate::fcgi::record::write_response(&mut out, id, &cgi);
+        }
+        Wire::Http { keep } => {
+            out.extend_from_slice(&crate::http::serialize_head(&o.response, keep));
+            if !o.head_only {
+                out.extend_from_slice(&o.response.body);
+            }
+        }
+    }
     out
 }
 
-fn decode_outcome(b: &[u8]) -> Option<(Outcome, usize)> {
-    let (&[head_only, p], rest) = b.split_first_chunk::<2>()?;
-    let (faulted, cgi) = rest.split_first_chunk::<4>()?;
-    let outcome = Outcome {
-        response: Response::from_cgi(cgi)?,
-        head_only: head_only != 0,
-        protocol: PROTOCOLS.get(p as usize).copied().unwrap_or("other"),
+/// A child's answer as [`child_answer`] wrote it into `file`.
+struct ChildAnswer {
+    map: memmap2::Mmap,
+    status: u16,
+    protocol: u8,
+    faulted: usize,
+    body: u64,
+}
+
+fn read_child_answer(file: &std::fs::File) -> Result<ChildAnswer, String> {
+    // SAFETY: the memory file is this worker's alone now that the child has exited;
+    // nothing resizes or writes it while it is mapped.
+    let map =
+        unsafe { memmap2::Mmap::map(file) }.map_err(|e| format!("cannot map its answer: {e}"))?;
+    let Some(head) = map.get(..CHILD_PREFIX) else {
+        return Err(format!("its answer is {} bytes long", map.len()));
     };
-    Some((outcome, u32::from_le_bytes(*faulted) as usize))
+    let u = |r: std::ops::Range<usize>| {
+        let mut b = [0u8; 8];
+        b[..r.len()].copy_from_slice(&head[r]);
+        u64::from_le_bytes(b)
+    };
+    Ok(ChildAnswer {
+        status: u(0..2) as u16,
+        protocol: head[2],
+        faulted: u(4..8) as usize,
+        body: u(8..16),
+        map,
+    })
 }
 
 /// What the supervisor made in shared memory before forking, for every worker.
@@ -308,22 +391,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_childs_answer_comes_back_whole() {
+    fn a_childs_answer_is_framed_for_its_connection() {
         let cfg = Config::from_vars(|_| None);
         let mut response = Response::content(&cfg, "image/jpeg", vec![0, 13, 10, 255], None, None);
         response.status = 206;
         let o = Outcome {
             response,
-            head_only: true,
+            head_only: false,
             protocol: "iiif",
         };
-        let (back, faulted) = decode_outcome(&encode_outcome(&o, 3)).unwrap();
-        assert_eq!(faulted, 3);
-        assert!(back.head_only);
-        assert_eq!(back.protocol, "iiif");
-        assert_eq!(back.response.status, 206);
-        assert_eq!(back.response.headers, o.response.headers);
-        assert_eq!(back.response.body, o.response.body);
-        assert!(decode_outcome(&[1]).is_none());
+        let mut file = tempfile_in_memory();
+        std::io::Write::write_all(&mut file, &child_answer(&o, 3, Wire::Http { keep: true }))
+            .unwrap();
+        let a = read_child_answer(&file).unwrap();
+        assert_eq!((a.status, a.protocol, a.faulted, a.body), (206, 1, 3, 4));
+        let mut want = crate::http::serialize_head(&o.response, true);
+        want.extend_from_slice(&[0, 13, 10, 255]);
+        assert_eq!(&a.map[CHILD_PREFIX..], &want[..]);
+        // FastCGI: the CGI response in records of the request's id.
+        let mut file = tempfile_in_memory();
+        std::io::Write::write_all(&mut file, &child_answer(&o, 0, Wire::Fcgi(7))).unwrap();
+        let a = read_child_answer(&file).unwrap();
+        let mut want = Vec::new();
+        crate::fcgi::record::write_response(&mut want, 7, &o.response.to_cgi(false));
+        assert_eq!(&a.map[CHILD_PREFIX..], &want[..]);
+        assert!(read_child_answer(&tempfile_in_memory()).is_err(), "empty");
+    }
+
+    fn tempfile_in_memory() -> std::fs::File {
+        // SAFETY: a valid name and flags.
+        let fd = unsafe { libc::memfd_create(c"test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: a fresh descriptor owned by the file.
+        unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
     }
 }

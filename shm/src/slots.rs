@@ -94,6 +94,15 @@ impl Slots {
         None
     }
 
+    /// Whether one of the first `limit` slots is free (or held by a dead process), so
+    /// that [`try_acquire`](Self::try_acquire) would likely succeed.
+    pub fn any_free(&self, limit: usize) -> bool {
+        self.entries().iter().take(limit).any(|e| {
+            let holder = e.load(Ordering::Acquire);
+            holder == 0 || !alive(holder)
+        })
+    }
+
     /// Counts an expensive request refused for want of a slot.
     pub fn record_rejected(&self) {
         self.counter(REJECTED).fetch_add(1, Ordering::Relaxed);
@@ -197,7 +206,9 @@ mod tests {
         let a = s.acquire_as(2, 1).map(std::mem::forget);
         assert!(a.is_some());
         // pid 1 (init) is alive: its slot stays held, one of two is left.
+        assert!(s.any_free(2));
         let b = s.try_acquire(2).expect("second slot");
+        assert!(!s.any_free(2));
         assert!(s.try_acquire(2).is_none(), "both held");
         assert_eq!(s.stats().in_use, 2);
         drop(b);

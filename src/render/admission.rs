@@ -90,6 +90,14 @@ pub fn attempt<R>(may_wait: bool, may_fork: bool, answer: impl FnOnce() -> R) ->
     (r, how)
 }
 
+/// Whether an expensive request could be admitted now (always, with admission off).
+pub fn slot_free() -> bool {
+    ADMISSION
+        .get()
+        .filter(|a| a.limit > 0)
+        .is_none_or(|a| a.slots.any_free(a.limit))
+}
+
 /// Counts a request that waits for a slot (once per request).
 pub fn record_waited() {
     if let Some(a) = ADMISSION.get() {

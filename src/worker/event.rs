@@ -10,7 +10,7 @@
 //! client within `REQUEST_TIMEOUT` is abandoned. Time spent rendering is not charged
 //! to the other connections (nothing could be read from them meanwhile).
 
-use super::conn::{Conn, Held, Kind, Parked, Phase, Step};
+use super::conn::{may_wait, Conn, Held, Kind, Parked, Phase, Step};
 use super::fcgi::{deliver_collected as fcgi_collected, fcgi_limits, serve_fcgi, step_fcgi};
 use super::http::{answer_http, deliver_collected as http_collected, http_params, step_http};
 use super::linger::Lingering;
@@ -324,12 +324,21 @@ impl Loop<'_> {
         if self.waiting.is_empty() {
             return;
         }
+        // Trying a waiting request again costs as much as parsing and opening it: not
+        // worth it while every slot is taken, unless its wait is over (it is refused).
+        let free = crate::render::admission::slot_free();
         let fds: Vec<RawFd> = self.waiting.iter().copied().collect();
         for fd in fds {
-            if self.conns.contains_key(&fd) {
-                self.ready(fd);
-            } else {
+            let Some(c) = self.conns.get(&fd) else {
                 self.waiting.remove(&fd);
+                continue;
+            };
+            let due = match &c.parked {
+                Some(p) => p.job.is_some() || free || !may_wait(Some(p.since), self.expensive_wait),
+                None => true,
+            };
+            if due {
+                self.ready(fd);
             }
         }
     }

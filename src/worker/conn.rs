@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 /// Bytes read ahead of the parser before the connection is left unread: a client
 /// pipelining requests faster than they are answered waits in its own socket buffer.
 const MAX_UNPARSED: usize = 256 * 1024;
+/// Bytes written to one connection per turn of the event loop: a large export leaves
+/// the socket in slices, with the other connections served between them, rather than
+/// in one system call that copies megabytes while they wait.
+const MAX_FLUSH: usize = 256 * 1024;
 
 /// The protocol a connection speaks.
 pub enum Kind {
@@ -238,14 +242,25 @@ impl Conn {
         } else {
             0
         };
+        let mut budget = MAX_FLUSH;
         while !self.queue.is_empty() {
+            if budget == 0 {
+                // More next turn: the socket still takes it, so the loop comes back at once.
+                return Ok(false);
+            }
             let mut iov = [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
             }; 8];
             let mut n_iov = 0;
+            let mut room = budget;
             for (i, b) in self.queue.iter().take(iov.len()).enumerate() {
+                if room == 0 {
+                    break;
+                }
                 let part = if i == 0 { &b[self.sent..] } else { &b[..] };
+                let part = &part[..part.len().min(room)];
+                room -= part.len();
                 iov[i] = libc::iovec {
                     iov_base: part.as_ptr() as *mut libc::c_void,
                     iov_len: part.len(),
@@ -273,6 +288,7 @@ impl Conn {
                 }
             }
             let mut n = n as usize;
+            budget = budget.saturating_sub(n);
             while let Some(front) = self.queue.front() {
                 let left = front.len() - self.sent;
                 if n < left {

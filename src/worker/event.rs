@@ -15,7 +15,7 @@ use super::fcgi::{deliver_collected as fcgi_collected, fcgi_limits, serve_fcgi, 
 use super::http::{answer_http, deliver_collected as http_collected, http_params, step_http};
 use super::linger::Lingering;
 use super::poll::{Interest, Poll, LISTENER};
-use super::sockopt::{preset_nodelay, queued_connections, raise_file_limit};
+use super::sockopt::{defer_accept, preset_nodelay, queued_connections, raise_file_limit};
 use super::{HttpOptions, Worker};
 use crate::fcgi::{self, record};
 use crate::http;
@@ -89,7 +89,12 @@ pub fn run(listener: &Listener, ctx: &WorkerCtx, worker: &mut Worker, mode: Mode
         }
     };
     let nodelay_inherited = match listener {
-        Listener::Tcp(l) => preset_nodelay(l),
+        Listener::Tcp(l) => {
+            if !defer_accept(l) {
+                log::debug!("TCP_DEFER_ACCEPT not set on the listening socket");
+            }
+            preset_nodelay(l)
+        }
         Listener::Unix(..) => true,
     };
     let cfg = worker.cfg.clone();

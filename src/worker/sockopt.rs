@@ -33,6 +33,31 @@ pub fn preset_nodelay(l: &std::net::TcpListener) -> bool {
     setsockopt(l, sockopt::TcpNoDelay, &true).is_ok()
 }
 
+/// Seconds the kernel holds a new TCP connection that has sent nothing before a
+/// worker sees it anyway.
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
+/// Sets TCP_DEFER_ACCEPT on a listening TCP socket: a connection reaches a worker
+/// once its first bytes have arrived, so a worker wakes once per connection instead
+/// of once for the accept and again for the request (web servers send the request
+/// right after connecting). A connection that stays silent is handed over after
+/// about a second and then has its request deadline like any other.
+pub fn defer_accept(l: &std::net::TcpListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let secs = DEFER_ACCEPT_SECS;
+    // SAFETY: a listening socket this process holds; the option value is a live int
+    // of the length passed.
+    unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
 /// Connections are descriptors: a worker holding `MAX_CONNECTIONS` plus its image
 /// files needs more than the usual soft limit of 1024. The hard limit is the ceiling.
 pub fn raise_file_limit() {
@@ -52,6 +77,31 @@ pub fn raise_file_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_silent_connection_is_not_accepted_at_once_one_that_sends_is() {
+        use std::io::Write;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(defer_accept(&l));
+        l.set_nonblocking(true).unwrap();
+        let _silent = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(l.accept().is_err(), "accepted before it sent anything");
+        let mut talker = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        talker.write_all(b"x").unwrap();
+        let t = std::time::Instant::now();
+        let got = loop {
+            match l.accept() {
+                Ok((s, _)) => break Some(s),
+                Err(_) if t.elapsed() < std::time::Duration::from_secs(5) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(_) => break None,
+            }
+        };
+        let got = got.expect("the connection that sent is accepted");
+        assert_eq!(got.peer_addr().unwrap(), talker.local_addr().unwrap());
+    }
 
     #[test]
     fn accepted_tcp_sockets_inherit_nodelay() {

@@ -17,9 +17,9 @@ const MAX_VALUE: usize = 1 << 20;
 struct Server {
     addr: Option<SocketAddr>,
     conn: Option<BufReader<TcpStream>>,
-    /// The process that opened `conn`: a child forked to render one request opens its
-    /// own rather than interleave its messages with its worker's.
-    owner: u32,
+    /// Whether `conn` was opened in a child forked to render one request: a child opens
+    /// its own rather than interleave its messages with its worker's.
+    opened_in_child: bool,
     down_until: Option<Instant>,
 }
 
@@ -46,7 +46,7 @@ impl Client {
                 Server {
                     addr: with_port.to_socket_addrs().ok().and_then(|mut a| a.next()),
                     conn: None,
-                    owner: 0,
+                    opened_in_child: false,
                     down_until: None,
                 }
             })
@@ -67,8 +67,8 @@ impl Client {
         if s.down_until.is_some_and(|t| Instant::now() < t) {
             return None;
         }
-        let me = std::process::id();
-        if s.owner != me {
+        let in_child = crate::render::offload::in_child();
+        if s.opened_in_child != in_child {
             // Closes this process's copy only; the socket stays the other's.
             s.conn = None;
         }
@@ -80,7 +80,7 @@ impl Client {
                     let _ = c.set_write_timeout(Some(IO_TIMEOUT));
                     let _ = c.set_nodelay(true);
                     s.conn = Some(BufReader::new(c));
-                    s.owner = me;
+                    s.opened_in_child = in_child;
                     s.down_until = None;
                 }
                 Err(e) => {

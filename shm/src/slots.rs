@@ -48,6 +48,12 @@ pub struct Slot<'a> {
     index: usize,
 }
 
+/// Whether a slot whose word is `holder` is taken, as process `pid` sees it: by a live
+/// process, or by `pid` itself (a zombie counts as alive until it is reaped).
+fn held(holder: u64, pid: u64) -> bool {
+    holder != 0 && (holder == pid || alive(holder))
+}
+
 impl Slots {
     /// A table of `capacity` slots (at least 1, at most [`MAX_SLOTS`]).
     pub fn create(capacity: usize) -> Result<Slots, TableError> {
@@ -78,7 +84,7 @@ impl Slots {
     fn acquire_as(&self, limit: usize, pid: u64) -> Option<Slot<'_>> {
         for (index, e) in self.entries().iter().enumerate().take(limit) {
             let holder = e.load(Ordering::Acquire);
-            if holder != 0 && (holder == pid || alive(holder)) {
+            if held(holder, pid) {
                 continue;
             }
             if e.compare_exchange(holder, pid, Ordering::AcqRel, Ordering::Relaxed)
@@ -97,10 +103,10 @@ impl Slots {
     /// Whether one of the first `limit` slots is free (or held by a dead process), so
     /// that [`try_acquire`](Self::try_acquire) would likely succeed.
     pub fn any_free(&self, limit: usize) -> bool {
-        self.entries().iter().take(limit).any(|e| {
-            let holder = e.load(Ordering::Acquire);
-            holder == 0 || !alive(holder)
-        })
+        self.entries()
+            .iter()
+            .take(limit)
+            .any(|e| !held(e.load(Ordering::Acquire), me()))
     }
 
     /// Counts an expensive request refused for want of a slot.

@@ -24,8 +24,8 @@ thread_local! {
 /// A request rendering in a child process.
 pub struct Job {
     pid: libc::pid_t,
-    out: File,
-    reaped: bool,
+    /// The memory file of the answer, until the child is reaped.
+    out: Option<File>,
     pub started: Instant,
 }
 
@@ -75,8 +75,7 @@ pub fn fork() -> io::Result<Forked> {
         }
         pid => Ok(Forked::Parent(Job {
             pid,
-            out,
-            reaped: false,
+            out: Some(out),
             started: Instant::now(),
         })),
     }
@@ -108,18 +107,16 @@ impl Job {
         self.pid as u32
     }
 
-    /// The child's outcome once it has exited; `None` while it runs.
+    /// The child's outcome once it has exited (given once); `None` while it runs.
     pub fn poll(&mut self) -> Option<Ended> {
-        if self.reaped {
-            return Some(Ended::Died("already collected".into()));
-        }
+        self.out.as_ref()?;
         let mut status = 0;
         // SAFETY: waits for this job's own child without blocking.
         let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
         if r == 0 {
             return None;
         }
-        self.reaped = true;
+        let out = self.out.take()?;
         if r < 0 {
             return Some(Ended::Died(io::Error::last_os_error().to_string()));
         }
@@ -135,17 +132,14 @@ impl Job {
                 libc::WEXITSTATUS(status)
             )));
         }
-        Some(match self.out.try_clone() {
-            Ok(f) => Ended::Answer(f),
-            Err(e) => Ended::Died(format!("its answer could not be kept: {e}")),
-        })
+        Some(Ended::Answer(out))
     }
 }
 
 impl Drop for Job {
     /// A job given up (its client left, the worker stops) ends with its child.
     fn drop(&mut self) {
-        if !self.reaped {
+        if self.out.is_some() {
             // SAFETY: signals and reaps this job's own child.
             unsafe {
                 libc::kill(self.pid, libc::SIGKILL);

@@ -1,15 +1,14 @@
 //! The optional memcached second level (`MEMCACHED_SERVERS`, `MEMCACHED_TIMEOUT`): whole
 //! responses by request, as iipsrv keeps them. A small ASCII-protocol client with
-//! 100 ms connect/read/write limits, one connection per server per worker: a memcached
-//! that is down or slow costs at most that, and a failing server is left alone for
-//! 10 s. (The `memcache` crate's connection pool waits its own connect timeout when the
+//! connect/read/write limits (`MEMCACHED_IO_TIMEOUT`, 100 ms by default), one connection
+//! per server per worker: a memcached that is down or slow costs at most that, and a
+//! failing server is left alone for 10 s. (The `memcache` crate's connection pool waits its own connect timeout when the
 //! server is down, which would stall workers.)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-const IO_TIMEOUT: Duration = Duration::from_millis(100);
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Largest value memcached accepts by default.
 const MAX_VALUE: usize = 1 << 20;
@@ -27,11 +26,12 @@ struct Server {
 pub struct Client {
     servers: Vec<Server>,
     expiry: u32,
+    io_timeout: Duration,
 }
 
 impl Client {
     /// `servers` as `host[:port]` (port 11211 by default). Names are resolved once.
-    pub fn new(servers: &[String], expiry: u32) -> Option<Client> {
+    pub fn new(servers: &[String], expiry: u32, io_timeout: Duration) -> Option<Client> {
         if servers.is_empty() {
             return None;
         }
@@ -51,7 +51,11 @@ impl Client {
                 }
             })
             .collect();
-        Some(Client { servers, expiry })
+        Some(Client {
+            servers,
+            expiry,
+            io_timeout,
+        })
     }
 
     /// The memcached key of a request string.
@@ -62,6 +66,7 @@ impl Client {
 
     fn server(&mut self, key: &str) -> Option<&mut Server> {
         let n = self.servers.len();
+        let io_timeout = self.io_timeout;
         let i = (shm::key(&[key.as_bytes()]).0 % n as u64) as usize;
         let s = &mut self.servers[i];
         if s.down_until.is_some_and(|t| Instant::now() < t) {
@@ -74,10 +79,10 @@ impl Client {
         }
         if s.conn.is_none() {
             let addr = s.addr?;
-            match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
+            match TcpStream::connect_timeout(&addr, io_timeout) {
                 Ok(c) => {
-                    let _ = c.set_read_timeout(Some(IO_TIMEOUT));
-                    let _ = c.set_write_timeout(Some(IO_TIMEOUT));
+                    let _ = c.set_read_timeout(Some(io_timeout));
+                    let _ = c.set_write_timeout(Some(io_timeout));
                     let _ = c.set_nodelay(true);
                     s.conn = Some(BufReader::new(c));
                     s.opened_in_child = in_child;
@@ -173,13 +178,18 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let mut c = Client::new(&[format!("127.0.0.1:{port}")], 60).unwrap();
+        let mut c = Client::new(
+            &[format!("127.0.0.1:{port}")],
+            60,
+            Duration::from_millis(100),
+        )
+        .unwrap();
         let t = Instant::now();
         assert_eq!(c.get("k"), None);
         c.set("k", b"v");
         assert_eq!(c.get("k"), None);
         assert!(t.elapsed() < Duration::from_millis(500));
-        assert!(Client::new(&[], 60).is_none());
+        assert!(Client::new(&[], 60, Duration::from_millis(100)).is_none());
     }
 
     #[test]
@@ -203,7 +213,7 @@ mod tests {
                 .write_all(format!("VALUE {key} 0 5\r\nhello\r\nEND\r\n").as_bytes())
                 .unwrap();
         });
-        let mut c = Client::new(&[addr.to_string()], 60).unwrap();
+        let mut c = Client::new(&[addr.to_string()], 60, Duration::from_millis(100)).unwrap();
         let k = Client::key("FIF=x");
         c.set(&k, b"hello");
         assert_eq!(c.get(&k).as_deref(), Some(&b"hello"[..]));

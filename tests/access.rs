@@ -630,6 +630,7 @@ fn memcached_keeps_access_apart() {
         &fx,
         &[
             ("MEMCACHED_SERVERS", servers.as_str()),
+            ("MEMCACHED_IO_TIMEOUT", "5000"),
             ("MAX_IMAGE_CACHE_SIZE", "0"),
         ],
     );

@@ -91,6 +91,8 @@ pub struct Config {
     pub memcached_servers: Vec<String>,
     /// `MEMCACHED_TIMEOUT`, seconds.
     pub memcached_timeout: u32,
+    /// `MEMCACHED_IO_TIMEOUT`: the longest a connect, read or write to memcached may take.
+    pub memcached_io_timeout: std::time::Duration,
     /// `CORS`: origin for the CORS header block.
     pub cors: Option<String>,
     /// `BASE_URL`.
@@ -317,6 +319,12 @@ impl Config {
             watermark_opacity: float("WATERMARK_OPACITY", 1.0).clamp(0.0, 1.0),
             memcached_servers,
             memcached_timeout: int("MEMCACHED_TIMEOUT", 86400).clamp(0, u32::MAX as i64) as u32,
+            memcached_io_timeout: std::time::Duration::from_millis(
+                match int("MEMCACHED_IO_TIMEOUT", 100) {
+                    v if v < 1 => 100,
+                    v => v.min(60_000) as u64,
+                },
+            ),
             cors: string("CORS"),
             base_url: string("BASE_URL"),
             cache_control: get("CACHE_CONTROL")
@@ -632,6 +640,15 @@ mod tests {
         assert_eq!(c.verbosity, 0);
         assert!(c.memcached_servers.is_empty());
         assert_eq!(cfg(&[("TIFF_COMPRESSION", "9")]).tiff_compression, 0);
+        let ms = |v: &str| {
+            cfg(&[("MEMCACHED_IO_TIMEOUT", v)])
+                .memcached_io_timeout
+                .as_millis()
+        };
+        assert_eq!(
+            (ms("abc"), ms("0"), ms("2500"), ms("99999")),
+            (100, 100, 2500, 60_000)
+        );
     }
 
     #[test]

@@ -37,8 +37,11 @@ pub struct Worker {
 impl Worker {
     pub fn new(cfg: Arc<Config>) -> Self {
         let images = ImageCache::new(cfg.metadata_cache_entries);
-        let memcached =
-            crate::memcached::Client::new(&cfg.memcached_servers, cfg.memcached_timeout);
+        let memcached = crate::memcached::Client::new(
+            &cfg.memcached_servers,
+            cfg.memcached_timeout,
+            cfg.memcached_io_timeout,
+        );
         Worker {
             cfg,
             images,

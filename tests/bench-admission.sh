@@ -7,7 +7,12 @@
 # flood got. Uses ../shared/bench's corpus and wrk script. Not part of the test suite.
 # FRONT=nginx puts the benchmark's private nginx in front of tessera's FastCGI (one
 # upstream connection per request, as nginx does by default) instead of --http.
-# Usage: [FRONT=http|nginx] bench-admission.sh [hot|cold] [DURATION] [BINARY]
+# ROUNDS=N repeats the three servers N times, alternating, and ends with each one's
+# median p99: on a shared 2-core machine one 10 s p99 varies by 2x from run to run.
+# Behind nginx a fourth server measures the front itself: the flood asks nginx for
+# static copies of 16 exports, paced to about the rate tessera renders them (8 per s),
+# so the back end does nothing for it and what the tiles lose is nginx's share.
+# Usage: [FRONT=http|nginx] [ROUNDS=N] bench-admission.sh [hot|cold] [DURATION] [BINARY]
 set -euo pipefail
 B=${BENCH:-$(cd "$(dirname "$0")/../../shared/bench" && pwd)}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -55,6 +60,28 @@ run() {
     while read -r u; do curl -sf -o /dev/null "$base$u"; done < "$URLS"
   fi
   local fp=
+  if [ "$flood" = static ]; then
+    mkdir -p "$D/static"; chmod 755 "$D" "$D/static"
+    for i in $(seq 0 15); do
+      [ -s "$D/static/e$i.jpg" ] || curl -sf -o "$D/static/e$i.jpg" "$base$(sed -n "$((i + 1))p" "$D/exports.txt")"
+    done
+    chmod 644 "$D"/static/*.jpg
+    sed -i "s|server_name localhost;|server_name localhost; location /static/ { root $D; }|" "$NGX/nginx.conf"
+    nginx -p "$NGX" -c "$NGX/nginx.conf" -s reload; sleep 0.5
+    cat > "$D/paced.lua" <<'LUA'
+local i = 0
+function request() i = i + 1; return wrk.format("GET", "/static/e" .. (i % 16) .. ".jpg") end
+function delay() return 1000 end
+function done(s)
+  local f = io.open(os.getenv("PACED_OUT"), "w")
+  f:write(string.format("%.2f", s.requests / (s.duration / 1e6))); f:close()
+end
+LUA
+    PACED_OUT="$D/paced.out" wrk -t1 -c8 -d"$((DUR + 2))s" --timeout 60s -s "$D/paced.lua" "$base" \
+      > "$D/$name-flood.txt" 2>&1 &
+    fp=$!
+    sleep 2
+  fi
   if [ "$flood" = 1 ]; then
     URLS_FILE="$D/exports.txt" NTHREADS=1 URLS_START=$((phase * 5000)) WRK_JSON="$D/$name-flood.json" \
       wrk -t1 -c8 -d"$((DUR + 2))s" --timeout 60s -s "$B/urls.lua" "$base" \
@@ -70,9 +97,12 @@ run() {
   kill $SP; wait $SP 2>/dev/null || true; SP=
   phase=$((phase + 1))
   [ -n "${SHOW_JSON:-}" ] && cat "$D/$name.json" && echo
-  python3 - "$D/$name.json" "$D/$name-flood.json" "$name" <<'PY'
+  [ "$flood" = static ] && echo "static flood through nginx: $(cat "$D/paced.out") req/s"
+  python3 - "$D/$name.json" "$D/$name-flood.json" "$name" "$D/p99s" <<'PY'
 import json, os, sys
 t = json.load(open(sys.argv[1]))
+with open(sys.argv[4], "a") as f:
+    f.write(f"{sys.argv[3]}\t{t['lat_p99_ms']}\n")
 line = f"{sys.argv[3]:<26} tiles: {t['rps']:8.1f} req/s, p99 {t['lat_p99_ms']:>8} ms, non2xx {t['non2xx']}"
 if os.path.exists(sys.argv[2]):
     f = json.load(open(sys.argv[2]))
@@ -83,6 +113,21 @@ PY
 }
 
 echo "tessera ($FRONT), 2 workers, $LIST tiles on 8 connections, $DUR s each ($BIN)"
-run "no flood" 0
-run "flood, admission off" 1 MAX_EXPENSIVE_WORKERS=0
-run "flood, admission on (K=1)" 1 MAX_EXPENSIVE_WORKERS=1
+for _ in $(seq "${ROUNDS:-1}"); do
+  run "no flood" 0
+  run "flood, admission off" 1 MAX_EXPENSIVE_WORKERS=0
+  run "flood, admission on (K=1)" 1 MAX_EXPENSIVE_WORKERS=1
+  [ "$FRONT" = nginx ] && run "static flood (nginx only)" static
+  rm -f "$D"/*.json
+done
+python3 - "$D/p99s" <<'PY'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, p99 = line.rstrip("\n").split("\t")
+    runs.setdefault(name, []).append(float(p99))
+base = statistics.median(runs["no flood"])
+for name, v in runs.items():
+    m = statistics.median(v)
+    print(f"median of {len(v)}: {name:<26} tile p99 {m:8.3f} ms ({m / base:.2f}x no flood)  runs: {v}")
+PY

@@ -2,8 +2,8 @@
 //! responses by request, as iipsrv keeps them. A small ASCII-protocol client with
 //! connect/read/write limits (`MEMCACHED_IO_TIMEOUT`, 100 ms by default), one connection
 //! per server per worker: a memcached that is down or slow costs at most that, and a
-//! failing server is left alone for 10 s. (The `memcache` crate's connection pool waits its own connect timeout when the
-//! server is down, which would stall workers.)
+//! failing server is left alone for 10 s. (The `memcache` crate's connection pool waits
+//! its own connect timeout when the server is down, which would stall workers.)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};

@@ -66,30 +66,20 @@ fn tile_response(
             &view.access.key_bytes(),
         ])
     };
+    let answer =
+        |bytes: Vec<u8>| Response::content(cfg, req.format.mime(), bytes, Some(opened.mtime), None);
     let mut key = cacheable(cfg, cache, view).then(|| key_of(t));
     // Held until the tile is stored: other workers missing it meanwhile wait for it.
     let mut mark = None;
     if let (Some(c), Some(own)) = (cache, key) {
         if let Some(bytes) = c.get(own) {
             log::debug!("tile cache hit: {client} {k},{t}");
-            return Ok(Response::content(
-                cfg,
-                req.format.mime(),
-                bytes,
-                Some(opened.mtime),
-                None,
-            ));
+            return Ok(answer(bytes));
         }
         match flight::on_miss(c, own) {
             flight::Miss::Cached(bytes) => {
                 log::debug!("tile decoded by another worker: {client} {k},{t}");
-                return Ok(Response::content(
-                    cfg,
-                    req.format.mime(),
-                    bytes,
-                    Some(opened.mtime),
-                    None,
-                ));
+                return Ok(answer(bytes));
             }
             flight::Miss::Decode(m) => mark = m,
         }
@@ -108,13 +98,7 @@ fn tile_response(
                     view,
                     key_of,
                 )?;
-                return Ok(Response::content(
-                    cfg,
-                    req.format.mime(),
-                    bytes,
-                    Some(opened.mtime),
-                    None,
-                ));
+                return Ok(answer(bytes));
             }
             // Refused now: `put` must not decide again (the refusal made the key one
             // that missed recently, which it would admit).
@@ -127,13 +111,7 @@ fn tile_response(
             log::debug!("tile cache insert: {client} {k},{t}");
         }
     }
-    Ok(Response::content(
-        cfg,
-        req.format.mime(),
-        bytes,
-        Some(opened.mtime),
-        None,
-    ))
+    Ok(answer(bytes))
 }
 
 /// The encoded bytes of one tile: the stored bitstream when it can pass through,
